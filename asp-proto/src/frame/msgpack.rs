@@ -1,0 +1,103 @@
+//! MsgPack payload encoding and decoding (serde + rmp-serde), with errors
+//! that name the offending key.
+//!
+//! serde's derive reports a missing field as a message, and a type error
+//! without saying where it happened. `serde_path_to_error` supplies the path;
+//! the missing-field message is turned back into a key here, in one place.
+
+use bytes::{BufMut, BytesMut};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::codec::PayloadError;
+use crate::limits::MAX_NESTING_DEPTH;
+
+/// A payload that travels as a MsgPack map and has rules beyond its types.
+pub(crate) trait MapPayload: Serialize + DeserializeOwned {
+    /// Rules serde cannot express (ranges, finite numbers, lengths).
+    fn validate(&self) -> Result<(), PayloadError> {
+        Ok(())
+    }
+}
+
+/// Decodes a payload that must be exactly one MsgPack map. An empty payload
+/// means the empty map, so frames whose keys are all optional can be sent
+/// with no payload at all.
+pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadError> {
+    const EMPTY_MAP: &[u8] = &[0x80];
+    let bytes = if payload.is_empty() {
+        EMPTY_MAP
+    } else {
+        payload
+    };
+    // A map marker: fixmap, map16 or map32. serde's derive would also accept
+    // an array (positional fields), which the spec does not allow.
+    if !matches!(bytes[0], 0x80..=0x8f | 0xde | 0xdf) {
+        return Err(PayloadError::NotAMap);
+    }
+    let mut rest = bytes;
+    let mut de = rmp_serde::Deserializer::new(&mut rest);
+    de.set_max_depth(MAX_NESTING_DEPTH);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
+    if !rest.is_empty() {
+        return Err(PayloadError::TrailingBytes(rest.len()));
+    }
+    value.validate()?;
+    Ok(value)
+}
+
+/// Appends `value` to `dst` as a MsgPack map with string keys.
+pub(crate) fn encode_map<T: MapPayload>(value: &T, dst: &mut BytesMut) -> Result<(), PayloadError> {
+    value.validate()?;
+    let mut writer = dst.writer();
+    rmp_serde::encode::write_named(&mut writer, value)
+        .map_err(|e| PayloadError::Malformed(e.to_string()))
+}
+
+fn path_error(err: serde_path_to_error::Error<rmp_serde::decode::Error>) -> PayloadError {
+    // serde_path_to_error writes `.` for the root and `?` where it could not
+    // tell the key (the map itself was cut short): neither names a key.
+    let path = match err.path().to_string() {
+        p if p == "?" => ".".to_owned(),
+        p => p,
+    };
+    let inner = err.into_inner();
+    let message = inner.to_string();
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        let key = if path == "." {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        };
+        return PayloadError::MissingKey(key);
+    }
+    match inner {
+        // A structural failure (truncated input, depth) is about the bytes,
+        // not about one key's value.
+        rmp_serde::decode::Error::InvalidMarkerRead(_)
+        | rmp_serde::decode::Error::InvalidDataRead(_)
+        | rmp_serde::decode::Error::DepthLimitExceeded
+        | rmp_serde::decode::Error::LengthMismatch(_) => {
+            if path == "." {
+                PayloadError::Malformed(message)
+            } else {
+                PayloadError::Malformed(format!("at `{path}`: {message}"))
+            }
+        }
+        _ if path == "." => PayloadError::Malformed(message),
+        _ => PayloadError::InvalidValue {
+            key: path,
+            reason: message,
+        },
+    }
+}
+
+/// A key's value failed a rule beyond its type.
+pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> PayloadError {
+    PayloadError::InvalidValue {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}

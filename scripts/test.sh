@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Every check CI runs, in one command: formatting, clippy, all tests, the
+# dependency rule for asp-proto, a short fuzz run of every target, and the
+# README's main command. Installs what it needs on a fresh machine.
+#
+#   ./scripts/test.sh                      # everything
+#   ASP_FUZZ_SECONDS=300 ./scripts/test.sh # fuzz longer (default: 20 s per target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${ASP_FUZZ_SECONDS:-20}
+FUZZ_TARGETS=(frame_decode frame_roundtrip decoder_chunked)
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: rustfmt, clippy, nightly, cargo-fuzz"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+have_nightly=yes
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal || have_nightly=no
+fi
+if [ "$have_nightly" = yes ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, vectors, properties, fuzz-corpus replay, doc tests)"
+cargo test --workspace --locked
+
+step "asp-proto depends on no runtime, socket or clock crate"
+forbidden='^(tokio|async-std|async-io|smol|mio|socket2|futures|hyper|reqwest|tungstenite)( |$)'
+if cargo tree -p asp-proto -e normal --prefix none --format '{p}' | grep -E "$forbidden"; then
+  echo "asp-proto must stay Sans-IO: the crates above must not be in its tree" >&2
+  exit 1
+fi
+echo "ok: $(cargo tree -p asp-proto -e normal --prefix none --format '{p}' | sort -u | wc -l) crates, none of them I/O"
+
+if [ "$have_nightly" = yes ]; then
+  step "fuzz smoke: ${FUZZ_SECONDS}s per target"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (
+    cd fuzz
+    cargo +nightly fuzz build
+    for target in "${FUZZ_TARGETS[@]}"; do
+      mkdir -p "$work/$target"
+      # New inputs go to the scratch dir; the committed corpus is read only.
+      cargo +nightly fuzz run "$target" "$work/$target" "corpus/$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+        | grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)|ERROR|panicked|SUMMARY' || true
+      # grep hides the fuzzer's noise; its exit status is the verdict.
+      test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzz target $target failed: see fuzz/artifacts/$target" >&2; exit 1; }
+      echo "fuzz $target: no crash in ${FUZZ_SECONDS}s"
+    done
+  )
+else
+  echo "WARNING: no nightly toolchain could be installed; fuzz smoke skipped." >&2
+  echo "The corpora were still replayed on stable by the fuzz_corpus test above." >&2
+fi
+
+step "README main command"
+cargo run --release --locked -p asp-proto --example wire_tour
+
+printf '\nall checks passed\n'
