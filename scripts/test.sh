@@ -31,7 +31,11 @@ step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, vectors, properties, fuzz-corpus replay, doc tests)"
-cargo test --workspace --locked
+test_log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$test_log"
+passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$test_log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '([0-9]+) failed;' "$test_log" | awk '{s+=$1} END {print s+0}')
+rm -f "$test_log"
 
 step "asp-proto depends on no runtime, socket or clock crate"
 forbidden='^(tokio|async-std|async-io|smol|mio|socket2|futures|hyper|reqwest|tungstenite)( |$)'
@@ -68,3 +72,5 @@ step "README main command"
 cargo run --release --locked -p asp-proto --example wire_tour
 
 printf '\nall checks passed\n'
+# Totals of every `cargo test` binary above, as one closing line.
+echo "tests: $passed passed, $failed failed"
