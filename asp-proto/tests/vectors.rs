@@ -104,15 +104,7 @@ fn valid_cases() -> Vec<Valid> {
         v(
             "hello-client-minimal",
             "The smallest client HELLO: the versions it speaks.",
-            Frame::Hello(ClientHello {
-                versions: vec![1],
-                name: None,
-                caps: vec![],
-                token: None,
-                resume: None,
-                limits: PeerLimits::default(),
-                tools: None,
-            }),
+            Frame::Hello(ClientHello::new()),
         ),
         v(
             "hello-client-full",
@@ -438,15 +430,7 @@ fn valid_cases() -> Vec<Valid> {
         name: "hello-client-nil-optionals",
         note: "Optional keys sent as nil are absent, whatever their type.",
         wire: raw(0x11, 0, 0, &hello_nils),
-        canonical: Some(enc(Frame::Hello(ClientHello {
-            versions: vec![1],
-            name: None,
-            caps: vec![],
-            token: None,
-            resume: None,
-            limits: PeerLimits::default(),
-            tools: None,
-        }))),
+        canonical: Some(enc(Frame::Hello(ClientHello::new()))),
     });
     out.push(Valid {
         name: "interrupt-empty-payload",

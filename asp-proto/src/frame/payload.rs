@@ -179,6 +179,28 @@ pub struct ClientHello {
     pub tools: Option<Vec<ToolSpec>>,
 }
 
+impl ClientHello {
+    /// An offer of ASP/1 with nothing else: no token, no resume, default
+    /// limits, no tools.
+    pub fn new() -> Self {
+        ClientHello {
+            versions: vec![crate::FrameHeader::VERSION],
+            name: None,
+            caps: Vec::new(),
+            token: None,
+            resume: None,
+            limits: PeerLimits::default(),
+            tools: None,
+        }
+    }
+}
+
+impl Default for ClientHello {
+    fn default() -> Self {
+        ClientHello::new()
+    }
+}
+
 impl MapPayload for ClientHello {
     fn validate(&self) -> Result<(), PayloadError> {
         if self.versions.is_empty() {
@@ -245,6 +267,24 @@ pub struct ServerHello {
     /// The server's tools, when it sends them with the handshake (`tools`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<ToolSpec>>,
+}
+
+impl ServerHello {
+    /// An answer choosing ASP/1 for connection `cid`, with defaults for
+    /// everything else.
+    pub fn new(cid: impl Into<String>) -> Self {
+        ServerHello {
+            version: crate::FrameHeader::VERSION,
+            cid: cid.into(),
+            limits: PeerLimits::default(),
+            hb: None,
+            caps: Vec::new(),
+            resume: None,
+            resumed: None,
+            resume_error: None,
+            tools: None,
+        }
+    }
 }
 
 impl MapPayload for ServerHello {
