@@ -117,6 +117,8 @@ error_codes! {
     FLOW_CONTROL = 202, "flow-control violation";
     /// The sender is sending faster than the receiver allows.
     RATE_LIMITED = 203, "rate limited";
+    /// The peer announced more tools than the receiver keeps.
+    TOO_MANY_TOOLS = 204, "too many tools";
 
     /// No tool of that name is registered.
     UNKNOWN_TOOL = 300, "unknown tool";

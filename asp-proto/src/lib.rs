@@ -37,9 +37,12 @@ pub mod codec;
 mod error_code;
 pub mod frame;
 pub mod limits;
+pub mod session;
 
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
+pub mod testing;
 
 /// The README's examples run as doc tests, so they cannot drift from the code.
 #[cfg(doctest)]
@@ -52,4 +55,9 @@ pub use frame::{
     flags, ClientHello, Complete, ErrorInfo, Frame, FrameHeader, FrameType, GoAway, Interrupt,
     Invoke, Metrics, PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest,
     Resumed, Role, ServerHello, ToolDef, ToolOp, ToolSpec, Value, Window,
+};
+pub use session::{
+    CloseReason, DetachReason, Entropy, Event, HelloInfo, Initiator, InvocationInfo,
+    InvocationRole, InvocationState, ResumeKey, SendError, Session, SessionConfig, SessionState,
+    Stats, ToolSet,
 };

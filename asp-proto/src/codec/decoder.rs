@@ -58,6 +58,7 @@ pub struct Decoder {
     header: Option<FrameHeader>,
     max_payload: u32,
     failed: Option<FrameError>,
+    last_payload_len: u32,
 }
 
 impl Decoder {
@@ -68,6 +69,7 @@ impl Decoder {
             header: None,
             max_payload,
             failed: None,
+            last_payload_len: 0,
         }
     }
 
@@ -80,6 +82,12 @@ impl Decoder {
     /// whose header has already been accepted is not checked again.
     pub fn set_max_payload(&mut self, max_payload: u32) {
         self.max_payload = max_payload;
+    }
+
+    /// The payload length of the frame `decode` returned last, as it was on
+    /// the wire: flow control counts these bytes, not a re-encoding.
+    pub fn last_payload_len(&self) -> u32 {
+        self.last_payload_len
     }
 
     /// Bytes held for a frame that is not complete yet.
@@ -162,6 +170,7 @@ impl Decoder {
             self.buf.split().freeze()
         };
         self.header = None;
+        self.last_payload_len = header.payload_len;
         Frame::from_parts(header, payload).map(Some)
     }
 
