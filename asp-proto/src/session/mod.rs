@@ -1300,29 +1300,31 @@ impl Session {
             (None, Some(progress)) if delivering => {
                 // Delivered as an event: consumed now.
                 self.events.push_back(Event::Progress { id, progress });
-                self.credit_back(id, len, false);
+                self.credit_back(id, len, len);
             }
             // Interrupted or timed out: nobody reads it; the connection
             // gets its credit back at once.
-            _ => self.credit_back(id, len, true),
+            _ => self.credit_back(id, 0, len),
         }
     }
 
-    /// Returns `n` bytes of credit: to the invocation (unless it is winding
-    /// down) and to the connection, sending WINDOW once half a window is due.
-    fn credit_back(&mut self, id: RequestId, n: u32, connection_only: bool) {
-        if !connection_only {
-            if let Some(inv) = self.invocations.get_mut(&id) {
-                inv.pending_grant += n;
-                if inv.pending_grant >= self.config.invocation_window / 2 {
-                    let credit = std::mem::take(&mut inv.pending_grant);
-                    inv.recv_window += credit;
+    /// Returns credit: `inv` bytes to invocation `id` and `conn` bytes to
+    /// the connection, sending WINDOW once half a window is due.
+    fn credit_back(&mut self, id: RequestId, inv: u32, conn: u32) {
+        if inv > 0 {
+            if let Some(record) = self.invocations.get_mut(&id) {
+                record.pending_grant += inv;
+                if record.pending_grant >= self.config.invocation_window / 2 {
+                    let credit = std::mem::take(&mut record.pending_grant);
+                    record.recv_window += credit;
                     let _ = self.send(&Frame::Window(id, Window { credit }));
                 }
             }
         }
-        self.conn_pending_grant += n;
-        if self.conn_pending_grant >= self.config.connection_window / 2 {
+        self.conn_pending_grant += conn;
+        if self.conn_pending_grant > 0
+            && self.conn_pending_grant >= self.config.connection_window / 2
+        {
             let credit = std::mem::take(&mut self.conn_pending_grant);
             self.conn_recv_window += credit;
             let _ = self.send(&Frame::Window(RequestId::CONNECTION, Window { credit }));
@@ -1331,8 +1333,10 @@ impl Session {
 
     /// The application consumed `bytes` of invocation `id`'s output: return
     /// the credit to the handler. Grants are batched into WINDOW frames of
-    /// half a window. Works after the invocation ended too (the connection
-    /// window still needs the credit back).
+    /// half a window. Granting after the invocation ended (or with id 0)
+    /// returns the connection's credit only. An invocation is never credited
+    /// more than was delivered on it, so a grant that arrives after its id
+    /// was reused cannot inflate the new invocation's window.
     pub fn grant(&mut self, id: RequestId, bytes: usize) {
         let n = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
@@ -1341,18 +1345,17 @@ impl Session {
             return;
         }
         self.conn_unconsumed -= n;
-        let open = match self.invocations.get_mut(&id) {
+        let inv = match self.invocations.get_mut(&id) {
             Some(inv)
                 if inv.role == InvocationRole::Invoker && inv.state == InvocationState::Open =>
             {
-                inv.unconsumed = inv.unconsumed.saturating_sub(n);
-                true
+                let k = n.min(inv.unconsumed);
+                inv.unconsumed -= k;
+                k
             }
-            _ => false,
+            _ => 0,
         };
-        if self.transport || self.state == SessionState::Detached {
-            self.credit_back(id, n, !open);
-        }
+        self.credit_back(id, inv, n);
     }
 
     fn on_interrupt(&mut self, id: RequestId) {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub mod model;
+
 use crate::{Entropy, Event, Session, SessionConfig, SessionState};
 
 /// Deterministic "randomness" for server sessions in tests (splitmix64).
@@ -32,7 +34,7 @@ impl Entropy for TestEntropy {
 }
 
 /// Which end of the pair.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
     /// The client session.
     Client,
@@ -203,9 +205,28 @@ impl Pair {
 
     /// The transport dies: bytes in flight are lost and both sides are told.
     pub fn kill_transport(&mut self) {
+        self.kill_transport_after(0);
+    }
+
+    /// The transport dies after delivering `per_255`/255 of the bytes in
+    /// flight in each direction (cutting frames anywhere); the rest is lost.
+    pub fn kill_transport_after(&mut self, per_255: u8) {
         self.collect();
-        self.to_server.clear();
-        self.to_client.clear();
+        for side in [Side::Server, Side::Client] {
+            let queue = match side {
+                Side::Server => std::mem::take(&mut self.to_server),
+                Side::Client => std::mem::take(&mut self.to_client),
+            };
+            let total: usize = queue.iter().map(|b| b.len()).sum();
+            let mut budget = total * usize::from(per_255) / 255;
+            for bytes in queue {
+                let n = budget.min(bytes.len());
+                budget -= n;
+                if n > 0 {
+                    self.deliver(side, bytes.slice(..n));
+                }
+            }
+        }
         let now = self.now;
         self.client.handle_transport_closed(now);
         self.server.handle_transport_closed(now);
