@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check CI runs, in one command: formatting, clippy, all tests, the
-# dependency rule for asp-proto, a short fuzz run of every target, and the
+# dependency rule for asp-proto, a short fuzz run of every target (five), and the
 # README's main command. Installs what it needs on a fresh machine.
 #
 #   ./scripts/test.sh                      # everything
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${ASP_FUZZ_SECONDS:-20}
-FUZZ_TARGETS=(frame_decode frame_roundtrip decoder_chunked)
+FUZZ_TARGETS=(frame_decode frame_roundtrip decoder_chunked session session_ops)
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain: rustfmt, clippy, nightly, cargo-fuzz"
@@ -36,6 +36,9 @@ cargo test --workspace --locked 2>&1 | tee "$test_log"
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$test_log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '([0-9]+) failed;' "$test_log" | awk '{s+=$1} END {print s+0}')
 rm -f "$test_log"
+
+step "cargo doc (broken intra-doc links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "asp-proto depends on no runtime, socket or clock crate"
 forbidden='^(tokio|async-std|async-io|smol|mio|socket2|futures|hyper|reqwest|tungstenite)( |$)'

@@ -5,9 +5,15 @@
 //! (`tests/fuzz_corpus.rs`). Each panics when an invariant breaks; that is how
 //! a fuzzer learns of a bug. Not part of the public API.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 
-use crate::{decode_all, Decoder, ErrorCode, Frame, FrameHeader};
+use crate::testing::{model, TestEntropy};
+use crate::{
+    decode_all, Decoder, ErrorCode, Event, Frame, FrameHeader, Session, SessionConfig, ToolSpec,
+    Value,
+};
 
 /// The payload limit the targets use: small, so that inputs a fuzzer
 /// generates reach both the accepted and the too-large paths.
@@ -152,4 +158,102 @@ fn assert_bounded(decoder: &Decoder) {
         "decoder holds {} bytes, bound {bound}",
         decoder.buffered()
     );
+}
+
+/// The configuration the session targets use: small limits, so that the
+/// fuzzer reaches them.
+fn fuzz_session_config() -> SessionConfig {
+    SessionConfig {
+        tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")],
+        max_frame_payload: 16 * 1024,
+        max_concurrent_invocations: 4,
+        invocation_window: 4096,
+        connection_window: 8192,
+        replay_buffer_bytes: 16 * 1024,
+        max_peer_tools: 16,
+        ..SessionConfig::default()
+    }
+}
+
+/// One session, client or server (the first byte's low bit), fed the rest
+/// of the input as a byte stream interleaved with time advances and a
+/// transport close; its application answers every invocation. Checks that
+/// nothing panics, buffers stay bounded and deadlines are never in the past.
+///
+/// Input format, after the role byte: a control byte `c`; `c & 0x80` set
+/// advances the clock by `(c & 0x7f)^2 * 10` ms; `c == 0x7f` closes the
+/// transport; otherwise the next `c + 1` bytes are input.
+pub fn session(data: &[u8]) {
+    let Some((&role, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut now = Instant::now();
+    let config = fuzz_session_config();
+    let bound = config.replay_buffer_bytes + 2 * config.max_frame_payload as usize + 64 * 1024;
+    let mut s = if role & 1 == 0 {
+        Session::client(config, now)
+    } else {
+        Session::server(config, now, Box::new(TestEntropy(u64::from(role))))
+    };
+    while let Some((&ctl, tail)) = rest.split_first() {
+        rest = tail;
+        if ctl & 0x80 != 0 {
+            now += Duration::from_millis(u64::from(ctl & 0x7f).pow(2) * 10);
+            s.handle_timeout(now);
+        } else if ctl == 0x7f {
+            s.handle_transport_closed(now);
+        } else {
+            let n = (usize::from(ctl) + 1).min(rest.len());
+            let (input, tail) = rest.split_at(n);
+            rest = tail;
+            s.handle_input(now, input);
+        }
+        play_application(&mut s, now);
+        let stats = s.stats();
+        assert!(
+            stats.buffered_bytes <= bound,
+            "session holds {} bytes",
+            stats.buffered_bytes
+        );
+        if let Some(at) = s.poll_timeout() {
+            assert!(at >= now, "poll_timeout is in the past");
+        }
+    }
+}
+
+/// A busy application: accepts clients, answers invocations with output and
+/// a result, grants what it receives, reconnects when detached.
+fn play_application(s: &mut Session, now: Instant) {
+    for _ in 0..64 {
+        while s.poll_transmit().is_some() {}
+        let Some(event) = s.poll_event() else { return };
+        match event {
+            Event::HelloReceived(_) => {
+                let _ = s.accept(now);
+            }
+            Event::Invoked { id, .. } => {
+                let _ = s.send_chunk(id, &mut Bytes::from_static(b"output"));
+                let _ = s.complete(now, id, Value::from(1), None);
+            }
+            Event::Chunk { id, data } => s.grant(id, data.len()),
+            Event::Detached { .. } => {
+                let _ = s.reconnect(now);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Operation sequences over a client–server pair, checked against the
+/// reference model (`asp_proto::testing::model`). Bytes 0–8 choose the
+/// configuration and the seed; every three bytes after them are one
+/// operation. At most 100 operations per input keep each run short.
+pub fn session_ops(data: &[u8]) {
+    if data.len() < 9 {
+        return;
+    }
+    let knob = data[0];
+    let seed = u64::from_le_bytes(data[1..9].try_into().expect("8 bytes"));
+    let ops = model::Op::decode_all(&data[9..data.len().min(9 + 300)]);
+    model::run(knob, seed, &ops);
 }

@@ -4,7 +4,7 @@
 //! It plays both adapters: moves each transmit to the other side split at
 //! random points, accepts clients, routes a resuming HELLO to the detached
 //! server session the way a server adapter indexes sessions by
-//! [`ResumeKey`], and can drop the transport at any moment. Not part of the
+//! [`ResumeKey`](crate::ResumeKey), and can drop the transport at any moment. Not part of the
 //! public API.
 
 use std::collections::VecDeque;
@@ -67,6 +67,8 @@ pub struct Pair {
     to_client: VecDeque<Bytes>,
     /// Bytes moved in each direction since creation.
     pub wire_bytes: (u64, u64),
+    /// When set, every chunk delivered is recorded here (fuzz seeds).
+    pub transcript: Option<Vec<(Side, Bytes)>>,
 }
 
 impl Pair {
@@ -88,6 +90,7 @@ impl Pair {
             to_server: VecDeque::new(),
             to_client: VecDeque::new(),
             wire_bytes: (0, 0),
+            transcript: None,
         }
     }
 
@@ -143,6 +146,9 @@ impl Pair {
         while !bytes.is_empty() {
             let size = 1 + (self.next_rand() as usize % self.max_chunk.max(1));
             let chunk = bytes.split_to(size.min(bytes.len()));
+            if let Some(t) = self.transcript.as_mut() {
+                t.push((to, chunk.clone()));
+            }
             match to {
                 Side::Server => self.server.handle_input(now, &chunk),
                 Side::Client => self.client.handle_input(now, &chunk),
