@@ -762,11 +762,12 @@ fn a_silent_peer_detaches_a_resumable_session() {
 
 // -------------------------------------------------------------- flow control
 
-#[test]
-fn a_slow_reader_blocks_the_handler_until_it_grants() {
+/// A pair whose client has the given receive windows and has invoked
+/// `tokens`; the server has seen the INVOKE.
+fn streaming_pair(invocation_window: u32, connection_window: u32) -> (Pair, RequestId) {
     let client = SessionConfig {
-        invocation_window: 64 * 1024,
-        connection_window: 128 * 1024,
+        invocation_window,
+        connection_window,
         ..client_cfg()
     };
     let mut p = Pair::connected(client, server_cfg(), 11);
@@ -777,6 +778,12 @@ fn a_slow_reader_blocks_the_handler_until_it_grants() {
         .unwrap();
     p.drive();
     invoked(&mut p, Side::Server);
+    (p, id)
+}
+
+#[test]
+fn a_slow_reader_blocks_the_handler_until_it_grants() {
+    let (mut p, id) = streaming_pair(64 * 1024, 128 * 1024);
     let mut rest = Bytes::from(vec![7u8; 200_000]);
     assert_eq!(p.server.send_chunk(id, &mut rest), Err(SendError::Blocked));
     assert_eq!(
@@ -809,19 +816,7 @@ fn a_slow_reader_blocks_the_handler_until_it_grants() {
 
 #[test]
 fn flow_control_holds_back_and_releases_every_byte() {
-    let client = SessionConfig {
-        invocation_window: 32 * 1024,
-        connection_window: 48 * 1024,
-        ..client_cfg()
-    };
-    let mut p = Pair::connected(client, server_cfg(), 11);
-    let now = p.now;
-    let id = p
-        .client
-        .invoke(now, Invoke::new("tokens", Value::Nil))
-        .unwrap();
-    p.drive();
-    invoked(&mut p, Side::Server);
+    let (mut p, id) = streaming_pair(32 * 1024, 48 * 1024);
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let mut rest = Bytes::from(payload.clone());
     let mut received = Vec::new();

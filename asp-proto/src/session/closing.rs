@@ -1,0 +1,147 @@
+//! GOAWAY, close, protocol errors and the end of a session (SPEC.md §13).
+
+use super::*;
+
+impl Session {
+    /// Starts a graceful drain: GOAWAY, no new invocations either way, and
+    /// the session closes (`NO_ERROR`) once the open ones end — or, with a
+    /// `drain` limit, when it passes, failing what is left with `GOING_AWAY`.
+    pub fn goaway(
+        &mut self,
+        now: Instant,
+        message: Option<String>,
+        drain: Option<Duration>,
+    ) -> Result<(), SendError> {
+        self.accepting_commands()?;
+        if self.local_goaway {
+            return Ok(());
+        }
+        self.send(&Frame::GoAway(GoAway {
+            code: None,
+            message,
+        }))?;
+        self.local_goaway = true;
+        if self.state == SessionState::Open {
+            self.state = SessionState::Draining;
+        }
+        if let Some(limit) = drain {
+            self.timers.set(Timer::Drain, now + limit);
+        }
+        self.maybe_finish_drain();
+        Ok(())
+    }
+
+    pub(super) fn on_goaway(&mut self, goaway: GoAway) {
+        self.peer_goaway = true;
+        if self.state == SessionState::Open {
+            self.state = SessionState::Draining;
+        }
+        self.events.push_back(Event::GoAway {
+            code: goaway.code.unwrap_or(ErrorCode::NO_ERROR),
+            message: goaway.message,
+        });
+    }
+
+    pub(super) fn maybe_finish_drain(&mut self) {
+        if self.local_goaway && self.invocations.is_empty() && self.state == SessionState::Draining
+        {
+            self.end(ErrorCode::NO_ERROR, "drained".into(), Initiator::Local);
+        }
+    }
+
+    pub(super) fn on_drain_deadline(&mut self, _now: Instant) {
+        let handled: Vec<RequestId> = self
+            .invocations
+            .iter()
+            .filter(|(_, i)| i.role == InvocationRole::Handler)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in handled {
+            let _ = self.send(&Frame::Error(
+                id,
+                ErrorInfo::new(ErrorCode::GOING_AWAY, "drain deadline passed"),
+            ));
+        }
+        self.end(
+            ErrorCode::GOING_AWAY,
+            "drain deadline passed".into(),
+            Initiator::Local,
+        );
+    }
+
+    /// Ends the session now. With a code other than `NO_ERROR` the peer is
+    /// told with ERROR (request id 0). Open invocations fail with `code`.
+    pub fn close(&mut self, code: ErrorCode, message: impl Into<String>) {
+        if self.is_closed() {
+            return;
+        }
+        let message = message.into();
+        if self.transport && self.state != SessionState::Detached {
+            let _ = self.send(&Frame::Error(
+                RequestId::CONNECTION,
+                ErrorInfo::new(code, message.clone()),
+            ));
+        }
+        self.end(code, message, Initiator::Local);
+    }
+
+    pub(super) fn protocol_error(&mut self, _now: Instant, code: ErrorCode, message: String) {
+        if self.is_closed() {
+            return;
+        }
+        if self.transport {
+            let _ = self.send(&Frame::Error(
+                RequestId::CONNECTION,
+                ErrorInfo::new(code, message.clone()),
+            ));
+        }
+        self.end(code, message, Initiator::Local);
+    }
+
+    pub(super) fn on_peer_fatal(&mut self, error: ErrorInfo) {
+        self.end(error.code, error.message, Initiator::Peer);
+    }
+
+    /// Fails every open invocation with `code`: `Failed` for ours,
+    /// `Interrupted` for the peer's.
+    pub(super) fn fail_all(&mut self, code: ErrorCode, message: &str) {
+        let mut ids: Vec<RequestId> = self.invocations.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            let inv = self.close_invocation(id).expect("listed");
+            match inv.role {
+                InvocationRole::Invoker if inv.state != InvocationState::TimedOut => {
+                    self.events.push_back(Event::Failed {
+                        id,
+                        error: ErrorInfo::new(code, message),
+                    })
+                }
+                InvocationRole::Invoker => {}
+                InvocationRole::Handler => self.events.push_back(Event::Interrupted { id, code }),
+            }
+        }
+    }
+
+    pub(super) fn end(&mut self, code: ErrorCode, message: String, initiator: Initiator) {
+        if self.is_closed() {
+            return;
+        }
+        let fail_code = if code == ErrorCode::NO_ERROR {
+            ErrorCode::GOING_AWAY
+        } else {
+            code
+        };
+        self.fail_all(fail_code, &message);
+        self.state = SessionState::Closed;
+        self.timers.stop_all();
+        self.deadlines.clear();
+        self.replay.clear();
+        self.unacked_bytes = 0;
+        self.pending.clear();
+        self.events.push_back(Event::Closed(CloseReason {
+            code,
+            message,
+            initiator,
+        }));
+    }
+}
