@@ -1045,6 +1045,49 @@ fn resume_after_a_killed_transport_loses_and_repeats_nothing() {
 }
 
 #[test]
+fn a_full_replay_buffer_blocks_and_is_released_by_acknowledgements() {
+    let server = SessionConfig {
+        replay_buffer_bytes: 8 * 1024,
+        ..server_cfg()
+    };
+    let mut p = Pair::connected(client_cfg(), server, 21);
+    let now = p.now;
+    let id = p
+        .client
+        .invoke(now, Invoke::new("tokens", Value::Nil))
+        .unwrap();
+    p.drive();
+    invoked(&mut p, Side::Server);
+    // Without delivery, the server can have at most its replay bound unacknowledged.
+    let mut data = Bytes::from(vec![1u8; 20_000]);
+    assert_eq!(p.server.send_chunk(id, &mut data), Err(SendError::Blocked));
+    let sent = 20_000 - data.len();
+    assert!(
+        sent < 8 * 1024,
+        "{sent} bytes went out past an 8 KiB replay bound"
+    );
+    assert!(p.server.stats().replay_bytes <= 8 * 1024);
+    // The transport drops with the ack request in flight; after the resume
+    // the sender asks again and the rest flows.
+    p.kill_transport();
+    assert!(p.reconnect());
+    let mut got = chunks(&mut p, Side::Client, id).len();
+    for _ in 0..20 {
+        if data.is_empty() {
+            break;
+        }
+        let _ = p.server.send_chunk(id, &mut data);
+        p.drive();
+        let more = chunks(&mut p, Side::Client, id).len();
+        p.client.grant(id, more);
+        got += more;
+        p.drive();
+    }
+    assert!(data.is_empty(), "{} bytes still blocked", data.len());
+    assert_eq!(got, 20_000);
+}
+
+#[test]
 fn resume_after_the_grace_period_fails_cleanly() {
     let mut p = pair();
     let now = p.now;

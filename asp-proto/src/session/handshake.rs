@@ -167,6 +167,9 @@ impl Session {
         self.timers.set(Timer::Heartbeat, now + self.heartbeat);
         self.missed = 0;
         self.ping_outstanding = None;
+        // A PING asking for an acknowledgement may have died with the old
+        // transport: a blocked sender must be able to ask again.
+        self.ack_requested = false;
     }
 
     /// Forgets the old session after a refused resume: a new one starts.
