@@ -1,0 +1,230 @@
+//! The application's handle on one connection.
+
+use std::sync::{Arc, Mutex};
+
+use asp_proto::{
+    CloseReason, ErrorCode, Invoke, Progress, RequestId, SendError, Stats, ToolOp, ToolSet,
+    ToolSpec, Value,
+};
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+
+use crate::invocation::{Invocation, InvocationEvent};
+
+/// Why a connection could not do what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The connection has ended.
+    #[error("the connection is closed: {0}")]
+    Closed(String),
+    /// The session refused the command.
+    #[error(transparent)]
+    Refused(#[from] SendError),
+}
+
+/// What the driver hands back for a new invocation: its id, its token and
+/// where its events arrive.
+pub(crate) type OpenedInvocation = (RequestId, u64, mpsc::UnboundedReceiver<InvocationEvent>);
+
+/// A command from the application to the connection's driver task.
+pub(crate) enum Command {
+    Invoke {
+        invoke: Invoke,
+        reply: oneshot::Sender<Result<OpenedInvocation, SendError>>,
+    },
+    Chunk {
+        id: RequestId,
+        token: u64,
+        data: Bytes,
+        /// Answered once the session accepted every byte (flow control).
+        done: oneshot::Sender<Result<(), SendError>>,
+    },
+    Progress {
+        id: RequestId,
+        token: u64,
+        progress: Progress,
+    },
+    Complete {
+        id: RequestId,
+        token: u64,
+        result: Value,
+    },
+    Fail {
+        id: RequestId,
+        token: u64,
+        code: ErrorCode,
+        message: String,
+    },
+    Interrupt {
+        id: RequestId,
+        token: u64,
+    },
+    Grant {
+        id: RequestId,
+        token: u64,
+        bytes: usize,
+    },
+    PushTools {
+        op: ToolOp,
+        tools: Vec<ToolSpec>,
+    },
+    GoAway {
+        drain: Option<std::time::Duration>,
+    },
+    Close {
+        code: ErrorCode,
+        message: String,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
+}
+
+/// What the driver publishes for the handles to read.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) cid: Option<String>,
+    pub(crate) peer_tools: ToolSet,
+    pub(crate) tool_watchers: Vec<mpsc::UnboundedSender<()>>,
+    pub(crate) closed: Option<CloseReason>,
+    pub(crate) close_watchers: Vec<oneshot::Sender<CloseReason>>,
+}
+
+/// A handle on one connection, cheap to clone. Commands go to the task that
+/// owns the session; nothing here blocks on the network except the futures
+/// that say so.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("cid", &self.connection_id())
+            .finish()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new() -> (Connection, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded();
+        (
+            Connection {
+                tx,
+                shared: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    pub(crate) fn command(&self, command: Command) -> Result<(), ConnectionError> {
+        self.tx
+            .unbounded_send(command)
+            .map_err(|_| self.closed_error())
+    }
+
+    fn closed_error(&self) -> ConnectionError {
+        let reason = self.shared.lock().expect("lock").closed.clone();
+        ConnectionError::Closed(
+            reason.map_or_else(|| "the driver stopped".to_owned(), |r| r.message),
+        )
+    }
+
+    /// The connection id the server assigned.
+    pub fn connection_id(&self) -> Option<String> {
+        self.shared.lock().expect("lock").cid.clone()
+    }
+
+    /// Invokes `tool` on the peer with `args`. The [`Invocation`] streams the
+    /// output and then yields the result; dropping it early interrupts the
+    /// invocation.
+    pub async fn invoke(
+        &self,
+        tool: impl Into<String>,
+        args: Value,
+    ) -> Result<Invocation, ConnectionError> {
+        self.invoke_with(Invoke::new(tool, args)).await
+    }
+
+    /// Like [`invoke`](Self::invoke), with a deadline, trace context or metadata.
+    pub async fn invoke_with(&self, invoke: Invoke) -> Result<Invocation, ConnectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Invoke { invoke, reply })?;
+        let (id, token, events) = answer.await.map_err(|_| self.closed_error())??;
+        Ok(Invocation::new(id, token, events, self.clone()))
+    }
+
+    /// The peer's tools as last announced.
+    pub fn peer_tools(&self) -> Vec<ToolSpec> {
+        self.shared
+            .lock()
+            .expect("lock")
+            .peer_tools
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// A stream that yields each time the peer's tool set changes.
+    pub fn tool_changes(&self) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded();
+        self.shared.lock().expect("lock").tool_watchers.push(tx);
+        rx
+    }
+
+    /// Changes our tool set and tells the peer.
+    pub fn push_tools(&self, op: ToolOp, tools: Vec<ToolSpec>) -> Result<(), ConnectionError> {
+        self.command(Command::PushTools { op, tools })
+    }
+
+    /// Starts a graceful drain (GOAWAY); with `drain`, open invocations are
+    /// failed when it passes.
+    pub fn goaway(&self, drain: Option<std::time::Duration>) -> Result<(), ConnectionError> {
+        self.command(Command::GoAway { drain })
+    }
+
+    /// Closes the connection now with `code`.
+    pub fn close(
+        &self,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Result<(), ConnectionError> {
+        self.command(Command::Close {
+            code,
+            message: message.into(),
+        })
+    }
+
+    /// Waits until the connection has ended, and says why.
+    pub async fn closed(&self) -> CloseReason {
+        let rx = {
+            let mut shared = self.shared.lock().expect("lock");
+            if let Some(reason) = &shared.closed {
+                return reason.clone();
+            }
+            let (tx, rx) = oneshot::channel();
+            shared.close_watchers.push(tx);
+            rx
+        };
+        rx.await.unwrap_or_else(|_| CloseReason {
+            code: ErrorCode::INTERNAL,
+            message: "the driver stopped".into(),
+            initiator: asp_proto::Initiator::Local,
+        })
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().expect("lock").closed.is_some() || self.tx.is_closed()
+    }
+
+    /// The session's counters.
+    pub async fn stats(&self) -> Result<Stats, ConnectionError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Stats { reply })?;
+        answer.await.map_err(|_| self.closed_error())
+    }
+}

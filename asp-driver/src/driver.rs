@@ -1,0 +1,461 @@
+//! The task that owns one session: a loop over the socket, the session's
+//! deadline and the application's commands (quinn's `ConnectionDriver`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use asp_proto::{
+    CloseReason, ErrorCode, Event, HelloInfo, RequestId, SendError, Session, SessionConfig,
+};
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use futures::future::{AbortHandle, Abortable};
+use futures::{select, FutureExt, Sink, SinkExt, Stream, StreamExt};
+use tracing::Instrument;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
+
+use crate::connection::{Command, Connection};
+use crate::invocation::{Completion, InvocationEvent};
+use crate::tools::{ToolContext, ToolRegistry};
+use crate::{BoxFuture, Runtime};
+
+/// Decides whether a client may connect: `Err((code, message))` rejects it
+/// (`UNAUTHENTICATED`, `FORBIDDEN`, …).
+pub type AuthHook = Arc<dyn Fn(&HelloInfo) -> Result<(), (ErrorCode, String)> + Send + Sync>;
+
+/// Told once the handshake completes, or why it did not.
+pub type ReadySignal = oneshot::Sender<Result<(), CloseReason>>;
+
+/// What a connection's driver needs besides the transport.
+#[derive(Clone)]
+pub struct DriverConfig {
+    /// The session's limits and timers.
+    pub session: SessionConfig,
+    /// The tools this side offers.
+    pub tools: ToolRegistry,
+    /// Server: who may connect. `None` accepts everyone.
+    pub auth: Option<AuthHook>,
+}
+
+/// Starts driving `session` over `transport`: returns the handle for the
+/// application and the future that does the work, which the caller spawns
+/// (inside its tracing span, on its runtime).
+pub fn run_connection<T, R>(
+    rt: R,
+    transport: T,
+    session: Session,
+    config: DriverConfig,
+    ready: Option<ReadySignal>,
+) -> (Connection, BoxFuture<()>)
+where
+    T: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
+        + Unpin
+        + Send
+        + 'static,
+    R: Runtime,
+{
+    let (conn, commands) = Connection::new();
+    config.tools.subscribe(conn.clone());
+    let driver = Driver {
+        rt,
+        transport: Some(transport),
+        session,
+        commands,
+        conn: conn.clone(),
+        tools: config.tools,
+        auth: config.auth,
+        ready,
+        invocations: HashMap::new(),
+        handlers: HashMap::new(),
+        pending: HashMap::new(),
+        next_token: 1,
+    };
+    (conn, Box::pin(driver.run()))
+}
+
+struct Driver<T, R> {
+    rt: R,
+    transport: Option<T>,
+    session: Session,
+    commands: mpsc::UnboundedReceiver<Command>,
+    conn: Connection,
+    tools: ToolRegistry,
+    auth: Option<AuthHook>,
+    ready: Option<ReadySignal>,
+    /// Invocations we made: where their output goes, and their token.
+    invocations: HashMap<RequestId, (u64, mpsc::UnboundedSender<InvocationEvent>)>,
+    /// Invocations we handle: the running tool's token and abort handle.
+    handlers: HashMap<RequestId, (u64, AbortHandle)>,
+    /// Output a handler is waiting to have accepted (at most one each).
+    pending: HashMap<RequestId, (Bytes, oneshot::Sender<Result<(), SendError>>)>,
+    /// Request ids are reused; tokens tell a command for the current
+    /// invocation from a late one for an earlier invocation with that id.
+    next_token: u64,
+}
+
+enum Wake {
+    Message(Option<Result<Message, tungstenite::Error>>),
+    Timer,
+    Command(Option<Command>),
+}
+
+impl<T, R> Driver<T, R>
+where
+    T: Stream<Item = Result<Message, tungstenite::Error>>
+        + Sink<Message, Error = tungstenite::Error>
+        + Unpin
+        + Send
+        + 'static,
+    R: Runtime,
+{
+    async fn run(mut self) {
+        loop {
+            self.dispatch_events();
+            self.write_out().await;
+            // Writing can fail (and so can dispatching); settle again.
+            self.dispatch_events();
+            if self.session.is_closed() {
+                self.write_out().await;
+                break;
+            }
+            let sleep: BoxFuture<()> = match self.session.poll_timeout() {
+                Some(at) => self.rt.sleep_until(at),
+                None => Box::pin(futures::future::pending()),
+            };
+            let transport = &mut self.transport;
+            let commands = &mut self.commands;
+            let wake = {
+                let message = async {
+                    match transport.as_mut() {
+                        Some(t) => t.next().await,
+                        None => futures::future::pending().await,
+                    }
+                };
+                select! {
+                    m = message.fuse() => Wake::Message(m),
+                    _ = sleep.fuse() => Wake::Timer,
+                    c = commands.next() => Wake::Command(c),
+                }
+            };
+            // Check the clock after waking rather than trusting the timer.
+            let now = Instant::now();
+            match wake {
+                Wake::Message(Some(Ok(Message::Binary(bytes)))) => {
+                    self.session.handle_message(now, bytes)
+                }
+                Wake::Message(Some(Ok(Message::Text(_)))) => self.session.handle_text_message(now),
+                Wake::Message(Some(Ok(Message::Close(_))))
+                | Wake::Message(Some(Err(_)))
+                | Wake::Message(None) => {
+                    self.transport = None;
+                    self.session.handle_transport_closed(now);
+                }
+                Wake::Message(Some(Ok(_))) => {} // WebSocket ping/pong: tungstenite answers
+                Wake::Timer => self.session.handle_timeout(now),
+                Wake::Command(Some(command)) => self.apply(now, command),
+                Wake::Command(None) => {}
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Sends every ready transmit as one WebSocket message each (the
+    /// session already coalesces frames that are ready together).
+    async fn write_out(&mut self) {
+        let Some(t) = self.transport.as_mut() else {
+            while self.session.poll_transmit().is_some() {}
+            return;
+        };
+        let mut wrote = false;
+        let mut failed = false;
+        while let Some(batch) = self.session.poll_transmit() {
+            if t.feed(Message::Binary(batch)).await.is_err() {
+                failed = true;
+                break;
+            }
+            wrote = true;
+        }
+        if !failed && wrote && t.flush().await.is_err() {
+            failed = true;
+        }
+        if failed {
+            self.transport = None;
+            self.session.handle_transport_closed(Instant::now());
+        }
+    }
+
+    /// Closes the WebSocket with the code that matches the session's end.
+    async fn finish(&mut self) {
+        let reason = self.conn.shared.lock().expect("lock").closed.clone();
+        if let (Some(mut t), Some(reason)) = (self.transport.take(), reason) {
+            let frame = CloseFrame {
+                code: CloseCode::from(reason.websocket_code()),
+                reason: close_text(&reason.message).into(),
+            };
+            let _ = t.send(Message::Close(Some(frame))).await;
+            let _ = t.close().await;
+        }
+        for (_, (_, abort)) in self.handlers.drain() {
+            abort.abort();
+        }
+    }
+
+    fn dispatch_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            let now = Instant::now();
+            match event {
+                Event::HelloReceived(info) => {
+                    let verdict = self.auth.as_ref().map_or(Ok(()), |auth| auth(&info));
+                    match verdict {
+                        Ok(()) => {
+                            let _ = self.session.accept(now);
+                        }
+                        Err((code, message)) => self.session.reject(now, code, message),
+                    }
+                }
+                Event::Connected { cid, .. } => {
+                    tracing::Span::current().record("cid", cid.as_str());
+                    tracing::debug!(%cid, "connected");
+                    let mut shared = self.conn.shared.lock().expect("lock");
+                    shared.cid = Some(cid);
+                    shared.peer_tools = self.session.peer_tools().clone();
+                    drop(shared);
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+                Event::Invoked { id, invoke } => self.start_handler(id, invoke),
+                Event::Interrupted { id, code } => {
+                    tracing::debug!(%id, %code, "handler stopped");
+                    if let Some((_, abort)) = self.handlers.remove(&id) {
+                        abort.abort();
+                    }
+                    if let Some((_, done)) = self.pending.remove(&id) {
+                        let _ = done.send(Err(SendError::NotOpen(id)));
+                    }
+                }
+                Event::Chunk { id, data } => {
+                    let len = data.len();
+                    let delivered = self.invocations.get(&id).is_some_and(|(_, tx)| {
+                        tx.unbounded_send(InvocationEvent::Chunk(data)).is_ok()
+                    });
+                    if !delivered {
+                        // Nobody will read it: give the credit back now.
+                        self.session.grant(id, len);
+                    }
+                }
+                Event::Progress { id, progress } => {
+                    if let Some((_, tx)) = self.invocations.get(&id) {
+                        let _ = tx.unbounded_send(InvocationEvent::Progress(progress));
+                    }
+                }
+                Event::Completed {
+                    id,
+                    result,
+                    metrics,
+                } => {
+                    if let Some((_, tx)) = self.invocations.remove(&id) {
+                        let _ = tx.unbounded_send(InvocationEvent::Done(Ok(Completion {
+                            result,
+                            metrics,
+                        })));
+                    }
+                }
+                Event::Failed { id, error } => {
+                    if let Some((_, tx)) = self.invocations.remove(&id) {
+                        let _ = tx.unbounded_send(InvocationEvent::Done(Err(error)));
+                    }
+                }
+                Event::Writable { .. } => self.retry_pending(),
+                Event::PeerToolsChanged => {
+                    let mut shared = self.conn.shared.lock().expect("lock");
+                    shared.peer_tools = self.session.peer_tools().clone();
+                    shared
+                        .tool_watchers
+                        .retain(|w| w.unbounded_send(()).is_ok());
+                }
+                Event::Closed(reason) => self.on_closed(reason),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_closed(&mut self, reason: CloseReason) {
+        tracing::debug!(code = %reason.code, message = %reason.message, "closed");
+        for (id, (_, done)) in self.pending.drain() {
+            let _ = done.send(Err(SendError::NotOpen(id)));
+        }
+        let mut shared = self.conn.shared.lock().expect("lock");
+        shared.closed = Some(reason.clone());
+        for watcher in shared.close_watchers.drain(..) {
+            let _ = watcher.send(reason.clone());
+        }
+        drop(shared);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(reason));
+        }
+    }
+
+    fn start_handler(&mut self, id: RequestId, invoke: asp_proto::Invoke) {
+        let Some(tool) = self.tools.get(&invoke.tool) else {
+            let _ = self.session.fail(
+                id,
+                ErrorCode::UNKNOWN_TOOL,
+                format!("no tool named `{}`", invoke.tool),
+            );
+            return;
+        };
+        let token = self.token();
+        let ctx = ToolContext {
+            id,
+            tool: invoke.tool.clone(),
+            conn: self.conn.clone(),
+            token,
+        };
+        let conn = self.conn.clone();
+        let (abort, registration) = AbortHandle::new_pair();
+        let call = Abortable::new(tool.call(ctx, invoke.args), registration);
+        let span = tracing::info_span!("asp_invocation", id = id.0, tool = %invoke.tool);
+        self.rt.spawn(Box::pin(
+            async move {
+                let command = match call.await {
+                    Ok(Ok(result)) => Command::Complete { id, token, result },
+                    Ok(Err(e)) => Command::Fail {
+                        id,
+                        token,
+                        code: e.code,
+                        message: e.message,
+                    },
+                    Err(_aborted) => return,
+                };
+                let _ = conn.command(command);
+            }
+            .instrument(span),
+        ));
+        self.handlers.insert(id, (token, abort));
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// True when `token` is the running handler of `id`.
+    fn is_current_handler(&self, id: RequestId, token: u64) -> bool {
+        self.handlers.get(&id).is_some_and(|(t, _)| *t == token)
+    }
+
+    fn apply(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Invoke { invoke, reply } => match self.session.invoke(now, invoke) {
+                Ok(id) => {
+                    let token = self.token();
+                    let (tx, rx) = mpsc::unbounded();
+                    self.invocations.insert(id, (token, tx));
+                    let _ = reply.send(Ok((id, token, rx)));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Chunk {
+                id,
+                token,
+                data,
+                done,
+            } => {
+                if !self.is_current_handler(id, token) {
+                    let _ = done.send(Err(SendError::NotOpen(id)));
+                    return;
+                }
+                let mut rest = data;
+                match self.session.send_chunk(id, &mut rest) {
+                    Err(SendError::Blocked) => {
+                        self.pending.insert(id, (rest, done));
+                    }
+                    result => {
+                        let _ = done.send(result);
+                    }
+                }
+            }
+            Command::Progress {
+                id,
+                token,
+                progress,
+            } => {
+                if self.is_current_handler(id, token) {
+                    // Progress is advisory: without credit it is dropped.
+                    let _ = self.session.send_progress(id, progress);
+                }
+            }
+            Command::Complete { id, token, result } => {
+                if self.is_current_handler(id, token) {
+                    self.handlers.remove(&id);
+                    let _ = self.session.complete(now, id, result, None);
+                }
+            }
+            Command::Fail {
+                id,
+                token,
+                code,
+                message,
+            } => {
+                if self.is_current_handler(id, token) {
+                    self.handlers.remove(&id);
+                    let _ = self.session.fail(id, code, message);
+                }
+            }
+            Command::Interrupt { id, token } => {
+                if self.invocations.get(&id).is_some_and(|(t, _)| *t == token) {
+                    let _ = self.session.interrupt(id, None);
+                }
+            }
+            Command::Grant { id, token, bytes } => {
+                // A grant for an earlier invocation with this id still owes
+                // the connection its credit, but not the new invocation.
+                let current = self.invocations.get(&id).is_some_and(|(t, _)| *t == token);
+                self.session
+                    .grant(if current { id } else { RequestId::CONNECTION }, bytes);
+            }
+            Command::PushTools { op, tools } => {
+                let _ = self.session.push_tools(op, tools);
+            }
+            Command::GoAway { drain } => {
+                let _ = self.session.goaway(now, None, drain);
+            }
+            Command::Close { code, message } => self.session.close(code, message),
+            Command::Stats { reply } => {
+                let _ = reply.send(self.session.stats());
+            }
+        }
+    }
+
+    /// Credit arrived: hand waiting output to the session again.
+    fn retry_pending(&mut self) {
+        let ids: Vec<RequestId> = self.pending.keys().copied().collect();
+        for id in ids {
+            let (mut rest, done) = self.pending.remove(&id).expect("listed");
+            match self.session.send_chunk(id, &mut rest) {
+                Err(SendError::Blocked) => {
+                    self.pending.insert(id, (rest, done));
+                }
+                result => {
+                    let _ = done.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// A WebSocket close reason is at most 123 bytes; cut on a char boundary.
+fn close_text(message: &str) -> String {
+    let mut end = message.len().min(123);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message[..end].to_owned()
+}

@@ -1,0 +1,157 @@
+//! The invoker's side of one invocation: a stream of output, then a result.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use asp_proto::{ErrorCode, ErrorInfo, Metrics, Progress, RequestId, Value};
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+
+use crate::connection::{Command, Connection};
+
+/// What the driver routes to one invocation.
+#[derive(Debug)]
+pub(crate) enum InvocationEvent {
+    Chunk(Bytes),
+    Progress(Progress),
+    Done(Result<Completion, ErrorInfo>),
+}
+
+/// A finished invocation's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// The value the tool returned.
+    pub result: Value,
+    /// How it ran: wall time, and CPU time when the handler knew it.
+    pub metrics: Metrics,
+}
+
+/// Why an invocation did not complete.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct InvokeError {
+    /// The error code (`UNKNOWN_TOOL`, `CANCELLED`, `TOOL_FAILED`, …).
+    pub code: ErrorCode,
+    /// The explanation.
+    pub message: String,
+    /// Structured detail, when the handler sent some.
+    pub data: Value,
+}
+
+impl From<ErrorInfo> for InvokeError {
+    fn from(e: ErrorInfo) -> Self {
+        InvokeError {
+            code: e.code,
+            message: e.message,
+            data: e.data,
+        }
+    }
+}
+
+/// An invocation we made. As a [`Stream`] it yields the output chunks as
+/// they arrive — reading them is what returns flow-control credit to the
+/// handler, so a slow reader slows the tool down instead of filling memory.
+/// [`result`](Self::result) then gives the outcome. Dropping it before the
+/// end interrupts the invocation.
+#[derive(Debug)]
+pub struct Invocation {
+    id: RequestId,
+    token: u64,
+    events: mpsc::UnboundedReceiver<InvocationEvent>,
+    conn: Connection,
+    outcome: Option<Result<Completion, InvokeError>>,
+    progress: Option<Progress>,
+}
+
+impl Invocation {
+    pub(crate) fn new(
+        id: RequestId,
+        token: u64,
+        events: mpsc::UnboundedReceiver<InvocationEvent>,
+        conn: Connection,
+    ) -> Self {
+        Invocation {
+            id,
+            token,
+            events,
+            conn,
+            outcome: None,
+            progress: None,
+        }
+    }
+
+    /// The request id.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// The latest progress update, if the handler sent any.
+    pub fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
+    }
+
+    /// Asks the handler to stop. The result still arrives: `CANCELLED`, or
+    /// the completion if the tool finished first.
+    pub fn interrupt(&self) {
+        let _ = self.conn.command(Command::Interrupt {
+            id: self.id,
+            token: self.token,
+        });
+    }
+
+    /// Waits for the end, discarding output not yet read, and returns the
+    /// outcome.
+    pub async fn result(mut self) -> Result<Completion, InvokeError> {
+        while self.next().await.is_some() {}
+        self.outcome.take().unwrap_or_else(|| Err(lost()))
+    }
+}
+
+fn lost() -> InvokeError {
+    InvokeError {
+        code: ErrorCode::SESSION_LOST,
+        message: "the connection ended".into(),
+        data: Value::Nil,
+    }
+}
+
+impl Stream for Invocation {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            if self.outcome.is_some() {
+                return Poll::Ready(None);
+            }
+            match self.events.poll_next_unpin(cx) {
+                Poll::Ready(Some(InvocationEvent::Chunk(data))) => {
+                    let (id, token) = (self.id, self.token);
+                    let _ = self.conn.command(Command::Grant {
+                        id,
+                        token,
+                        bytes: data.len(),
+                    });
+                    return Poll::Ready(Some(data));
+                }
+                Poll::Ready(Some(InvocationEvent::Progress(p))) => self.progress = Some(p),
+                Poll::Ready(Some(InvocationEvent::Done(outcome))) => {
+                    self.outcome = Some(outcome.map_err(InvokeError::from));
+                }
+                Poll::Ready(None) => self.outcome = Some(Err(lost())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for Invocation {
+    fn drop(&mut self) {
+        if self.outcome.is_none() {
+            let _ = self.conn.command(Command::Interrupt {
+                id: self.id,
+                token: self.token,
+            });
+        }
+    }
+}

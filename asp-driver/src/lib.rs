@@ -1,0 +1,52 @@
+//! The runtime-neutral part of the Agent Socket adapters.
+//!
+//! `asp-proto` decides what bytes mean; this crate moves them. It owns one
+//! [`asp_proto::Session`] per connection in one task (no shared mutable
+//! session), and turns the Sans-IO events and commands into an idiomatic
+//! async API: a [`Connection`] handle, [`Invocation`] streams, and async
+//! [`Tool`] handlers with flow-controlled output.
+//!
+//! It is written against `futures` traits only: a WebSocket is any
+//! `Stream + Sink` of [`tungstenite::Message`] (both `tokio-tungstenite` and
+//! `async-tungstenite` provide one), and the runtime supplies spawning and
+//! timers through [`Runtime`]. `asp-tokio` and `asp-async-std` differ only in
+//! those two things and in how they open sockets and TLS.
+#![forbid(unsafe_code)]
+
+mod connection;
+mod driver;
+mod invocation;
+mod tools;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+pub use connection::{Connection, ConnectionError};
+pub use driver::{run_connection, AuthHook, DriverConfig, ReadySignal};
+pub use invocation::{Completion, Invocation, InvokeError};
+pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
+
+pub use asp_proto as proto;
+
+/// A boxed, sendable future: what [`Runtime`] spawns and sleeps with.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the driver needs from an async runtime.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// Runs `future` in the background.
+    fn spawn(&self, future: BoxFuture<()>);
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<()>;
+}
+
+/// Randomness from the operating system's CSPRNG, for connection ids and
+/// resume tickets.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsEntropy;
+
+impl asp_proto::Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the operating system's random number generator failed");
+    }
+}

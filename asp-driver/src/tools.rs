@@ -1,0 +1,208 @@
+//! Tools this side offers: async handlers, their registry, and the context a
+//! handler streams through.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use asp_proto::{ErrorCode, Progress, RequestId, SendError, ToolOp, ToolSpec, Value};
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use crate::connection::{Command, Connection, ConnectionError};
+use crate::BoxFuture;
+
+/// Why a tool failed; becomes the invocation's ERROR frame.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ToolError {
+    /// The error code: `TOOL_FAILED`, `INVALID_ARGUMENTS`, or an application code (900+).
+    pub code: ErrorCode,
+    /// The explanation sent to the invoker.
+    pub message: String,
+}
+
+impl ToolError {
+    /// A failure with a code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ToolError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The tool ran and failed (`TOOL_FAILED`).
+    pub fn failed(message: impl Into<String>) -> Self {
+        ToolError::new(ErrorCode::TOOL_FAILED, message)
+    }
+
+    /// The arguments were wrong (`INVALID_ARGUMENTS`).
+    pub fn invalid_arguments(message: impl Into<String>) -> Self {
+        ToolError::new(ErrorCode::INVALID_ARGUMENTS, message)
+    }
+}
+
+impl From<ConnectionError> for ToolError {
+    fn from(e: ConnectionError) -> Self {
+        ToolError::new(ErrorCode::SESSION_LOST, e.to_string())
+    }
+}
+
+/// An async tool handler. Any `Fn(ToolContext, Value) -> impl Future<Output
+/// = Result<Value, ToolError>>` is one.
+pub trait Tool: Send + Sync + 'static {
+    /// Runs the tool; output goes through `ctx`, the result is returned.
+    fn call(&self, ctx: ToolContext, args: Value) -> BoxFuture<Result<Value, ToolError>>;
+}
+
+impl<F, Fut> Tool for F
+where
+    F: Fn(ToolContext, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+{
+    fn call(&self, ctx: ToolContext, args: Value) -> BoxFuture<Result<Value, ToolError>> {
+        Box::pin(self(ctx, args))
+    }
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    tools: BTreeMap<String, (ToolSpec, Arc<dyn Tool>)>,
+    /// Connections to tell when the set changes.
+    subscribers: Vec<Connection>,
+}
+
+/// The tools one side offers, shared by all its connections. Adding or
+/// removing a tool tells every open connection (TOOL_DEF).
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    inner: Arc<Mutex<RegistryInner>>,
+}
+
+impl std::fmt::Debug for ToolRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.specs().iter().map(|t| &t.name))
+            .finish()
+    }
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        ToolRegistry::default()
+    }
+
+    /// Adds (or replaces) a tool and announces it to every open connection.
+    pub fn add(&self, spec: ToolSpec, tool: impl Tool) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner
+            .tools
+            .insert(spec.name.clone(), (spec.clone(), Arc::new(tool)));
+        inner
+            .subscribers
+            .retain(|c| c.push_tools(ToolOp::Add, vec![spec.clone()]).is_ok());
+    }
+
+    /// Removes a tool and tells every open connection.
+    pub fn remove(&self, name: &str) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.tools.remove(name);
+        inner.subscribers.retain(|c| {
+            c.push_tools(ToolOp::Remove, vec![ToolSpec::named(name)])
+                .is_ok()
+        });
+    }
+
+    /// The tools' descriptions, in name order.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.inner
+            .lock()
+            .expect("lock")
+            .tools
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.inner
+            .lock()
+            .expect("lock")
+            .tools
+            .get(name)
+            .map(|(_, t)| t.clone())
+    }
+
+    pub(crate) fn subscribe(&self, conn: Connection) {
+        self.inner.lock().expect("lock").subscribers.push(conn);
+    }
+}
+
+/// What a running tool streams through.
+#[derive(Clone, Debug)]
+pub struct ToolContext {
+    pub(crate) id: RequestId,
+    pub(crate) tool: String,
+    pub(crate) conn: Connection,
+    /// Which invocation with this id (ids are reused).
+    pub(crate) token: u64,
+}
+
+impl ToolContext {
+    /// The invocation's request id.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// The tool's name.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+
+    /// The connection, e.g. to invoke a tool of the peer (an agent asking
+    /// its user).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Streams a chunk of output. Completes when the session has taken all
+    /// of it: while the invoker grants no credit, this waits, so a slow
+    /// reader holds the tool back.
+    pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), ToolError> {
+        let (done, answer) = oneshot::channel();
+        self.conn.command(Command::Chunk {
+            id: self.id,
+            token: self.token,
+            data: data.into(),
+            done,
+        })?;
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(SendError::NotOpen(_))) | Err(_) => Err(ToolError::new(
+                ErrorCode::CANCELLED,
+                "the invocation has ended",
+            )),
+            Ok(Err(e)) => Err(ToolError::failed(e.to_string())),
+        }
+    }
+
+    /// Reports progress (dropped if the invoker did not ask for progress).
+    pub fn progress(
+        &self,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> Result<(), ToolError> {
+        let progress = Progress {
+            progress,
+            total,
+            message,
+        };
+        Ok(self.conn.command(Command::Progress {
+            id: self.id,
+            token: self.token,
+            progress,
+        })?)
+    }
+}

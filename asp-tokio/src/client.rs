@@ -1,0 +1,172 @@
+//! The client: connect over `wss://`, handshake, then a [`Connection`].
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use asp_driver::{run_connection, Connection, DriverConfig, Tool, ToolRegistry};
+use asp_proto::{CloseReason, Session, SessionConfig, ToolSpec};
+use futures::channel::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
+use tokio_tungstenite::Connector;
+use tracing::Instrument;
+
+use crate::server::websocket_config;
+use crate::{TokioRuntime, SUBPROTOCOL};
+
+/// Why a client could not connect.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not usable.
+    #[error("invalid URL: {0}")]
+    Url(String),
+    /// TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] std::io::Error),
+    /// TCP, TLS or the WebSocket upgrade failed.
+    #[error("connection failed: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The server did not select the `asp-v1` subprotocol.
+    #[error("the server did not accept the asp-v1 subprotocol")]
+    Subprotocol,
+    /// The server refused the session (authentication, version, …).
+    #[error("refused: {} {}", .0.code, .0.message)]
+    Rejected(CloseReason),
+}
+
+/// Configures a [`Client`].
+pub struct ClientBuilder {
+    url: String,
+    token: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    plaintext: bool,
+    session: SessionConfig,
+    tools: ToolRegistry,
+}
+
+impl ClientBuilder {
+    /// A client for `url` (`wss://…`).
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            token: None,
+            tls: None,
+            plaintext: false,
+            session: SessionConfig::default(),
+            tools: ToolRegistry::new(),
+        }
+    }
+
+    /// A bearer token, sent in the upgrade's `Authorization` header.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// A rustls configuration (custom roots, client certificates…).
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Trust this CA (PEM) in addition to the webpki roots.
+    pub fn trust_pem(self, ca_pem: &[u8]) -> std::io::Result<Self> {
+        Ok(self.tls(crate::tls::client_config(Some(ca_pem))?))
+    }
+
+    /// Allow a plain `ws://` URL: for loopback and tests only.
+    pub fn allow_plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// Session limits and timers.
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session = config;
+        self
+    }
+
+    /// Offers a tool the server may invoke.
+    pub fn tool(self, spec: ToolSpec, handler: impl Tool) -> Self {
+        self.tools.add(spec, handler);
+        self
+    }
+
+    /// Connects, upgrades with `asp-v1`, and completes the ASP handshake.
+    pub async fn connect(self) -> Result<Client, ConnectError> {
+        let mut request = self.url.as_str().into_client_request()?;
+        match request.uri().scheme_str() {
+            Some("wss") => {}
+            Some("ws") if self.plaintext => {}
+            Some("ws") => {
+                return Err(ConnectError::Url(
+                    "ws:// needs allow_plaintext(); use wss://".into(),
+                ))
+            }
+            _ => return Err(ConnectError::Url(format!("{}: not a wss:// URL", self.url))),
+        }
+        let headers = request.headers_mut();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+        if let Some(token) = &self.token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| ConnectError::Url(e.to_string()))?;
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let tls = match self.tls {
+            Some(tls) => tls,
+            None => crate::tls::client_config(None)?,
+        };
+        let mut session_config = self.session;
+        session_config.resume = false; // see ServerBuilder::bind
+        let ws_config = websocket_config(&session_config);
+        let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            Some(Connector::Rustls(tls)),
+        )
+        .await?;
+        let selected = response
+            .headers()
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok());
+        if selected != Some(SUBPROTOCOL) {
+            return Err(ConnectError::Subprotocol);
+        }
+        session_config.tools = self.tools.specs();
+        let session = Session::client(session_config.clone(), Instant::now());
+        let (ready_tx, ready) = oneshot::channel();
+        let config = DriverConfig {
+            session: session_config,
+            tools: self.tools,
+            auth: None,
+        };
+        let (conn, driver) = run_connection(TokioRuntime, ws, session, config, Some(ready_tx));
+        let span = tracing::info_span!("asp_client", url = %self.url, cid = tracing::field::Empty);
+        tokio::spawn(driver.instrument(span));
+        match ready.await {
+            Ok(Ok(())) => Ok(Client { conn }),
+            Ok(Err(reason)) => Err(ConnectError::Rejected(reason)),
+            Err(_) => Err(ConnectError::Rejected(conn.closed().await)),
+        }
+    }
+}
+
+/// A connected client: a [`Connection`] to the server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    conn: Connection,
+}
+
+impl Deref for Client {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}

@@ -1,0 +1,55 @@
+//! rustls configurations, with the `ring` provider: from PEM files, from a
+//! custom CA, or with the webpki roots.
+
+use std::io;
+use std::sync::Arc;
+
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// A server configuration from a PEM certificate chain and private key.
+pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(invalid)?;
+    if certs.is_empty() {
+        return Err(invalid("no certificate in the PEM data"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(invalid)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(invalid)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(invalid)?;
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that trusts the webpki roots and, when given,
+/// the CA certificates in `extra_ca_pem` (a private CA or a self-signed
+/// server certificate).
+pub fn client_config(extra_ca_pem: Option<&[u8]>) -> io::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(pem) = extra_ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            roots.add(cert.map_err(invalid)?).map_err(invalid)?;
+        }
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(invalid)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
