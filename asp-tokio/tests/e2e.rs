@@ -228,7 +228,10 @@ async fn graceful_shutdown_drains_and_closes() {
     let tls = tls();
     let server = server(&tls, Arc::default()).await;
     let client = client(&tls, server.url()).connect().await.unwrap();
-    let inv = client.invoke("tokens", Value::from(3)).await.unwrap();
+    let mut inv = client.invoke("tokens", Value::from(3)).await.unwrap();
+    // Once output arrives the handler runs: GOAWAY cannot overtake the
+    // INVOKE any more (if it did, GOING_AWAY would be the right answer).
+    assert!(inv.next().await.is_some());
     server.shutdown(Duration::from_secs(2)).await;
     assert!(inv.result().await.is_ok(), "the open invocation finished");
     let reason = timeout(Duration::from_secs(5), client.closed())
