@@ -71,8 +71,8 @@ else
   echo "The corpora were still replayed on stable by the fuzz_corpus test above." >&2
 fi
 
-step "README main command"
-cargo run --release --locked -p asp-proto --example wire_tour
+step "README main command: asp demo (wss:// server and client on loopback)"
+cargo run --release --locked -p asp-cli -- demo
 
 printf '\nall checks passed\n'
 # Totals of every `cargo test` binary above, as one closing line.

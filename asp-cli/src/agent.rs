@@ -1,0 +1,126 @@
+//! The demo agent: three tools, and `asp serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use asp_proto::{ToolSpec, Value};
+use asp_tokio::{ServerBuilder, ToolContext, ToolError};
+
+/// Text the `tokens` tool streams, a word at a time, like a language model.
+const TEXT: &str = "Agent Socket streams tokens over one WebSocket: binary frames, flow control, \
+tools called in both directions, sessions that survive a dropped network, and no HTTP request per call.";
+
+fn schema(json: serde_json::Value) -> Value {
+    rmpv::ext::to_value(json).expect("JSON schemas convert to MsgPack")
+}
+
+/// Adds `echo`, `tokens` and `sleep` to a server.
+pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
+    server
+        .tool(
+            ToolSpec {
+                desc: Some("Returns its arguments".into()),
+                ..ToolSpec::named("echo")
+            },
+            |_ctx: ToolContext, args: Value| async move { Ok::<_, ToolError>(args) },
+        )
+        .tool(
+            ToolSpec {
+                desc: Some("Streams n tokens, delay_ms apart".into()),
+                input: schema(serde_json::json!({
+                    "type": "object",
+                    "properties": {"n": {"type": "integer"}, "delay_ms": {"type": "integer"}}
+                })),
+                ..ToolSpec::named("tokens")
+            },
+            tokens,
+        )
+        .tool(
+            ToolSpec {
+                desc: Some("Sleeps ms milliseconds".into()),
+                ..ToolSpec::named("sleep")
+            },
+            |ctx: ToolContext, args: Value| async move {
+                let ms = field(&args, "ms").unwrap_or(1000);
+                ctx.progress(0.0, Some(ms as f64), Some("sleeping".into()))?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, ToolError>(Value::from(ms))
+            },
+        )
+}
+
+fn field(args: &Value, key: &str) -> Option<u64> {
+    args.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .and_then(|(_, v)| v.as_u64())
+}
+
+async fn tokens(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
+    let n = field(&args, "n").or_else(|| args.as_u64()).unwrap_or(16);
+    let delay = Duration::from_millis(field(&args, "delay_ms").unwrap_or(20));
+    let words: Vec<&str> = TEXT.split(' ').collect();
+    for i in 0..n {
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let word = words[i as usize % words.len()];
+        let token = if i == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        };
+        ctx.send(token).await?;
+        ctx.progress((i + 1) as f64, Some(n as f64), None)?;
+    }
+    Ok(Value::from(n))
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1: (cert PEM, key PEM).
+pub(crate) fn self_signed() -> Result<(String, String), String> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    Ok((cert.cert.pem(), cert.signing_key.serialize_pem()))
+}
+
+pub(crate) async fn serve(
+    bind: SocketAddr,
+    cert_key: Option<(PathBuf, PathBuf)>,
+    write_cert: Option<PathBuf>,
+    plaintext: bool,
+) -> Result<(), String> {
+    let mut builder = with_demo_tools(ServerBuilder::new(bind));
+    if plaintext {
+        builder = builder.allow_plaintext();
+    } else {
+        let (cert, key) = match cert_key {
+            Some((c, k)) => (
+                std::fs::read(&c).map_err(|e| format!("{}: {e}", c.display()))?,
+                std::fs::read(&k).map_err(|e| format!("{}: {e}", k.display()))?,
+            ),
+            None => {
+                let (c, k) = self_signed()?;
+                if let Some(path) = &write_cert {
+                    std::fs::write(path, &c).map_err(|e| format!("{}: {e}", path.display()))?;
+                    eprintln!("wrote the self-signed certificate to {}", path.display());
+                }
+                (c.into_bytes(), k.into_bytes())
+            }
+        };
+        builder = builder.tls_pem(&cert, &key).map_err(|e| e.to_string())?;
+    }
+    let server = builder
+        .bind()
+        .await
+        .map_err(|e| format!("bind {bind}: {e}"))?;
+    println!(
+        "serving {} (tools: echo, tokens, sleep); Ctrl-C to stop",
+        server.url()
+    );
+    let handle = server.spawn();
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    eprintln!("draining…");
+    handle.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `asp`: run a demo agent, invoke tools on any Agent Socket server, or run
+//! the end-to-end demo (a real `wss://` server and client on this machine).
+#![forbid(unsafe_code)]
+
+mod agent;
+mod demo;
+mod invoke;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Agent Socket (ASP/1) command line.
+#[derive(Parser)]
+#[command(name = "asp", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the demo agent (tools `echo`, `tokens`, `sleep`).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        bind: SocketAddr,
+        /// PEM certificate chain (with --key); without it a self-signed
+        /// certificate for localhost and 127.0.0.1 is generated.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// PEM private key.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Where to write the generated certificate, for clients to trust.
+        #[arg(long)]
+        write_cert: Option<PathBuf>,
+        /// Serve plain ws:// (loopback and tests only).
+        #[arg(long)]
+        plaintext: bool,
+    },
+    /// Invoke a tool and stream its output to stdout; progress and metrics
+    /// go to stderr.
+    Invoke {
+        /// The server, e.g. wss://127.0.0.1:9443/v1/agent-socket.
+        url: String,
+        /// The tool.
+        tool: String,
+        /// Arguments as JSON.
+        args: Option<String>,
+        /// Trust this CA or self-signed certificate (PEM).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Bearer token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Allow a ws:// URL.
+        #[arg(long)]
+        plaintext: bool,
+    },
+    /// A wss:// server and client on 127.0.0.1: streams tokens, then times
+    /// 1,000 echo round trips.
+    Demo {
+        /// Tokens to stream.
+        #[arg(long, default_value_t = 24)]
+        tokens: u64,
+        /// Delay between tokens, in ms (like a language model).
+        #[arg(long, default_value_t = 25)]
+        token_delay_ms: u64,
+        /// Sequential echo calls to time.
+        #[arg(long, default_value_t = 1000)]
+        calls: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ASP_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve {
+            bind,
+            cert,
+            key,
+            write_cert,
+            plaintext,
+        } => agent::serve(bind, cert.zip(key), write_cert, plaintext).await,
+        Command::Invoke {
+            url,
+            tool,
+            args,
+            ca,
+            token,
+            plaintext,
+        } => invoke::run(url, tool, args, ca, token, plaintext).await,
+        Command::Demo {
+            tokens,
+            token_delay_ms,
+            calls,
+        } => demo::run(tokens, token_delay_ms, calls).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("asp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
