@@ -37,8 +37,12 @@ pub(crate) enum Command {
         id: RequestId,
         token: u64,
         data: Bytes,
-        /// Answered once the session accepted every byte (flow control).
-        done: oneshot::Sender<Result<(), SendError>>,
+        /// The handler's count of queued bytes, decreased as the session
+        /// takes them.
+        queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        /// Answered once the session took every byte, when the handler
+        /// waits for it (it was over its budget).
+        done: Option<oneshot::Sender<Result<(), SendError>>>,
     },
     Progress {
         id: RequestId,

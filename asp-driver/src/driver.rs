@@ -1,7 +1,8 @@
 //! The task that owns one session: a loop over the socket, the session's
 //! deadline and the application's commands (quinn's `ConnectionDriver`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,12 +91,35 @@ struct Driver<T, R> {
     invocations: HashMap<RequestId, (u64, mpsc::UnboundedSender<InvocationEvent>)>,
     /// Invocations we handle: the running tool's token and abort handle.
     handlers: HashMap<RequestId, (u64, AbortHandle)>,
-    /// Output a handler is waiting to have accepted (at most one each).
-    pending: HashMap<RequestId, (Bytes, oneshot::Sender<Result<(), SendError>>)>,
+    /// Handler output not yet taken by the session (no credit), in order.
+    /// Bounded per invocation by [`SEND_BUDGET`](crate::tools::SEND_BUDGET).
+    pending: HashMap<RequestId, VecDeque<PendingChunk>>,
     /// Request ids are reused; tokens tell a command for the current
     /// invocation from a late one for an earlier invocation with that id.
     next_token: u64,
 }
+
+/// Output a handler queued and the session has not taken yet.
+struct PendingChunk {
+    data: Bytes,
+    /// Bytes the handler counts as queued; released as they are taken.
+    queued: Arc<AtomicUsize>,
+    /// Set when the handler waits for this chunk (it was over budget).
+    done: Option<oneshot::Sender<Result<(), SendError>>>,
+}
+
+impl PendingChunk {
+    fn finish(self, result: Result<(), SendError>) {
+        self.queued.fetch_sub(self.data.len(), Ordering::AcqRel);
+        if let Some(done) = self.done {
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// Commands applied per wake-up before writing: enough to coalesce a burst
+/// of chunks into one WebSocket message, few enough to keep reading.
+const COMMANDS_PER_WAKE: usize = 1024;
 
 enum Wake {
     Message(Option<Result<Message, tungstenite::Error>>),
@@ -156,7 +180,16 @@ where
                 }
                 Wake::Message(Some(Ok(_))) => {} // WebSocket ping/pong: tungstenite answers
                 Wake::Timer => self.session.handle_timeout(now),
-                Wake::Command(Some(command)) => self.apply(now, command),
+                Wake::Command(Some(command)) => {
+                    self.apply(now, command);
+                    // Everything else already queued goes into the same write.
+                    for _ in 0..COMMANDS_PER_WAKE {
+                        match self.commands.try_recv() {
+                            Ok(command) => self.apply(now, command),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Wake::Command(None) => {}
             }
         }
@@ -234,8 +267,8 @@ where
                     if let Some((_, abort)) = self.handlers.remove(&id) {
                         abort.abort();
                     }
-                    if let Some((_, done)) = self.pending.remove(&id) {
-                        let _ = done.send(Err(SendError::NotOpen(id)));
+                    for chunk in self.pending.remove(&id).unwrap_or_default() {
+                        chunk.finish(Err(SendError::NotOpen(id)));
                     }
                 }
                 Event::Chunk { id, data } => {
@@ -286,8 +319,10 @@ where
 
     fn on_closed(&mut self, reason: CloseReason) {
         tracing::debug!(code = %reason.code, message = %reason.message, "closed");
-        for (id, (_, done)) in self.pending.drain() {
-            let _ = done.send(Err(SendError::NotOpen(id)));
+        for (id, chunks) in self.pending.drain() {
+            for chunk in chunks {
+                chunk.finish(Err(SendError::NotOpen(id)));
+            }
         }
         let mut shared = self.conn.shared.lock().expect("lock");
         shared.closed = Some(reason.clone());
@@ -315,6 +350,7 @@ where
             tool: invoke.tool.clone(),
             conn: self.conn.clone(),
             token,
+            queued: Arc::default(),
         };
         let conn = self.conn.clone();
         let (abort, registration) = AbortHandle::new_pair();
@@ -366,20 +402,20 @@ where
                 id,
                 token,
                 data,
+                queued,
                 done,
             } => {
+                let chunk = PendingChunk { data, queued, done };
                 if !self.is_current_handler(id, token) {
-                    let _ = done.send(Err(SendError::NotOpen(id)));
+                    return chunk.finish(Err(SendError::NotOpen(id)));
+                }
+                // Behind earlier blocked output: keep the order.
+                if let Some(queue) = self.pending.get_mut(&id) {
+                    queue.push_back(chunk);
                     return;
                 }
-                let mut rest = data;
-                match self.session.send_chunk(id, &mut rest) {
-                    Err(SendError::Blocked) => {
-                        self.pending.insert(id, (rest, done));
-                    }
-                    result => {
-                        let _ = done.send(result);
-                    }
+                if let Some(blocked) = self.offer(id, chunk) {
+                    self.pending.entry(id).or_default().push_back(blocked);
                 }
             }
             Command::Progress {
@@ -434,18 +470,34 @@ where
         }
     }
 
-    /// Credit arrived: hand waiting output to the session again.
+    /// Gives a chunk to the session; returns what is left when out of credit.
+    fn offer(&mut self, id: RequestId, mut chunk: PendingChunk) -> Option<PendingChunk> {
+        let before = chunk.data.len();
+        let result = self.session.send_chunk(id, &mut chunk.data);
+        let taken = before - chunk.data.len();
+        chunk.queued.fetch_sub(taken, Ordering::AcqRel);
+        match result {
+            Err(SendError::Blocked) => Some(chunk),
+            result => {
+                chunk.finish(result);
+                None
+            }
+        }
+    }
+
+    /// Credit arrived: hand waiting output to the session again, in order.
     fn retry_pending(&mut self) {
         let ids: Vec<RequestId> = self.pending.keys().copied().collect();
         for id in ids {
-            let (mut rest, done) = self.pending.remove(&id).expect("listed");
-            match self.session.send_chunk(id, &mut rest) {
-                Err(SendError::Blocked) => {
-                    self.pending.insert(id, (rest, done));
+            let mut queue = self.pending.remove(&id).expect("listed");
+            while let Some(chunk) = queue.pop_front() {
+                if let Some(blocked) = self.offer(id, chunk) {
+                    queue.push_front(blocked);
+                    break;
                 }
-                result => {
-                    let _ = done.send(result);
-                }
+            }
+            if !queue.is_empty() {
+                self.pending.insert(id, queue);
             }
         }
     }

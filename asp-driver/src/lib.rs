@@ -25,7 +25,7 @@ use std::time::Instant;
 pub use connection::{Connection, ConnectionError};
 pub use driver::{run_connection, AuthHook, DriverConfig, ReadySignal};
 pub use invocation::{Completion, Invocation, InvokeError};
-pub use tools::{Tool, ToolContext, ToolError, ToolRegistry};
+pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
 
 pub use asp_proto as proto;
 

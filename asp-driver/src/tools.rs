@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use asp_proto::{ErrorCode, Progress, RequestId, SendError, ToolOp, ToolSpec, Value};
@@ -147,7 +148,14 @@ pub struct ToolContext {
     pub(crate) conn: Connection,
     /// Which invocation with this id (ids are reused).
     pub(crate) token: u64,
+    /// Output handed to the driver and not yet taken by the session.
+    pub(crate) queued: Arc<AtomicUsize>,
 }
+
+/// Output a handler may have queued before `send` waits: enough to let
+/// chunks that are ready together go out in one write, small enough that a
+/// stalled reader costs little memory.
+pub const SEND_BUDGET: usize = 64 * 1024;
 
 impl ToolContext {
     /// The invocation's request id.
@@ -166,17 +174,28 @@ impl ToolContext {
         &self.conn
     }
 
-    /// Streams a chunk of output. Completes when the session has taken all
-    /// of it: while the invoker grants no credit, this waits, so a slow
-    /// reader holds the tool back.
+    /// Streams a chunk of output. Returns at once while less than
+    /// [`SEND_BUDGET`] of this invocation's output waits for flow-control
+    /// credit; past that it waits until the session has taken this chunk, so
+    /// a slow reader holds the tool back and memory stays bounded.
     pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), ToolError> {
-        let (done, answer) = oneshot::channel();
-        self.conn.command(Command::Chunk {
+        let data = data.into();
+        let queued = self.queued.fetch_add(data.len(), Ordering::AcqRel) + data.len();
+        let (done, answer) = if queued > SEND_BUDGET {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let command = Command::Chunk {
             id: self.id,
             token: self.token,
-            data: data.into(),
+            data,
+            queued: self.queued.clone(),
             done,
-        })?;
+        };
+        self.conn.command(command)?;
+        let Some(answer) = answer else { return Ok(()) };
         match answer.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(SendError::NotOpen(_))) | Err(_) => Err(ToolError::new(

@@ -30,7 +30,7 @@ pub mod tls;
 
 pub use asp_driver::{
     Completion, Connection, ConnectionError, Invocation, InvokeError, Tool, ToolContext, ToolError,
-    ToolRegistry,
+    ToolRegistry, SEND_BUDGET,
 };
 pub use asp_proto as proto;
 pub use client::{Client, ClientBuilder, ConnectError};
