@@ -19,10 +19,7 @@ fn schema(json: serde_json::Value) -> Value {
 pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
     server
         .tool(
-            ToolSpec {
-                desc: Some("Returns its arguments".into()),
-                ..ToolSpec::named("echo")
-            },
+            ToolSpec { desc: Some("Returns its arguments".into()), ..ToolSpec::named("echo") },
             |_ctx: ToolContext, args: Value| async move { Ok::<_, ToolError>(args) },
         )
         .tool(
@@ -37,10 +34,7 @@ pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
             tokens,
         )
         .tool(
-            ToolSpec {
-                desc: Some("Sleeps ms milliseconds".into()),
-                ..ToolSpec::named("sleep")
-            },
+            ToolSpec { desc: Some("Sleeps ms milliseconds".into()), ..ToolSpec::named("sleep") },
             |ctx: ToolContext, args: Value| async move {
                 let ms = field(&args, "ms").unwrap_or(1000);
                 ctx.progress(0.0, Some(ms as f64), Some("sleeping".into()))?;
@@ -51,10 +45,7 @@ pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
 }
 
 fn field(args: &Value, key: &str) -> Option<u64> {
-    args.as_map()?
-        .iter()
-        .find(|(k, _)| k.as_str() == Some(key))
-        .and_then(|(_, v)| v.as_u64())
+    args.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).and_then(|(_, v)| v.as_u64())
 }
 
 async fn tokens(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
@@ -66,11 +57,7 @@ async fn tokens(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
             tokio::time::sleep(delay).await;
         }
         let word = words[i as usize % words.len()];
-        let token = if i == 0 {
-            word.to_owned()
-        } else {
-            format!(" {word}")
-        };
+        let token = if i == 0 { word.to_owned() } else { format!(" {word}") };
         ctx.send(token).await?;
         ctx.progress((i + 1) as f64, Some(n as f64), None)?;
     }
@@ -110,14 +97,8 @@ pub(crate) async fn serve(
         };
         builder = builder.tls_pem(&cert, &key).map_err(|e| e.to_string())?;
     }
-    let server = builder
-        .bind()
-        .await
-        .map_err(|e| format!("bind {bind}: {e}"))?;
-    println!(
-        "serving {} (tools: echo, tokens, sleep); Ctrl-C to stop",
-        server.url()
-    );
+    let server = builder.bind().await.map_err(|e| format!("bind {bind}: {e}"))?;
+    println!("serving {} (tools: echo, tokens, sleep); Ctrl-C to stop", server.url());
     let handle = server.spawn();
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     eprintln!("draining…");

@@ -27,10 +27,7 @@ pub(crate) async fn run(tokens: u64, token_delay_ms: u64, calls: usize) -> Resul
         .await
         .map_err(|e| e.to_string())?
         .spawn();
-    println!(
-        "server   {}  (self-signed certificate, generated now)",
-        server.url()
-    );
+    println!("server   {}  (self-signed certificate, generated now)", server.url());
 
     let started = Instant::now();
     let client = ClientBuilder::new(server.url())
@@ -48,37 +45,26 @@ pub(crate) async fn run(tokens: u64, token_delay_ms: u64, calls: usize) -> Resul
     let tools: Vec<String> = client.peer_tools().into_iter().map(|t| t.name).collect();
     println!("tools    {}", tools.join(", "));
 
-    println!(
-        "\n-- invoke tokens (n={tokens}, {token_delay_ms} ms apart), printed as they arrive:\n"
-    );
+    println!("\n-- invoke tokens (n={tokens}, {token_delay_ms} ms apart), printed as they arrive:\n");
     let args = Value::Map(vec![
         (Value::from("n"), Value::from(tokens)),
         (Value::from("delay_ms"), Value::from(token_delay_ms)),
     ]);
     let started = Instant::now();
-    let mut inv = client
-        .invoke("tokens", args)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut inv = client.invoke("tokens", args).await.map_err(|e| e.to_string())?;
     let mut first_token = None;
     let mut stdout = std::io::stdout();
     let mut received = 0;
     while let Some(chunk) = inv.next().await {
         first_token.get_or_insert_with(|| started.elapsed());
         received += 1;
-        stdout
-            .write_all(&chunk)
-            .and_then(|_| stdout.flush())
-            .map_err(|e| e.to_string())?;
+        stdout.write_all(&chunk).and_then(|_| stdout.flush()).map_err(|e| e.to_string())?;
     }
     let done = inv.result().await.map_err(|e| e.to_string())?;
     let total = started.elapsed();
     println!("\n");
     if received as u64 != tokens || done.result != Value::from(tokens) {
-        return Err(format!(
-            "expected {tokens} tokens, got {received} (result {})",
-            done.result
-        ));
+        return Err(format!("expected {tokens} tokens, got {received} (result {})", done.result));
     }
     println!(
         "stream   {received} tokens; first after {}, all after {}; handler wall time {} µs",
@@ -91,12 +77,7 @@ pub(crate) async fn run(tokens: u64, token_delay_ms: u64, calls: usize) -> Resul
     let mut rtts = Vec::with_capacity(calls);
     for i in 0..calls {
         let started = Instant::now();
-        let echoed = client
-            .invoke("echo", Value::from(i))
-            .await
-            .map_err(|e| e.to_string())?
-            .result()
-            .await;
+        let echoed = client.invoke("echo", Value::from(i)).await.map_err(|e| e.to_string())?.result().await;
         rtts.push(started.elapsed());
         match echoed {
             Ok(done) if done.result == Value::from(i) => {}

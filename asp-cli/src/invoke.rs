@@ -44,15 +44,8 @@ pub(crate) async fn run(
     let mut stdout = std::io::stdout();
     let mut last_progress = None;
     while let Some(chunk) = inv.next().await {
-        stdout
-            .write_all(&chunk)
-            .and_then(|_| stdout.flush())
-            .map_err(|e| e.to_string())?;
-        if let Some(p) = inv
-            .progress()
-            .cloned()
-            .filter(|p| Some(p.progress) != last_progress)
-        {
+        stdout.write_all(&chunk).and_then(|_| stdout.flush()).map_err(|e| e.to_string())?;
+        if let Some(p) = inv.progress().cloned().filter(|p| Some(p.progress) != last_progress) {
             last_progress = Some(p.progress);
             let total = p.total.map(|t| format!("/{t}")).unwrap_or_default();
             eprint!("\r[progress {}{total}]", p.progress);
@@ -64,15 +57,8 @@ pub(crate) async fn run(
             if last_progress.is_some() {
                 eprintln!();
             }
-            let cpu = done
-                .metrics
-                .cpu_us
-                .map(|c| format!(", cpu {c} µs"))
-                .unwrap_or_default();
-            eprintln!(
-                "result: {}  (wall {} µs{cpu})",
-                done.result, done.metrics.wall_us
-            );
+            let cpu = done.metrics.cpu_us.map(|c| format!(", cpu {c} µs")).unwrap_or_default();
+            eprintln!("result: {}  (wall {} µs{cpu})", done.result, done.metrics.wall_us);
             Ok(())
         }
         Err(e) => Err(format!("invocation failed: {e}")),

@@ -82,26 +82,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Serve {
-            bind,
-            cert,
-            key,
-            write_cert,
-            plaintext,
-        } => agent::serve(bind, cert.zip(key), write_cert, plaintext).await,
-        Command::Invoke {
-            url,
-            tool,
-            args,
-            ca,
-            token,
-            plaintext,
-        } => invoke::run(url, tool, args, ca, token, plaintext).await,
-        Command::Demo {
-            tokens,
-            token_delay_ms,
-            calls,
-        } => demo::run(tokens, token_delay_ms, calls).await,
+        Command::Serve { bind, cert, key, write_cert, plaintext } => {
+            agent::serve(bind, cert.zip(key), write_cert, plaintext).await
+        }
+        Command::Invoke { url, tool, args, ca, token, plaintext } => {
+            invoke::run(url, tool, args, ca, token, plaintext).await
+        }
+        Command::Demo { tokens, token_delay_ms, calls } => demo::run(tokens, token_delay_ms, calls).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

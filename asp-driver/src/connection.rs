@@ -3,8 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use asp_proto::{
-    CloseReason, ErrorCode, Invoke, Progress, RequestId, SendError, Stats, ToolOp, ToolSet,
-    ToolSpec, Value,
+    CloseReason, ErrorCode, Invoke, Progress, RequestId, SendError, Stats, ToolOp, ToolSet, ToolSpec, Value,
 };
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
@@ -106,35 +105,23 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("cid", &self.connection_id())
-            .finish()
+        f.debug_struct("Connection").field("cid", &self.connection_id()).finish()
     }
 }
 
 impl Connection {
     pub(crate) fn new() -> (Connection, mpsc::UnboundedReceiver<Command>) {
         let (tx, rx) = mpsc::unbounded();
-        (
-            Connection {
-                tx,
-                shared: Arc::default(),
-            },
-            rx,
-        )
+        (Connection { tx, shared: Arc::default() }, rx)
     }
 
     pub(crate) fn command(&self, command: Command) -> Result<(), ConnectionError> {
-        self.tx
-            .unbounded_send(command)
-            .map_err(|_| self.closed_error())
+        self.tx.unbounded_send(command).map_err(|_| self.closed_error())
     }
 
     fn closed_error(&self) -> ConnectionError {
         let reason = self.shared.lock().expect("lock").closed.clone();
-        ConnectionError::Closed(
-            reason.map_or_else(|| "the driver stopped".to_owned(), |r| r.message),
-        )
+        ConnectionError::Closed(reason.map_or_else(|| "the driver stopped".to_owned(), |r| r.message))
     }
 
     /// The connection id the server assigned.
@@ -145,11 +132,7 @@ impl Connection {
     /// Invokes `tool` on the peer with `args`. The [`Invocation`] streams the
     /// output and then yields the result; dropping it early interrupts the
     /// invocation.
-    pub async fn invoke(
-        &self,
-        tool: impl Into<String>,
-        args: Value,
-    ) -> Result<Invocation, ConnectionError> {
+    pub async fn invoke(&self, tool: impl Into<String>, args: Value) -> Result<Invocation, ConnectionError> {
         self.invoke_with(Invoke::new(tool, args)).await
     }
 
@@ -163,13 +146,7 @@ impl Connection {
 
     /// The peer's tools as last announced.
     pub fn peer_tools(&self) -> Vec<ToolSpec> {
-        self.shared
-            .lock()
-            .expect("lock")
-            .peer_tools
-            .iter()
-            .cloned()
-            .collect()
+        self.shared.lock().expect("lock").peer_tools.iter().cloned().collect()
     }
 
     /// A stream that yields each time the peer's tool set changes.
@@ -191,15 +168,8 @@ impl Connection {
     }
 
     /// Closes the connection now with `code`.
-    pub fn close(
-        &self,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> Result<(), ConnectionError> {
-        self.command(Command::Close {
-            code,
-            message: message.into(),
-        })
+    pub fn close(&self, code: ErrorCode, message: impl Into<String>) -> Result<(), ConnectionError> {
+        self.command(Command::Close { code, message: message.into() })
     }
 
     /// Waits until the connection has ended, and says why.

@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_proto::{
-    CloseReason, ErrorCode, Event, HelloInfo, RequestId, SendError, Session, SessionConfig,
-};
+use asp_proto::{CloseReason, ErrorCode, Event, HelloInfo, RequestId, SendError, Session, SessionConfig};
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{AbortHandle, Abortable};
@@ -168,13 +166,9 @@ where
             // Check the clock after waking rather than trusting the timer.
             let now = Instant::now();
             match wake {
-                Wake::Message(Some(Ok(Message::Binary(bytes)))) => {
-                    self.session.handle_message(now, bytes)
-                }
+                Wake::Message(Some(Ok(Message::Binary(bytes)))) => self.session.handle_message(now, bytes),
                 Wake::Message(Some(Ok(Message::Text(_)))) => self.session.handle_text_message(now),
-                Wake::Message(Some(Ok(Message::Close(_))))
-                | Wake::Message(Some(Err(_)))
-                | Wake::Message(None) => {
+                Wake::Message(Some(Ok(Message::Close(_)))) | Wake::Message(Some(Err(_))) | Wake::Message(None) => {
                     self.transport = None;
                     self.session.handle_transport_closed(now);
                 }
@@ -273,9 +267,10 @@ where
                 }
                 Event::Chunk { id, data } => {
                     let len = data.len();
-                    let delivered = self.invocations.get(&id).is_some_and(|(_, tx)| {
-                        tx.unbounded_send(InvocationEvent::Chunk(data)).is_ok()
-                    });
+                    let delivered = self
+                        .invocations
+                        .get(&id)
+                        .is_some_and(|(_, tx)| tx.unbounded_send(InvocationEvent::Chunk(data)).is_ok());
                     if !delivered {
                         // Nobody will read it: give the credit back now.
                         self.session.grant(id, len);
@@ -286,16 +281,9 @@ where
                         let _ = tx.unbounded_send(InvocationEvent::Progress(progress));
                     }
                 }
-                Event::Completed {
-                    id,
-                    result,
-                    metrics,
-                } => {
+                Event::Completed { id, result, metrics } => {
                     if let Some((_, tx)) = self.invocations.remove(&id) {
-                        let _ = tx.unbounded_send(InvocationEvent::Done(Ok(Completion {
-                            result,
-                            metrics,
-                        })));
+                        let _ = tx.unbounded_send(InvocationEvent::Done(Ok(Completion { result, metrics })));
                     }
                 }
                 Event::Failed { id, error } => {
@@ -307,9 +295,7 @@ where
                 Event::PeerToolsChanged => {
                     let mut shared = self.conn.shared.lock().expect("lock");
                     shared.peer_tools = self.session.peer_tools().clone();
-                    shared
-                        .tool_watchers
-                        .retain(|w| w.unbounded_send(()).is_ok());
+                    shared.tool_watchers.retain(|w| w.unbounded_send(()).is_ok());
                 }
                 Event::Closed(reason) => self.on_closed(reason),
                 _ => {}
@@ -337,21 +323,11 @@ where
 
     fn start_handler(&mut self, id: RequestId, invoke: asp_proto::Invoke) {
         let Some(tool) = self.tools.get(&invoke.tool) else {
-            let _ = self.session.fail(
-                id,
-                ErrorCode::UNKNOWN_TOOL,
-                format!("no tool named `{}`", invoke.tool),
-            );
+            let _ = self.session.fail(id, ErrorCode::UNKNOWN_TOOL, format!("no tool named `{}`", invoke.tool));
             return;
         };
         let token = self.token();
-        let ctx = ToolContext {
-            id,
-            tool: invoke.tool.clone(),
-            conn: self.conn.clone(),
-            token,
-            queued: Arc::default(),
-        };
+        let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, queued: Arc::default() };
         let conn = self.conn.clone();
         let (abort, registration) = AbortHandle::new_pair();
         let call = Abortable::new(tool.call(ctx, invoke.args), registration);
@@ -360,12 +336,7 @@ where
             async move {
                 let command = match call.await {
                     Ok(Ok(result)) => Command::Complete { id, token, result },
-                    Ok(Err(e)) => Command::Fail {
-                        id,
-                        token,
-                        code: e.code,
-                        message: e.message,
-                    },
+                    Ok(Err(e)) => Command::Fail { id, token, code: e.code, message: e.message },
                     Err(_aborted) => return,
                 };
                 let _ = conn.command(command);
@@ -398,13 +369,7 @@ where
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Chunk {
-                id,
-                token,
-                data,
-                queued,
-                done,
-            } => {
+            Command::Chunk { id, token, data, queued, done } => {
                 let chunk = PendingChunk { data, queued, done };
                 if !self.is_current_handler(id, token) {
                     return chunk.finish(Err(SendError::NotOpen(id)));
@@ -418,11 +383,7 @@ where
                     self.pending.entry(id).or_default().push_back(blocked);
                 }
             }
-            Command::Progress {
-                id,
-                token,
-                progress,
-            } => {
+            Command::Progress { id, token, progress } => {
                 if self.is_current_handler(id, token) {
                     // Progress is advisory: without credit it is dropped.
                     let _ = self.session.send_progress(id, progress);
@@ -434,12 +395,7 @@ where
                     let _ = self.session.complete(now, id, result, None);
                 }
             }
-            Command::Fail {
-                id,
-                token,
-                code,
-                message,
-            } => {
+            Command::Fail { id, token, code, message } => {
                 if self.is_current_handler(id, token) {
                     self.handlers.remove(&id);
                     let _ = self.session.fail(id, code, message);
@@ -454,8 +410,7 @@ where
                 // A grant for an earlier invocation with this id still owes
                 // the connection its credit, but not the new invocation.
                 let current = self.invocations.get(&id).is_some_and(|(t, _)| *t == token);
-                self.session
-                    .grant(if current { id } else { RequestId::CONNECTION }, bytes);
+                self.session.grant(if current { id } else { RequestId::CONNECTION }, bytes);
             }
             Command::PushTools { op, tools } => {
                 let _ = self.session.push_tools(op, tools);

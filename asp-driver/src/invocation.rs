@@ -41,11 +41,7 @@ pub struct InvokeError {
 
 impl From<ErrorInfo> for InvokeError {
     fn from(e: ErrorInfo) -> Self {
-        InvokeError {
-            code: e.code,
-            message: e.message,
-            data: e.data,
-        }
+        InvokeError { code: e.code, message: e.message, data: e.data }
     }
 }
 
@@ -71,14 +67,7 @@ impl Invocation {
         events: mpsc::UnboundedReceiver<InvocationEvent>,
         conn: Connection,
     ) -> Self {
-        Invocation {
-            id,
-            token,
-            events,
-            conn,
-            outcome: None,
-            progress: None,
-        }
+        Invocation { id, token, events, conn, outcome: None, progress: None }
     }
 
     /// The request id.
@@ -94,10 +83,7 @@ impl Invocation {
     /// Asks the handler to stop. The result still arrives: `CANCELLED`, or
     /// the completion if the tool finished first.
     pub fn interrupt(&self) {
-        let _ = self.conn.command(Command::Interrupt {
-            id: self.id,
-            token: self.token,
-        });
+        let _ = self.conn.command(Command::Interrupt { id: self.id, token: self.token });
     }
 
     /// Waits for the end, discarding output not yet read, and returns the
@@ -109,11 +95,7 @@ impl Invocation {
 }
 
 fn lost() -> InvokeError {
-    InvokeError {
-        code: ErrorCode::SESSION_LOST,
-        message: "the connection ended".into(),
-        data: Value::Nil,
-    }
+    InvokeError { code: ErrorCode::SESSION_LOST, message: "the connection ended".into(), data: Value::Nil }
 }
 
 impl Stream for Invocation {
@@ -127,11 +109,7 @@ impl Stream for Invocation {
             match self.events.poll_next_unpin(cx) {
                 Poll::Ready(Some(InvocationEvent::Chunk(data))) => {
                     let (id, token) = (self.id, self.token);
-                    let _ = self.conn.command(Command::Grant {
-                        id,
-                        token,
-                        bytes: data.len(),
-                    });
+                    let _ = self.conn.command(Command::Grant { id, token, bytes: data.len() });
                     return Poll::Ready(Some(data));
                 }
                 Poll::Ready(Some(InvocationEvent::Progress(p))) => self.progress = Some(p),
@@ -148,10 +126,7 @@ impl Stream for Invocation {
 impl Drop for Invocation {
     fn drop(&mut self) {
         if self.outcome.is_none() {
-            let _ = self.conn.command(Command::Interrupt {
-                id: self.id,
-                token: self.token,
-            });
+            let _ = self.conn.command(Command::Interrupt { id: self.id, token: self.token });
         }
     }
 }

@@ -26,10 +26,7 @@ pub struct ToolError {
 impl ToolError {
     /// A failure with a code.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ToolError {
-            code,
-            message: message.into(),
-        }
+        ToolError { code, message: message.into() }
     }
 
     /// The tool ran and failed (`TOOL_FAILED`).
@@ -82,9 +79,7 @@ pub struct ToolRegistry {
 
 impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.specs().iter().map(|t| &t.name))
-            .finish()
+        f.debug_list().entries(self.specs().iter().map(|t| &t.name)).finish()
     }
 }
 
@@ -97,42 +92,24 @@ impl ToolRegistry {
     /// Adds (or replaces) a tool and announces it to every open connection.
     pub fn add(&self, spec: ToolSpec, tool: impl Tool) {
         let mut inner = self.inner.lock().expect("lock");
-        inner
-            .tools
-            .insert(spec.name.clone(), (spec.clone(), Arc::new(tool)));
-        inner
-            .subscribers
-            .retain(|c| c.push_tools(ToolOp::Add, vec![spec.clone()]).is_ok());
+        inner.tools.insert(spec.name.clone(), (spec.clone(), Arc::new(tool)));
+        inner.subscribers.retain(|c| c.push_tools(ToolOp::Add, vec![spec.clone()]).is_ok());
     }
 
     /// Removes a tool and tells every open connection.
     pub fn remove(&self, name: &str) {
         let mut inner = self.inner.lock().expect("lock");
         inner.tools.remove(name);
-        inner.subscribers.retain(|c| {
-            c.push_tools(ToolOp::Remove, vec![ToolSpec::named(name)])
-                .is_ok()
-        });
+        inner.subscribers.retain(|c| c.push_tools(ToolOp::Remove, vec![ToolSpec::named(name)]).is_ok());
     }
 
     /// The tools' descriptions, in name order.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.inner
-            .lock()
-            .expect("lock")
-            .tools
-            .values()
-            .map(|(s, _)| s.clone())
-            .collect()
+        self.inner.lock().expect("lock").tools.values().map(|(s, _)| s.clone()).collect()
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        self.inner
-            .lock()
-            .expect("lock")
-            .tools
-            .get(name)
-            .map(|(_, t)| t.clone())
+        self.inner.lock().expect("lock").tools.get(name).map(|(_, t)| t.clone())
     }
 
     pub(crate) fn subscribe(&self, conn: Connection) {
@@ -187,41 +164,21 @@ impl ToolContext {
         } else {
             (None, None)
         };
-        let command = Command::Chunk {
-            id: self.id,
-            token: self.token,
-            data,
-            queued: self.queued.clone(),
-            done,
-        };
+        let command = Command::Chunk { id: self.id, token: self.token, data, queued: self.queued.clone(), done };
         self.conn.command(command)?;
         let Some(answer) = answer else { return Ok(()) };
         match answer.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(SendError::NotOpen(_))) | Err(_) => Err(ToolError::new(
-                ErrorCode::CANCELLED,
-                "the invocation has ended",
-            )),
+            Ok(Err(SendError::NotOpen(_))) | Err(_) => {
+                Err(ToolError::new(ErrorCode::CANCELLED, "the invocation has ended"))
+            }
             Ok(Err(e)) => Err(ToolError::failed(e.to_string())),
         }
     }
 
     /// Reports progress (dropped if the invoker did not ask for progress).
-    pub fn progress(
-        &self,
-        progress: f64,
-        total: Option<f64>,
-        message: Option<String>,
-    ) -> Result<(), ToolError> {
-        let progress = Progress {
-            progress,
-            total,
-            message,
-        };
-        Ok(self.conn.command(Command::Progress {
-            id: self.id,
-            token: self.token,
-            progress,
-        })?)
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) -> Result<(), ToolError> {
+        let progress = Progress { progress, total, message };
+        Ok(self.conn.command(Command::Progress { id: self.id, token: self.token, progress })?)
     }
 }

@@ -30,11 +30,7 @@ fn case(name: &'static str, frame: Frame, count: usize) -> Case {
     for f in &frames {
         f.encode(&mut wire).unwrap();
     }
-    Case {
-        name,
-        frames,
-        wire: wire.freeze(),
-    }
+    Case { name, frames, wire: wire.freeze() }
 }
 
 fn stream(size: usize) -> Frame {
@@ -43,10 +39,7 @@ fn stream(size: usize) -> Frame {
 
 fn invoke() -> Frame {
     let args = Value::Map(vec![
-        (
-            Value::from("query"),
-            Value::from("sans-io protocol design in rust"),
-        ),
+        (Value::from("query"), Value::from("sans-io protocol design in rust")),
         (Value::from("limit"), Value::from(10)),
     ]);
     Frame::Invoke(

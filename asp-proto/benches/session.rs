@@ -22,10 +22,7 @@ struct Link {
 impl Link {
     fn new() -> Link {
         let now = Instant::now();
-        let config = SessionConfig {
-            tools: vec![ToolSpec::named("echo")],
-            ..SessionConfig::default()
-        };
+        let config = SessionConfig { tools: vec![ToolSpec::named("echo")], ..SessionConfig::default() };
         let mut link = Link {
             client: Session::client(config.clone(), now),
             server: Session::server(config, now, Box::new(TestEntropy(1))),
@@ -94,10 +91,7 @@ const BURST: usize = 32;
 fn stream_chunks(c: &mut Criterion) {
     let mut link = Link::new();
     let now = link.now;
-    let id = link
-        .client
-        .invoke(now, Invoke::new("echo", Value::Nil))
-        .unwrap();
+    let id = link.client.invoke(now, Invoke::new("echo", Value::Nil)).unwrap();
     link.pump();
     while link.server.poll_event().is_some() {}
     let chunk = Bytes::from_static(&[b't'; 32]);
@@ -109,9 +103,7 @@ fn stream_chunks(c: &mut Criterion) {
             for _ in 0..CHUNKS / BURST {
                 for _ in 0..BURST {
                     let mut data = chunk.clone();
-                    link.server
-                        .send_chunk(id, &mut data)
-                        .expect("credit is granted as consumed");
+                    link.server.send_chunk(id, &mut data).expect("credit is granted as consumed");
                 }
                 // An adapter writes whatever is ready as one message.
                 link.pump();

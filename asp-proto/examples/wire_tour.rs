@@ -12,9 +12,7 @@ use asp_proto::*;
 use bytes::{Bytes, BytesMut};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let tokens = [
-        "Agent", " Socket", " streams", " tokens", " as", " raw", " STREAM", " frames", ".",
-    ];
+    let tokens = ["Agent", " Socket", " streams", " tokens", " as", " raw", " STREAM", " frames", "."];
     let mut session = vec![
         Frame::Hello(ClientHello {
             versions: vec![1],
@@ -34,38 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             resume: None,
             resumed: None,
             resume_error: None,
-            tools: Some(vec![ToolSpec {
-                desc: Some("Stream N tokens".into()),
-                ..ToolSpec::named("tokens")
-            }]),
+            tools: Some(vec![ToolSpec { desc: Some("Stream N tokens".into()), ..ToolSpec::named("tokens") }]),
         }),
-        Frame::Invoke(
-            RequestId(1),
-            Invoke::new("tokens", Value::from(tokens.len())),
-        ),
-        Frame::Progress(
-            RequestId(1),
-            Progress {
-                progress: 0.0,
-                total: Some(tokens.len() as f64),
-                message: None,
-            },
-        ),
+        Frame::Invoke(RequestId(1), Invoke::new("tokens", Value::from(tokens.len()))),
+        Frame::Progress(RequestId(1), Progress { progress: 0.0, total: Some(tokens.len() as f64), message: None }),
     ];
-    session.extend(
-        tokens
-            .iter()
-            .map(|t| Frame::Stream(RequestId(1), Bytes::from_static(t.as_bytes()))),
-    );
+    session.extend(tokens.iter().map(|t| Frame::Stream(RequestId(1), Bytes::from_static(t.as_bytes()))));
     session.push(Frame::Complete(
         RequestId(1),
-        Complete {
-            result: Value::from(tokens.len()),
-            metrics: Metrics {
-                wall_us: 840,
-                cpu_us: Some(120),
-            },
-        },
+        Complete { result: Value::from(tokens.len()), metrics: Metrics { wall_us: 840, cpu_us: Some(120) } },
     ));
 
     println!("== the session as frames on the wire");
@@ -74,19 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = wire.len();
         frame.encode(&mut wire)?;
         let bytes = &wire[start..];
-        let shown = bytes
-            .iter()
-            .take(24)
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let shown = bytes.iter().take(24).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
         let more = if bytes.len() > 24 { " …" } else { "" };
-        println!(
-            "{:>9} id {:<2} {:>3} B  {shown}{more}",
-            frame.frame_type().name(),
-            frame.request_id().0,
-            bytes.len()
-        );
+        println!("{:>9} id {:<2} {:>3} B  {shown}{more}", frame.frame_type().name(), frame.request_id().0, bytes.len());
     }
     let wire = wire.freeze();
     println!("{} frames, {} bytes in all\n", session.len(), wire.len());
@@ -106,10 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     print!("{}", String::from_utf8_lossy(&chunk));
                     std::io::stdout().flush()?;
                 }
-                Frame::Complete(_, c) => println!(
-                    "\n[COMPLETE result={} wall={}µs]",
-                    c.result, c.metrics.wall_us
-                ),
+                Frame::Complete(_, c) => println!("\n[COMPLETE result={} wall={}µs]", c.result, c.metrics.wall_us),
                 other => println!("[{}]", other.frame_type()),
             }
         }

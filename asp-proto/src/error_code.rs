@@ -13,9 +13,7 @@ use std::fmt;
 /// A `Copy` newtype rather than an enum: a peer may send a code this version
 /// does not know, and that must round-trip and keep its class instead of
 /// failing to decode.
-#[derive(
-    Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ErrorCode(pub u16);
 
@@ -247,10 +245,7 @@ mod tests {
             assert_ne!(code.class(), ErrorClass::Reserved, "{name}");
             assert_ne!(code.class(), ErrorClass::Application, "{name}");
         }
-        assert!(
-            ErrorCode::ALL.windows(2).all(|w| w[0] < w[1]),
-            "table is sorted and unique"
-        );
+        assert!(ErrorCode::ALL.windows(2).all(|w| w[0] < w[1]), "table is sorted and unique");
     }
 
     #[test]
@@ -270,10 +265,7 @@ mod tests {
         assert_eq!(ErrorCode(250).class(), ErrorClass::Limits);
         assert_eq!(ErrorCode(250).name(), None);
         assert_eq!(ErrorCode(950).class(), ErrorClass::Application);
-        assert_eq!(
-            format!("{}", ErrorCode(950)),
-            "950 (application-defined error)"
-        );
+        assert_eq!(format!("{}", ErrorCode(950)), "950 (application-defined error)");
         assert_eq!(format!("{:?}", ErrorCode::CANCELLED), "CANCELLED(302)");
     }
 }

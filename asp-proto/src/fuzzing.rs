@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::testing::{model, TestEntropy};
-use crate::{
-    decode_all, Decoder, ErrorCode, Event, Frame, FrameHeader, Session, SessionConfig, ToolSpec,
-    Value,
-};
+use crate::{decode_all, Decoder, ErrorCode, Event, Frame, FrameHeader, Session, SessionConfig, ToolSpec, Value};
 
 /// The payload limit the targets use: small, so that inputs a fuzzer
 /// generates reach both the accepted and the too-large paths.
@@ -62,11 +59,7 @@ pub fn check_roundtrip(frame: &Frame) {
     assert_eq!(again.frame_type(), frame.frame_type());
     assert_eq!(again.flags(), frame.flags());
     assert_eq!(again.request_id(), frame.request_id());
-    assert_eq!(
-        again.to_bytes().expect("re-encode"),
-        first,
-        "encoding is not a fixed point"
-    );
+    assert_eq!(again.to_bytes().expect("re-encode"), first, "encoding is not a fixed point");
 }
 
 /// The same bytes, split at points chosen by the input's first four bytes,
@@ -78,10 +71,7 @@ pub fn decoder_chunked(data: &[u8]) {
     let (seed, stream) = data.split_at(4);
     let seed = u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]);
 
-    let whole = outcomes(
-        Bytes::copy_from_slice(stream),
-        &mut std::iter::once(stream.len()),
-    );
+    let whole = outcomes(Bytes::copy_from_slice(stream), &mut std::iter::once(stream.len()));
     let mut splits = split_points(seed);
     let chunked = outcomes(Bytes::copy_from_slice(stream), &mut splits);
     assert_eq!(whole, chunked, "chunking changed what was decoded");
@@ -100,10 +90,7 @@ fn outcomes(stream: Bytes, chunk_sizes: &mut dyn Iterator<Item = usize>) -> Vec<
     let mut rest = stream;
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let size = chunk_sizes
-            .next()
-            .unwrap_or(usize::MAX)
-            .clamp(1, rest.len());
+        let size = chunk_sizes.next().unwrap_or(usize::MAX).clamp(1, rest.len());
         // Alternate input kinds, so both the copying and the zero-copy
         // paths see every split.
         let mut chunk = rest.split_to(size);
@@ -153,11 +140,7 @@ fn split_points(seed: u32) -> impl Iterator<Item = usize> {
 
 fn assert_bounded(decoder: &Decoder) {
     let bound = decoder.max_payload() as usize + FrameHeader::LEN;
-    assert!(
-        decoder.buffered() <= bound,
-        "decoder holds {} bytes, bound {bound}",
-        decoder.buffered()
-    );
+    assert!(decoder.buffered() <= bound, "decoder holds {} bytes, bound {bound}", decoder.buffered());
 }
 
 /// The configuration the session targets use: small limits, so that the
@@ -210,11 +193,7 @@ pub fn session(data: &[u8]) {
         }
         play_application(&mut s, now);
         let stats = s.stats();
-        assert!(
-            stats.buffered_bytes <= bound,
-            "session holds {} bytes",
-            stats.buffered_bytes
-        );
+        assert!(stats.buffered_bytes <= bound, "session holds {} bytes", stats.buffered_bytes);
         if let Some(at) = s.poll_timeout() {
             assert!(at >= now, "poll_timeout is in the past");
         }

@@ -52,12 +52,11 @@ pub struct ReadmeDoctests;
 pub use codec::{decode_all, Decoder, EncodeError, FrameError, PayloadError};
 pub use error_code::{ErrorClass, ErrorCode};
 pub use frame::{
-    flags, ClientHello, Complete, ErrorInfo, Frame, FrameHeader, FrameType, GoAway, Interrupt,
-    Invoke, Metrics, PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest,
-    Resumed, Role, ServerHello, ToolDef, ToolOp, ToolSpec, Value, Window,
+    flags, ClientHello, Complete, ErrorInfo, Frame, FrameHeader, FrameType, GoAway, Interrupt, Invoke, Metrics,
+    PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello, ToolDef,
+    ToolOp, ToolSpec, Value, Window,
 };
 pub use session::{
-    CloseReason, DetachReason, Entropy, Event, HelloInfo, Initiator, InvocationInfo,
-    InvocationRole, InvocationState, ResumeKey, SendError, Session, SessionConfig, SessionState,
-    Stats, ToolSet,
+    CloseReason, DetachReason, Entropy, Event, HelloInfo, Initiator, InvocationInfo, InvocationRole, InvocationState,
+    ResumeKey, SendError, Session, SessionConfig, SessionState, Stats, ToolSet,
 };

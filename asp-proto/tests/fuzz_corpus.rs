@@ -16,9 +16,7 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 fn replay_at_least(target: &str, run: fn(&[u8]), minimum: usize) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -28,11 +26,7 @@ fn replay_at_least(target: &str, run: fn(&[u8]), minimum: usize) {
         count += 1;
     }
     // The generated seeds alone are `minimum`.
-    assert!(
-        count >= minimum,
-        "{target}: only {count} corpus files in {}",
-        dir.display()
-    );
+    assert!(count >= minimum, "{target}: only {count} corpus files in {}", dir.display());
 }
 
 #[test]
@@ -66,10 +60,7 @@ fn session_ops_corpus() {
 // ------------------------------------------------------------------ seeds
 
 fn config() -> SessionConfig {
-    SessionConfig {
-        tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")],
-        ..SessionConfig::default()
-    }
+    SessionConfig { tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")], ..SessionConfig::default() }
 }
 
 /// Runs a scenario on a recording pair and returns what each side received.
@@ -103,14 +94,9 @@ fn write_session_seeds() {
             "invoke-stream-complete",
             transcript(|p| {
                 let now = p.now;
-                let id = p
-                    .client
-                    .invoke(now, Invoke::new("work", Value::from(3)))
-                    .unwrap();
+                let id = p.client.invoke(now, Invoke::new("work", Value::from(3))).unwrap();
                 p.drive();
-                p.server
-                    .send_chunk(id, &mut Bytes::from_static(b"some output"))
-                    .unwrap();
+                p.server.send_chunk(id, &mut Bytes::from_static(b"some output")).unwrap();
                 p.server.complete(now, id, Value::Nil, None).unwrap();
                 p.drive();
             }),
@@ -119,21 +105,10 @@ fn write_session_seeds() {
             "interrupt-and-tools",
             transcript(|p| {
                 let now = p.now;
-                let id = p
-                    .server
-                    .invoke(
-                        now,
-                        Invoke {
-                            timeout: Some(50),
-                            ..Invoke::new("echo", Value::Nil)
-                        },
-                    )
-                    .unwrap();
+                let id = p.server.invoke(now, Invoke { timeout: Some(50), ..Invoke::new("echo", Value::Nil) }).unwrap();
                 p.drive();
                 p.server.interrupt(id, None).unwrap();
-                p.client
-                    .push_tools(asp_proto::ToolOp::Add, vec![ToolSpec::named("extra")])
-                    .unwrap();
+                p.client.push_tools(asp_proto::ToolOp::Add, vec![ToolSpec::named("extra")]).unwrap();
                 p.drive();
                 p.advance(Duration::from_secs(16));
                 p.server.goaway(now, None, None).unwrap();
@@ -145,14 +120,7 @@ fn write_session_seeds() {
     std::fs::create_dir_all(&dir).unwrap();
     for (name, t) in &scenarios {
         for role in [Side::Client, Side::Server] {
-            let file = dir.join(format!(
-                "seed-{name}-{}",
-                if role == Side::Client {
-                    "client"
-                } else {
-                    "server"
-                }
-            ));
+            let file = dir.join(format!("seed-{name}-{}", if role == Side::Client { "client" } else { "server" }));
             std::fs::write(file, session_input(role, t)).unwrap();
         }
     }

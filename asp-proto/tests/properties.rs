@@ -18,15 +18,13 @@ fn value() -> impl Strategy<Value = Value> {
         (-1e9f64..1e9).prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
         proptest::collection::vec(any::<u8>(), 0..12).prop_map(Value::Binary),
-        (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..6))
-            .prop_map(|(t, d)| Value::Ext(t, d)),
+        (any::<i8>(), proptest::collection::vec(any::<u8>(), 0..6)).prop_map(|(t, d)| Value::Ext(t, d)),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::vec(("[a-z]{1,6}", inner), 0..4).prop_map(|kv| Value::Map(
-                kv.into_iter().map(|(k, v)| (Value::from(k), v)).collect()
-            )),
+            proptest::collection::vec(("[a-z]{1,6}", inner), 0..4)
+                .prop_map(|kv| Value::Map(kv.into_iter().map(|(k, v)| (Value::from(k), v)).collect())),
         ]
     })
 }
@@ -44,15 +42,13 @@ fn any_id() -> impl Strategy<Value = RequestId> {
 }
 
 fn tool() -> impl Strategy<Value = ToolSpec> {
-    ("[a-z_]{1,10}", opt_string(), value(), value(), value()).prop_map(
-        |(name, desc, input, output, meta)| ToolSpec {
-            name,
-            desc,
-            input,
-            output,
-            meta,
-        },
-    )
+    ("[a-z_]{1,10}", opt_string(), value(), value(), value()).prop_map(|(name, desc, input, output, meta)| ToolSpec {
+        name,
+        desc,
+        input,
+        output,
+        meta,
+    })
 }
 
 fn tools() -> impl Strategy<Value = Option<Vec<ToolSpec>>> {
@@ -66,12 +62,7 @@ fn limits() -> impl Strategy<Value = PeerLimits> {
         proptest::option::of(0..=limits::MAX_WINDOW),
         proptest::option::of(0..=limits::MAX_WINDOW),
     )
-        .prop_map(|(max_frame, max_inv, win, cwin)| PeerLimits {
-            max_frame,
-            max_inv,
-            win,
-            cwin,
-        })
+        .prop_map(|(max_frame, max_inv, win, cwin)| PeerLimits { max_frame, max_inv, win, cwin })
 }
 
 fn ticket() -> impl Strategy<Value = ByteBuf> {
@@ -88,22 +79,12 @@ fn client_hello() -> impl Strategy<Value = Frame> {
         opt_string(),
         proptest::collection::vec("[a-z]{1,8}", 0..3),
         opt_string(),
-        proptest::option::of(
-            (ticket(), any::<u64>()).prop_map(|(ticket, recv)| ResumeRequest { ticket, recv }),
-        ),
+        proptest::option::of((ticket(), any::<u64>()).prop_map(|(ticket, recv)| ResumeRequest { ticket, recv })),
         limits(),
         tools(),
     )
         .prop_map(|(versions, name, caps, token, resume, limits, tools)| {
-            Frame::Hello(ClientHello {
-                versions,
-                name,
-                caps,
-                token,
-                resume,
-                limits,
-                tools,
-            })
+            Frame::Hello(ClientHello { versions, name, caps, token, resume, limits, tools })
         })
 }
 
@@ -114,9 +95,7 @@ fn server_hello() -> impl Strategy<Value = Frame> {
         limits(),
         proptest::option::of(1..=u32::MAX),
         proptest::collection::vec("[a-z]{1,8}", 0..3),
-        proptest::option::of(
-            (ticket(), any::<u32>()).prop_map(|(ticket, grace)| ResumeOffer { ticket, grace }),
-        ),
+        proptest::option::of((ticket(), any::<u32>()).prop_map(|(ticket, grace)| ResumeOffer { ticket, grace })),
         prop_oneof![
             Just((None, None)),
             any::<u64>().prop_map(|recv| (Some(Resumed { recv }), None)),
@@ -124,21 +103,9 @@ fn server_hello() -> impl Strategy<Value = Frame> {
         ],
         tools(),
     )
-        .prop_map(
-            |(version, cid, limits, hb, caps, resume, (resumed, resume_error), tools)| {
-                Frame::HelloReply(ServerHello {
-                    version,
-                    cid,
-                    limits,
-                    hb,
-                    caps,
-                    resume,
-                    resumed,
-                    resume_error,
-                    tools,
-                })
-            },
-        )
+        .prop_map(|(version, cid, limits, hb, caps, resume, (resumed, resume_error), tools)| {
+            Frame::HelloReply(ServerHello { version, cid, limits, hb, caps, resume, resumed, resume_error, tools })
+        })
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -155,71 +122,29 @@ fn frame() -> impl Strategy<Value = Frame> {
         )
             .prop_map(|(id, tool, args, timeout, trace, meta)| Frame::Invoke(
                 id,
-                Invoke {
-                    tool,
-                    args,
-                    timeout,
-                    trace,
-                    meta
-                }
+                Invoke { tool, args, timeout, trace, meta }
             )),
-        (
-            invocation_id(),
-            proptest::collection::vec(any::<u8>(), 0..300)
-        )
+        (invocation_id(), proptest::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(id, d)| Frame::Stream(id, Bytes::from(d))),
+        (invocation_id(), 0.0f64..1e12, proptest::option::of(0.0f64..1e12), opt_string())
+            .prop_map(|(id, progress, total, message)| Frame::Progress(id, Progress { progress, total, message })),
+        (invocation_id(), opt_string()).prop_map(|(id, reason)| Frame::Interrupt(id, Interrupt { reason })),
         (
-            invocation_id(),
-            0.0f64..1e12,
-            proptest::option::of(0.0f64..1e12),
-            opt_string()
-        )
-            .prop_map(|(id, progress, total, message)| Frame::Progress(
-                id,
-                Progress {
-                    progress,
-                    total,
-                    message
-                }
-            )),
-        (invocation_id(), opt_string())
-            .prop_map(|(id, reason)| Frame::Interrupt(id, Interrupt { reason })),
-        (
-            prop_oneof![
-                Just(ToolOp::Add),
-                Just(ToolOp::Remove),
-                Just(ToolOp::Replace)
-            ],
+            prop_oneof![Just(ToolOp::Add), Just(ToolOp::Remove), Just(ToolOp::Replace)],
             proptest::collection::vec(tool(), 0..3)
         )
             .prop_map(|(op, tools)| Frame::ToolDef(ToolDef { op, tools })),
-        (any_id(), code(), ".{0,20}", value()).prop_map(|(id, code, message, data)| Frame::Error(
-            id,
-            ErrorInfo {
-                code,
-                message,
-                data
-            }
-        )),
-        (
-            invocation_id(),
-            value(),
-            any::<u64>(),
-            proptest::option::of(any::<u64>())
-        )
-            .prop_map(|(id, result, wall_us, cpu_us)| Frame::Complete(
+        (any_id(), code(), ".{0,20}", value())
+            .prop_map(|(id, code, message, data)| Frame::Error(id, ErrorInfo { code, message, data })),
+        (invocation_id(), value(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(
+            |(id, result, wall_us, cpu_us)| Frame::Complete(
                 id,
-                Complete {
-                    result,
-                    metrics: Metrics { wall_us, cpu_us }
-                }
-            )),
-        (any::<u32>(), proptest::option::of(any::<u64>()))
-            .prop_map(|(seq, recv)| Frame::Ping(Ping { seq, recv })),
-        (any::<u32>(), proptest::option::of(any::<u64>()))
-            .prop_map(|(seq, recv)| Frame::Pong(Pong { seq, recv })),
-        (any_id(), 1..=limits::MAX_WINDOW)
-            .prop_map(|(id, credit)| Frame::Window(id, Window { credit })),
+                Complete { result, metrics: Metrics { wall_us, cpu_us } }
+            )
+        ),
+        (any::<u32>(), proptest::option::of(any::<u64>())).prop_map(|(seq, recv)| Frame::Ping(Ping { seq, recv })),
+        (any::<u32>(), proptest::option::of(any::<u64>())).prop_map(|(seq, recv)| Frame::Pong(Pong { seq, recv })),
+        (any_id(), 1..=limits::MAX_WINDOW).prop_map(|(id, credit)| Frame::Window(id, Window { credit })),
         (proptest::option::of(code()), opt_string())
             .prop_map(|(code, message)| Frame::GoAway(GoAway { code, message })),
     ]
@@ -360,14 +285,7 @@ fn encoder_refuses_what_the_decoder_would_reject() {
     let mut buf = BytesMut::from(&b"keep"[..]);
     let bad = [
         Frame::Invoke(RequestId(0), Invoke::new("x", Value::Nil)),
-        Frame::Progress(
-            RequestId(1),
-            Progress {
-                progress: f64::NAN,
-                total: None,
-                message: None,
-            },
-        ),
+        Frame::Progress(RequestId(1), Progress { progress: f64::NAN, total: None, message: None }),
         Frame::Window(RequestId(0), Window { credit: 0 }),
         Frame::Invoke(RequestId(1), Invoke::new("", Value::Nil)),
     ];

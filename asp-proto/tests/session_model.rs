@@ -33,11 +33,6 @@ fn drops_in_the_middle_of_heavy_streaming_lose_nothing() {
         bytes.extend_from_slice(&[10, round % 2, 0]); // grant
     }
     let ops = Op::decode_all(&bytes);
-    assert!(
-        ops.iter()
-            .filter(|o| matches!(o, Op::DropTransport { .. }))
-            .count()
-            == 20
-    );
+    assert!(ops.iter().filter(|o| matches!(o, Op::DropTransport { .. })).count() == 20);
     run(3, 42, &ops);
 }

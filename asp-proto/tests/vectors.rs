@@ -46,12 +46,7 @@ fn enc(frame: Frame) -> Bytes {
 }
 
 fn map(pairs: &[(&str, rmpv::Value)]) -> rmpv::Value {
-    rmpv::Value::Map(
-        pairs
-            .iter()
-            .map(|(k, v)| (rmpv::Value::from(*k), v.clone()))
-            .collect(),
-    )
+    rmpv::Value::Map(pairs.iter().map(|(k, v)| (rmpv::Value::from(*k), v.clone())).collect())
 }
 
 fn msgpack(v: &rmpv::Value) -> Vec<u8> {
@@ -74,29 +69,17 @@ fn raw(byte0: u8, flags: u8, id: u16, payload: &[u8]) -> Bytes {
 fn tools() -> Vec<ToolSpec> {
     let schema = map(&[
         ("type", "object".into()),
-        (
-            "properties",
-            map(&[("text", map(&[("type", "string".into())]))]),
-        ),
+        ("properties", map(&[("text", map(&[("type", "string".into())]))])),
         ("required", rmpv::Value::Array(vec!["text".into()])),
     ]);
     vec![
-        ToolSpec {
-            desc: Some("Echo the text back".into()),
-            input: schema,
-            ..ToolSpec::named("echo")
-        },
+        ToolSpec { desc: Some("Echo the text back".into()), input: schema, ..ToolSpec::named("echo") },
         ToolSpec::named("clock"),
     ]
 }
 
 fn valid_cases() -> Vec<Valid> {
-    let v = |name, note, frame| Valid {
-        name,
-        note,
-        wire: enc(frame),
-        canonical: None,
-    };
+    let v = |name, note, frame| Valid { name, note, wire: enc(frame), canonical: None };
     let ticket = serde_bytes::ByteBuf::from((0u8..16).collect::<Vec<_>>());
     let mut meta = BTreeMap::new();
     meta.insert("tenant".to_owned(), "acme".to_owned());
@@ -115,12 +98,7 @@ fn valid_cases() -> Vec<Valid> {
                 caps: vec!["resume".into(), "progress".into()],
                 token: Some("secret-token".into()),
                 resume: None,
-                limits: PeerLimits {
-                    max_frame: Some(65536),
-                    max_inv: Some(8),
-                    win: Some(131072),
-                    cwin: Some(524288),
-                },
+                limits: PeerLimits { max_frame: Some(65536), max_inv: Some(8), win: Some(131072), cwin: Some(524288) },
                 tools: Some(vec![ToolSpec::named("ask_user")]),
             }),
         ),
@@ -132,10 +110,7 @@ fn valid_cases() -> Vec<Valid> {
                 name: None,
                 caps: vec!["resume".into()],
                 token: None,
-                resume: Some(ResumeRequest {
-                    ticket: ticket.clone(),
-                    recv: 42,
-                }),
+                resume: Some(ResumeRequest { ticket: ticket.clone(), recv: 42 }),
                 limits: PeerLimits::default(),
                 tools: None,
             }),
@@ -154,10 +129,7 @@ fn valid_cases() -> Vec<Valid> {
                 },
                 hb: Some(15000),
                 caps: vec!["resume".into()],
-                resume: Some(ResumeOffer {
-                    ticket: ticket.clone(),
-                    grace: 60000,
-                }),
+                resume: Some(ResumeOffer { ticket: ticket.clone(), grace: 60000 }),
                 resumed: None,
                 resume_error: None,
                 tools: Some(tools()),
@@ -172,10 +144,7 @@ fn valid_cases() -> Vec<Valid> {
                 limits: PeerLimits::default(),
                 hb: None,
                 caps: vec![],
-                resume: Some(ResumeOffer {
-                    ticket: ticket.clone(),
-                    grace: 60000,
-                }),
+                resume: Some(ResumeOffer { ticket: ticket.clone(), grace: 60000 }),
                 resumed: Some(Resumed { recv: 17 }),
                 resume_error: None,
                 tools: None,
@@ -223,78 +192,38 @@ fn valid_cases() -> Vec<Valid> {
         v(
             "stream-binary",
             "STREAM output may be any bytes, including ones that look like a header.",
-            Frame::Stream(
-                RequestId(65535),
-                Bytes::from_static(&[0x12, 0x00, 0x00, 0x00, 0xFF]),
-            ),
+            Frame::Stream(RequestId(65535), Bytes::from_static(&[0x12, 0x00, 0x00, 0x00, 0xFF])),
         ),
-        v(
-            "stream-empty",
-            "An empty STREAM chunk is valid.",
-            Frame::Stream(RequestId(3), Bytes::new()),
-        ),
+        v("stream-empty", "An empty STREAM chunk is valid.", Frame::Stream(RequestId(3), Bytes::new())),
         v(
             "stream-progress",
             "STREAM with flag 0x01: a progress update.",
             Frame::Progress(
                 RequestId(1),
-                Progress {
-                    progress: 3.0,
-                    total: Some(10.0),
-                    message: Some("indexing".into()),
-                },
+                Progress { progress: 3.0, total: Some(10.0), message: Some("indexing".into()) },
             ),
         ),
         v(
             "stream-progress-minimal",
             "A progress update with only the required key.",
-            Frame::Progress(
-                RequestId(4),
-                Progress {
-                    progress: 0.5,
-                    total: None,
-                    message: None,
-                },
-            ),
+            Frame::Progress(RequestId(4), Progress { progress: 0.5, total: None, message: None }),
         ),
-        v(
-            "interrupt",
-            "INTERRUPT with an empty map.",
-            Frame::Interrupt(RequestId(1), Interrupt::default()),
-        ),
+        v("interrupt", "INTERRUPT with an empty map.", Frame::Interrupt(RequestId(1), Interrupt::default())),
         v(
             "interrupt-reason",
             "INTERRUPT with a reason.",
-            Frame::Interrupt(
-                RequestId(7),
-                Interrupt {
-                    reason: Some("user pressed stop".into()),
-                },
-            ),
+            Frame::Interrupt(RequestId(7), Interrupt { reason: Some("user pressed stop".into()) }),
         ),
-        v(
-            "tooldef-add",
-            "TOOL_DEF adding two tools.",
-            Frame::ToolDef(ToolDef {
-                op: ToolOp::Add,
-                tools: tools(),
-            }),
-        ),
+        v("tooldef-add", "TOOL_DEF adding two tools.", Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: tools() })),
         v(
             "tooldef-remove",
             "TOOL_DEF removing a tool by name.",
-            Frame::ToolDef(ToolDef {
-                op: ToolOp::Remove,
-                tools: vec![ToolSpec::named("clock")],
-            }),
+            Frame::ToolDef(ToolDef { op: ToolOp::Remove, tools: vec![ToolSpec::named("clock")] }),
         ),
         v(
             "tooldef-replace-empty",
             "TOOL_DEF replacing the set with nothing: no tools remain.",
-            Frame::ToolDef(ToolDef {
-                op: ToolOp::Replace,
-                tools: vec![],
-            }),
+            Frame::ToolDef(ToolDef { op: ToolOp::Replace, tools: vec![] }),
         ),
         v(
             "error-invocation",
@@ -326,10 +255,7 @@ fn valid_cases() -> Vec<Valid> {
                 RequestId(1),
                 Complete {
                     result: map(&[("text", "hello".into())]),
-                    metrics: Metrics {
-                        wall_us: 1250,
-                        cpu_us: Some(800),
-                    },
+                    metrics: Metrics { wall_us: 1250, cpu_us: Some(800) },
                 },
             ),
         ),
@@ -338,44 +264,13 @@ fn valid_cases() -> Vec<Valid> {
             "COMPLETE with no result and only wall time.",
             Frame::Complete(
                 RequestId(2),
-                Complete {
-                    result: Value::Nil,
-                    metrics: Metrics {
-                        wall_us: 0,
-                        cpu_us: None,
-                    },
-                },
+                Complete { result: Value::Nil, metrics: Metrics { wall_us: 0, cpu_us: None } },
             ),
         ),
-        v(
-            "ping",
-            "PING carrying the resume acknowledgement.",
-            Frame::Ping(Ping {
-                seq: 1,
-                recv: Some(5),
-            }),
-        ),
-        v(
-            "ping-no-resume",
-            "PING without resume.",
-            Frame::Ping(Ping {
-                seq: 4294967295,
-                recv: None,
-            }),
-        ),
-        v(
-            "pong",
-            "PONG answering PING 1.",
-            Frame::Pong(Pong {
-                seq: 1,
-                recv: Some(9),
-            }),
-        ),
-        v(
-            "pong-no-resume",
-            "PONG without resume.",
-            Frame::Pong(Pong { seq: 2, recv: None }),
-        ),
+        v("ping", "PING carrying the resume acknowledgement.", Frame::Ping(Ping { seq: 1, recv: Some(5) })),
+        v("ping-no-resume", "PING without resume.", Frame::Ping(Ping { seq: 4294967295, recv: None })),
+        v("pong", "PONG answering PING 1.", Frame::Pong(Pong { seq: 1, recv: Some(9) })),
+        v("pong-no-resume", "PONG without resume.", Frame::Pong(Pong { seq: 2, recv: None })),
         v(
             "window-connection",
             "WINDOW for the connection (id 0).",
@@ -384,25 +279,13 @@ fn valid_cases() -> Vec<Valid> {
         v(
             "window-invocation",
             "WINDOW for invocation 1, the largest credit.",
-            Frame::Window(
-                RequestId(1),
-                Window {
-                    credit: limits::MAX_WINDOW,
-                },
-            ),
+            Frame::Window(RequestId(1), Window { credit: limits::MAX_WINDOW }),
         ),
-        v(
-            "goaway",
-            "GOAWAY with no keys: NO_ERROR.",
-            Frame::GoAway(GoAway::default()),
-        ),
+        v("goaway", "GOAWAY with no keys: NO_ERROR.", Frame::GoAway(GoAway::default())),
         v(
             "goaway-reason",
             "GOAWAY with a code and message.",
-            Frame::GoAway(GoAway {
-                code: Some(ErrorCode::NO_ERROR),
-                message: Some("server shutting down".into()),
-            }),
+            Frame::GoAway(GoAway { code: Some(ErrorCode::NO_ERROR), message: Some("server shutting down".into()) }),
         ),
     ];
     // Valid input our encoder would write differently.
@@ -415,10 +298,7 @@ fn valid_cases() -> Vec<Valid> {
         name: "invoke-unknown-key-and-nil",
         note: "Unknown keys are ignored and a nil optional value counts as absent.",
         wire: raw(0x12, 0, 5, &invoke_extra),
-        canonical: Some(enc(Frame::Invoke(
-            RequestId(5),
-            Invoke::new("echo", Value::Nil),
-        ))),
+        canonical: Some(enc(Frame::Invoke(RequestId(5), Invoke::new("echo", Value::Nil)))),
     });
     let hello_nils = msgpack(&map(&[
         ("v", rmpv::Value::Array(vec![1.into()])),
@@ -449,13 +329,7 @@ fn valid_cases() -> Vec<Valid> {
 
 fn invalid_cases() -> Vec<Invalid> {
     const MAX: u32 = limits::DEFAULT_MAX_FRAME_PAYLOAD;
-    let bad = |name, why, wire: Bytes, code| Invalid {
-        name,
-        why,
-        wire,
-        max_payload: MAX,
-        code,
-    };
+    let bad = |name, why, wire: Bytes, code| Invalid { name, why, wire, max_payload: MAX, code };
     let p = |pairs: &[(&str, rmpv::Value)]| msgpack(&map(pairs));
     let mut deep = vec![0x91u8; 40];
     deep.push(0xC0);
@@ -465,51 +339,254 @@ fn invalid_cases() -> Vec<Invalid> {
     deep_args.extend_from_slice(&deep);
     let bad_utf8 = vec![0x81, 0xA4, b't', b'o', b'o', b'l', 0xA2, 0xC3, 0x28];
     let ok_stream = enc(Frame::Stream(RequestId(1), Bytes::from_static(b"ok")));
-    let then =
-        |first: &Bytes, second: Bytes| -> Bytes { [&first[..], &second[..]].concat().into() };
+    let then = |first: &Bytes, second: Bytes| -> Bytes { [&first[..], &second[..]].concat().into() };
     vec![
         bad("version-0", "Version nibble 0.", raw(0x03, 0, 1, b""), ErrorCode::UNSUPPORTED_VERSION),
-        bad("version-2", "Version nibble 2: a future version this peer does not speak.", raw(0x23, 0, 1, b""), ErrorCode::UNSUPPORTED_VERSION),
-        bad("version-15", "Version nibble 15, with everything else wrong too: the version is reported first.", raw(0xF0, 0xFF, 0, b""), ErrorCode::UNSUPPORTED_VERSION),
+        bad(
+            "version-2",
+            "Version nibble 2: a future version this peer does not speak.",
+            raw(0x23, 0, 1, b""),
+            ErrorCode::UNSUPPORTED_VERSION,
+        ),
+        bad(
+            "version-15",
+            "Version nibble 15, with everything else wrong too: the version is reported first.",
+            raw(0xF0, 0xFF, 0, b""),
+            ErrorCode::UNSUPPORTED_VERSION,
+        ),
         bad("type-0", "Type 0x0 is reserved.", raw(0x10, 0, 0, b""), ErrorCode::RESERVED_TYPE),
         bad("type-c", "Type 0xC is reserved.", raw(0x1C, 0, 0, b""), ErrorCode::RESERVED_TYPE),
-        bad("type-f-and-flags", "Type 0xF with flags set: the type is reported before the flags.", raw(0x1F, 0xFF, 0, b""), ErrorCode::RESERVED_TYPE),
-        bad("flags-invoke", "INVOKE defines no flags.", raw(0x12, 0x01, 1, &p(&[("tool", "echo".into())])), ErrorCode::RESERVED_FLAGS),
+        bad(
+            "type-f-and-flags",
+            "Type 0xF with flags set: the type is reported before the flags.",
+            raw(0x1F, 0xFF, 0, b""),
+            ErrorCode::RESERVED_TYPE,
+        ),
+        bad(
+            "flags-invoke",
+            "INVOKE defines no flags.",
+            raw(0x12, 0x01, 1, &p(&[("tool", "echo".into())])),
+            ErrorCode::RESERVED_FLAGS,
+        ),
         bad("flags-stream-0x02", "STREAM defines only 0x01.", raw(0x13, 0x02, 1, b"x"), ErrorCode::RESERVED_FLAGS),
-        bad("flags-hello-0x80", "HELLO defines only 0x01.", raw(0x11, 0x81, 0, &p(&[("v", rmpv::Value::Array(vec![1.into()]))])), ErrorCode::RESERVED_FLAGS),
-        bad("flags-before-id", "Reserved flags and a bad id: flags are reported first.", raw(0x18, 0x04, 3, b""), ErrorCode::RESERVED_FLAGS),
-        bad("id-zero-invoke", "INVOKE needs a request id.", raw(0x12, 0, 0, &p(&[("tool", "echo".into())])), ErrorCode::INVALID_REQUEST_ID),
+        bad(
+            "flags-hello-0x80",
+            "HELLO defines only 0x01.",
+            raw(0x11, 0x81, 0, &p(&[("v", rmpv::Value::Array(vec![1.into()]))])),
+            ErrorCode::RESERVED_FLAGS,
+        ),
+        bad(
+            "flags-before-id",
+            "Reserved flags and a bad id: flags are reported first.",
+            raw(0x18, 0x04, 3, b""),
+            ErrorCode::RESERVED_FLAGS,
+        ),
+        bad(
+            "id-zero-invoke",
+            "INVOKE needs a request id.",
+            raw(0x12, 0, 0, &p(&[("tool", "echo".into())])),
+            ErrorCode::INVALID_REQUEST_ID,
+        ),
         bad("id-zero-stream", "STREAM needs a request id.", raw(0x13, 0, 0, b"x"), ErrorCode::INVALID_REQUEST_ID),
-        bad("id-on-ping", "PING is connection-level: id must be 0.", raw(0x18, 0, 5, &p(&[("seq", 1.into())])), ErrorCode::INVALID_REQUEST_ID),
-        bad("id-on-hello", "HELLO is connection-level.", raw(0x11, 0, 1, &p(&[("v", rmpv::Value::Array(vec![1.into()]))])), ErrorCode::INVALID_REQUEST_ID),
-        bad("id-before-length", "A bad id and an over-long length: the id is reported first.", raw(0x13, 0, 0, b"").slice(..4).iter().copied().chain([0xFF, 0xFF, 0xFF, 0xFF]).collect::<Vec<_>>().into(), ErrorCode::INVALID_REQUEST_ID),
-        bad("length-over-max", "Declared length one byte over the 1 MiB default maximum; no payload follows, none is needed to reject it.", [0x13, 0, 0, 1, 0x00, 0x10, 0x00, 0x01].to_vec().into(), ErrorCode::FRAME_TOO_LARGE),
-        bad("length-4gib", "Declared length 2^32-1.", [0x13, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF].to_vec().into(), ErrorCode::FRAME_TOO_LARGE),
-        Invalid { name: "length-over-negotiated", why: "With a negotiated maximum of 16384, a 16385-byte frame is refused.", wire: [0x13, 0, 0, 1, 0, 0, 0x40, 0x01].to_vec().into(), max_payload: 16384, code: ErrorCode::FRAME_TOO_LARGE },
-        bad("truncated-header", "The input ends after 5 header bytes.", [0x13, 0, 0, 1, 0].to_vec().into(), ErrorCode::TRUNCATED_FRAME),
-        bad("truncated-payload", "The header declares 5 payload bytes; 3 follow.", raw(0x13, 0, 1, b"abcde").slice(..11), ErrorCode::TRUNCATED_FRAME),
-        bad("payload-array", "INVOKE payload is an array, not a map.", raw(0x12, 0, 1, &msgpack(&rmpv::Value::Array(vec!["echo".into()]))), ErrorCode::MALFORMED_PAYLOAD),
-        bad("payload-not-msgpack", "PING payload byte 0xC1 is never valid MsgPack.", raw(0x18, 0, 0, &[0xC1]), ErrorCode::MALFORMED_PAYLOAD),
-        bad("payload-truncated-map", "A map of one entry with nothing in it.", raw(0x18, 0, 0, &[0x81]), ErrorCode::MALFORMED_PAYLOAD),
-        bad("payload-trailing-bytes", "Bytes after the map.", raw(0x18, 0, 0, &[&p(&[("seq", 1.into())])[..], &[0xC0]].concat()), ErrorCode::MALFORMED_PAYLOAD),
-        bad("invoke-missing-tool", "INVOKE without `tool`.", raw(0x12, 0, 1, &p(&[("args", rmpv::Value::Nil)])), ErrorCode::MISSING_FIELD),
-        bad("invoke-tool-nil", "A required key sent as nil has the wrong type.", raw(0x12, 0, 1, &p(&[("tool", rmpv::Value::Nil)])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("invoke-tool-not-string", "`tool` must be a string.", raw(0x12, 0, 1, &p(&[("tool", 7.into())])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("invoke-tool-bad-utf8", "`tool` is not valid UTF-8.", raw(0x12, 0, 1, &bad_utf8), ErrorCode::MALFORMED_PAYLOAD),
-        bad("invoke-too-deep", "`args` nested 40 arrays deep (the limit is 32).", raw(0x12, 0, 1, &deep_args), ErrorCode::MALFORMED_PAYLOAD),
-        bad("complete-missing-wall", "COMPLETE metrics without `wall_us`.", raw(0x17, 0, 1, &p(&[("metrics", map(&[("cpu_us", 5.into())]))])), ErrorCode::MISSING_FIELD),
-        bad("complete-missing-metrics", "COMPLETE without `metrics`.", raw(0x17, 0, 1, &p(&[("result", 1.into())])), ErrorCode::MISSING_FIELD),
-        bad("error-missing-code", "ERROR without `code`.", raw(0x16, 0, 1, &p(&[("message", "boom".into())])), ErrorCode::MISSING_FIELD),
-        bad("window-zero", "WINDOW credit must be at least 1.", raw(0x1A, 0, 0, &p(&[("credit", 0.into())])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("window-over-max", "WINDOW credit over 2^31-1.", raw(0x1A, 0, 0, &p(&[("credit", 2147483648u64.into())])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("progress-nan", "Progress must be finite.", raw(0x13, 0x01, 1, &p(&[("progress", f64::NAN.into())])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("hello-no-versions", "Client HELLO with an empty `v`.", raw(0x11, 0, 0, &p(&[("v", rmpv::Value::Array(vec![]))])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("hello-short-ticket", "A resume ticket of 8 bytes (at least 16 are required).", raw(0x11, 0, 0, &p(&[("v", rmpv::Value::Array(vec![1.into()])), ("resume", map(&[("ticket", rmpv::Value::Binary(vec![0; 8])), ("recv", 0.into())]))])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("hello-small-max-frame", "`limits.max_frame` below 16384.", raw(0x11, 0, 0, &p(&[("v", rmpv::Value::Array(vec![1.into()])), ("limits", map(&[("max_frame", 1024.into())]))])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("hello-reply-missing-cid", "Server HELLO without `cid`.", raw(0x11, 0x01, 0, &p(&[("v", 1.into())])), ErrorCode::MISSING_FIELD),
-        bad("tooldef-bad-op", "TOOL_DEF `op` must be add, remove or replace.", raw(0x15, 0, 0, &p(&[("op", "rename".into()), ("tools", rmpv::Value::Array(vec![]))])), ErrorCode::MALFORMED_PAYLOAD),
-        bad("tooldef-missing-name", "A tool without `name`.", raw(0x15, 0, 0, &p(&[("op", "add".into()), ("tools", rmpv::Value::Array(vec![map(&[("desc", "x".into())])]))])), ErrorCode::MISSING_FIELD),
-        bad("after-valid-frame", "A valid STREAM, then a frame with version 0: the first error decides.", then(&ok_stream, raw(0x03, 0, 1, b"")), ErrorCode::UNSUPPORTED_VERSION),
+        bad(
+            "id-on-ping",
+            "PING is connection-level: id must be 0.",
+            raw(0x18, 0, 5, &p(&[("seq", 1.into())])),
+            ErrorCode::INVALID_REQUEST_ID,
+        ),
+        bad(
+            "id-on-hello",
+            "HELLO is connection-level.",
+            raw(0x11, 0, 1, &p(&[("v", rmpv::Value::Array(vec![1.into()]))])),
+            ErrorCode::INVALID_REQUEST_ID,
+        ),
+        bad(
+            "id-before-length",
+            "A bad id and an over-long length: the id is reported first.",
+            raw(0x13, 0, 0, b"").slice(..4).iter().copied().chain([0xFF, 0xFF, 0xFF, 0xFF]).collect::<Vec<_>>().into(),
+            ErrorCode::INVALID_REQUEST_ID,
+        ),
+        bad(
+            "length-over-max",
+            "Declared length one byte over the 1 MiB default maximum; no payload follows, none is needed to reject it.",
+            [0x13, 0, 0, 1, 0x00, 0x10, 0x00, 0x01].to_vec().into(),
+            ErrorCode::FRAME_TOO_LARGE,
+        ),
+        bad(
+            "length-4gib",
+            "Declared length 2^32-1.",
+            [0x13, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF].to_vec().into(),
+            ErrorCode::FRAME_TOO_LARGE,
+        ),
+        Invalid {
+            name: "length-over-negotiated",
+            why: "With a negotiated maximum of 16384, a 16385-byte frame is refused.",
+            wire: [0x13, 0, 0, 1, 0, 0, 0x40, 0x01].to_vec().into(),
+            max_payload: 16384,
+            code: ErrorCode::FRAME_TOO_LARGE,
+        },
+        bad(
+            "truncated-header",
+            "The input ends after 5 header bytes.",
+            [0x13, 0, 0, 1, 0].to_vec().into(),
+            ErrorCode::TRUNCATED_FRAME,
+        ),
+        bad(
+            "truncated-payload",
+            "The header declares 5 payload bytes; 3 follow.",
+            raw(0x13, 0, 1, b"abcde").slice(..11),
+            ErrorCode::TRUNCATED_FRAME,
+        ),
+        bad(
+            "payload-array",
+            "INVOKE payload is an array, not a map.",
+            raw(0x12, 0, 1, &msgpack(&rmpv::Value::Array(vec!["echo".into()]))),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "payload-not-msgpack",
+            "PING payload byte 0xC1 is never valid MsgPack.",
+            raw(0x18, 0, 0, &[0xC1]),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "payload-truncated-map",
+            "A map of one entry with nothing in it.",
+            raw(0x18, 0, 0, &[0x81]),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "payload-trailing-bytes",
+            "Bytes after the map.",
+            raw(0x18, 0, 0, &[&p(&[("seq", 1.into())])[..], &[0xC0]].concat()),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "invoke-missing-tool",
+            "INVOKE without `tool`.",
+            raw(0x12, 0, 1, &p(&[("args", rmpv::Value::Nil)])),
+            ErrorCode::MISSING_FIELD,
+        ),
+        bad(
+            "invoke-tool-nil",
+            "A required key sent as nil has the wrong type.",
+            raw(0x12, 0, 1, &p(&[("tool", rmpv::Value::Nil)])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "invoke-tool-not-string",
+            "`tool` must be a string.",
+            raw(0x12, 0, 1, &p(&[("tool", 7.into())])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "invoke-tool-bad-utf8",
+            "`tool` is not valid UTF-8.",
+            raw(0x12, 0, 1, &bad_utf8),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "invoke-too-deep",
+            "`args` nested 40 arrays deep (the limit is 32).",
+            raw(0x12, 0, 1, &deep_args),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "complete-missing-wall",
+            "COMPLETE metrics without `wall_us`.",
+            raw(0x17, 0, 1, &p(&[("metrics", map(&[("cpu_us", 5.into())]))])),
+            ErrorCode::MISSING_FIELD,
+        ),
+        bad(
+            "complete-missing-metrics",
+            "COMPLETE without `metrics`.",
+            raw(0x17, 0, 1, &p(&[("result", 1.into())])),
+            ErrorCode::MISSING_FIELD,
+        ),
+        bad(
+            "error-missing-code",
+            "ERROR without `code`.",
+            raw(0x16, 0, 1, &p(&[("message", "boom".into())])),
+            ErrorCode::MISSING_FIELD,
+        ),
+        bad(
+            "window-zero",
+            "WINDOW credit must be at least 1.",
+            raw(0x1A, 0, 0, &p(&[("credit", 0.into())])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "window-over-max",
+            "WINDOW credit over 2^31-1.",
+            raw(0x1A, 0, 0, &p(&[("credit", 2147483648u64.into())])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "progress-nan",
+            "Progress must be finite.",
+            raw(0x13, 0x01, 1, &p(&[("progress", f64::NAN.into())])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "hello-no-versions",
+            "Client HELLO with an empty `v`.",
+            raw(0x11, 0, 0, &p(&[("v", rmpv::Value::Array(vec![]))])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "hello-short-ticket",
+            "A resume ticket of 8 bytes (at least 16 are required).",
+            raw(
+                0x11,
+                0,
+                0,
+                &p(&[
+                    ("v", rmpv::Value::Array(vec![1.into()])),
+                    ("resume", map(&[("ticket", rmpv::Value::Binary(vec![0; 8])), ("recv", 0.into())])),
+                ]),
+            ),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "hello-small-max-frame",
+            "`limits.max_frame` below 16384.",
+            raw(
+                0x11,
+                0,
+                0,
+                &p(&[("v", rmpv::Value::Array(vec![1.into()])), ("limits", map(&[("max_frame", 1024.into())]))]),
+            ),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "hello-reply-missing-cid",
+            "Server HELLO without `cid`.",
+            raw(0x11, 0x01, 0, &p(&[("v", 1.into())])),
+            ErrorCode::MISSING_FIELD,
+        ),
+        bad(
+            "tooldef-bad-op",
+            "TOOL_DEF `op` must be add, remove or replace.",
+            raw(0x15, 0, 0, &p(&[("op", "rename".into()), ("tools", rmpv::Value::Array(vec![]))])),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "tooldef-missing-name",
+            "A tool without `name`.",
+            raw(
+                0x15,
+                0,
+                0,
+                &p(&[("op", "add".into()), ("tools", rmpv::Value::Array(vec![map(&[("desc", "x".into())])]))]),
+            ),
+            ErrorCode::MISSING_FIELD,
+        ),
+        bad(
+            "after-valid-frame",
+            "A valid STREAM, then a frame with version 0: the first error decides.",
+            then(&ok_stream, raw(0x03, 0, 1, b"")),
+            ErrorCode::UNSUPPORTED_VERSION,
+        ),
     ]
 }
 
@@ -522,20 +599,15 @@ fn to_json(v: &rmpv::Value) -> Json {
     match v {
         V::Nil => Json::Null,
         V::Boolean(b) => json!(b),
-        V::Integer(i) => i
-            .as_u64()
-            .map(|u| json!(u))
-            .unwrap_or_else(|| json!(i.as_i64().unwrap())),
+        V::Integer(i) => i.as_u64().map(|u| json!(u)).unwrap_or_else(|| json!(i.as_i64().unwrap())),
         V::F32(f) => json!(f),
         V::F64(f) => json!(f),
         V::String(s) => json!(s.as_str().expect("vectors hold valid UTF-8")),
         V::Binary(b) => json!({ "$bin": hex::encode(b) }),
         V::Array(a) => Json::Array(a.iter().map(to_json).collect()),
-        V::Map(m) => Json::Object(
-            m.iter()
-                .map(|(k, v)| (k.as_str().expect("string keys").to_owned(), to_json(v)))
-                .collect(),
-        ),
+        V::Map(m) => {
+            Json::Object(m.iter().map(|(k, v)| (k.as_str().expect("string keys").to_owned(), to_json(v))).collect())
+        }
         V::Ext(t, b) => json!({ "$ext": [t, hex::encode(b)] }),
     }
 }
@@ -608,18 +680,10 @@ fn committed_vectors_match_the_case_list() {
     let generated = generate();
     let path = root().join(VECTORS);
     if blessing() {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&generated).unwrap() + "\n",
-        )
-        .unwrap();
+        std::fs::write(&path, serde_json::to_string_pretty(&generated).unwrap() + "\n").unwrap();
         write_seed_corpora(&generated);
     }
-    assert_eq!(
-        load(),
-        generated,
-        "frames.json is stale: rerun with ASP_BLESS=1 and review the diff"
-    );
+    assert_eq!(load(), generated, "frames.json is stale: rerun with ASP_BLESS=1 and review the diff");
 }
 
 #[test]
@@ -630,22 +694,14 @@ fn valid_vectors_decode_to_their_fields_and_encode_canonically() {
     for case in valid {
         let name = case["name"].as_str().unwrap();
         let wire = bytes_of(case, "hex");
-        let frames = decode_all(wire.clone(), limits::DEFAULT_MAX_FRAME_PAYLOAD)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let frames =
+            decode_all(wire.clone(), limits::DEFAULT_MAX_FRAME_PAYLOAD).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(frames.len(), 1, "{name}");
         let frame = &frames[0];
         let expected = &case["frame"];
         assert_eq!(frame.frame_type().name(), expected["type"], "{name}");
-        assert_eq!(
-            frame.flags() as u64,
-            expected["flags"].as_u64().unwrap(),
-            "{name}"
-        );
-        assert_eq!(
-            frame.request_id().0 as u64,
-            expected["request_id"].as_u64().unwrap(),
-            "{name}"
-        );
+        assert_eq!(frame.flags() as u64, expected["flags"].as_u64().unwrap(), "{name}");
+        assert_eq!(frame.request_id().0 as u64, expected["request_id"].as_u64().unwrap(), "{name}");
         // The payload's fields, read back from what the decoder produced.
         let reencoded = frame.to_bytes().unwrap();
         match frame {
@@ -656,28 +712,17 @@ fn valid_vectors_decode_to_their_fields_and_encode_canonically() {
                 // Non-canonical inputs carry keys the decoder drops; compare
                 // against the canonical form in that case.
                 if case.get("canonical_hex").is_some() {
-                    expected_payload =
-                        describe(&bytes_of(case, "canonical_hex"))["payload"].clone();
+                    expected_payload = describe(&bytes_of(case, "canonical_hex"))["payload"].clone();
                 }
                 assert_eq!(canonical_view["payload"], expected_payload, "{name}");
             }
         }
-        let canonical = case
-            .get("canonical_hex")
-            .map(|_| bytes_of(case, "canonical_hex"))
-            .unwrap_or(wire);
-        assert_eq!(
-            hex::encode(&reencoded),
-            hex::encode(&canonical),
-            "{name}: canonical encoding"
-        );
+        let canonical = case.get("canonical_hex").map(|_| bytes_of(case, "canonical_hex")).unwrap_or(wire);
+        assert_eq!(hex::encode(&reencoded), hex::encode(&canonical), "{name}: canonical encoding");
         *types_seen.entry(frame.frame_type()).or_insert(0) += 1;
     }
     for t in FrameType::ALL {
-        assert!(
-            types_seen.get(&t).copied().unwrap_or(0) >= 2,
-            "fewer than two valid vectors for {t}"
-        );
+        assert!(types_seen.get(&t).copied().unwrap_or(0) >= 2, "fewer than two valid vectors for {t}");
     }
 }
 
@@ -690,11 +735,7 @@ fn invalid_vectors_fail_with_their_codes() {
         let name = case["name"].as_str().unwrap();
         let max = case["max_payload"].as_u64().unwrap() as u32;
         let code = ErrorCode(case["code"].as_u64().unwrap() as u16);
-        assert_eq!(
-            code.name(),
-            case["error"].as_str(),
-            "{name}: code and name agree"
-        );
+        assert_eq!(code.name(), case["error"].as_str(), "{name}: code and name agree");
         let wire = bytes_of(case, "hex");
         let err = decode_all(wire.clone(), max).expect_err(name);
         assert_eq!(err.code(), code, "{name}: {err}");
@@ -726,24 +767,13 @@ fn invalid_vectors_fail_with_their_codes() {
 fn schema_errors_name_the_key() {
     let vectors = load();
     let by_name = |n: &str| {
-        let case = vectors["invalid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == n)
-            .unwrap();
-        decode_all(bytes_of(case, "hex"), limits::DEFAULT_MAX_FRAME_PAYLOAD)
-            .unwrap_err()
-            .to_string()
+        let case = vectors["invalid"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap();
+        decode_all(bytes_of(case, "hex"), limits::DEFAULT_MAX_FRAME_PAYLOAD).unwrap_err().to_string()
     };
     assert!(by_name("invoke-missing-tool").contains("`tool`"));
     assert!(by_name("complete-missing-wall").contains("`metrics.wall_us`"));
     assert!(by_name("invoke-tool-not-string").contains("`tool`"));
-    assert!(
-        by_name("tooldef-missing-name").contains("`tools[0].name`"),
-        "{}",
-        by_name("tooldef-missing-name")
-    );
+    assert!(by_name("tooldef-missing-name").contains("`tools[0].name`"), "{}", by_name("tooldef-missing-name"));
     assert!(by_name("window-zero").contains("`credit`"));
     assert!(by_name("hello-small-max-frame").contains("`limits.max_frame`"));
 }
@@ -773,11 +803,7 @@ fn write_seed_corpora(vectors: &Json) {
         for (name, bytes) in &seeds {
             let data = if target == "decoder_chunked" {
                 // Split seeds 0x00000001 (one-byte chunks) and 0x05xxxxxx (up to 32).
-                let mut d = if name.len() % 2 == 0 {
-                    vec![1, 0, 0, 0]
-                } else {
-                    vec![0x9b, 0x3c, 0x11, 0x05]
-                };
+                let mut d = if name.len() % 2 == 0 { vec![1, 0, 0, 0] } else { vec![0x9b, 0x3c, 0x11, 0x05] };
                 d.extend_from_slice(bytes);
                 d
             } else {

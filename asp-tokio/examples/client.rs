@@ -12,9 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .trust_pem(&std::fs::read("agent-cert.pem")?)?
         .connect()
         .await?;
-    let mut shout = client
-        .invoke("shout", Value::from("agents stream tokens"))
-        .await?;
+    let mut shout = client.invoke("shout", Value::from("agents stream tokens")).await?;
     while let Some(chunk) = shout.next().await {
         print!("{}", String::from_utf8_lossy(&chunk));
     }

@@ -7,25 +7,18 @@ use asp_tokio::{ServerBuilder, ToolContext, ToolError};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     std::fs::write("agent-cert.pem", cert.cert.pem())?;
 
     let server = ServerBuilder::new("127.0.0.1:9443".parse()?)
-        .tls_pem(
-            cert.cert.pem().as_bytes(),
-            cert.signing_key.serialize_pem().as_bytes(),
-        )?
-        .tool(
-            ToolSpec::named("shout"),
-            |ctx: ToolContext, args: Value| async move {
-                let text = args.as_str().unwrap_or("hello").to_uppercase();
-                for word in text.split(' ') {
-                    ctx.send(format!("{word} ")).await?; // waits for the client's credit
-                }
-                Ok::<_, ToolError>(Value::from(text.len()))
-            },
-        )
+        .tls_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes())?
+        .tool(ToolSpec::named("shout"), |ctx: ToolContext, args: Value| async move {
+            let text = args.as_str().unwrap_or("hello").to_uppercase();
+            for word in text.split(' ') {
+                ctx.send(format!("{word} ")).await?; // waits for the client's credit
+            }
+            Ok::<_, ToolError>(Value::from(text.len()))
+        })
         .bind()
         .await?;
     println!("listening on {}", server.url());

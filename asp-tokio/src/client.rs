@@ -100,21 +100,14 @@ impl ClientBuilder {
         match request.uri().scheme_str() {
             Some("wss") => {}
             Some("ws") if self.plaintext => {}
-            Some("ws") => {
-                return Err(ConnectError::Url(
-                    "ws:// needs allow_plaintext(); use wss://".into(),
-                ))
-            }
+            Some("ws") => return Err(ConnectError::Url("ws:// needs allow_plaintext(); use wss://".into())),
             _ => return Err(ConnectError::Url(format!("{}: not a wss:// URL", self.url))),
         }
         let headers = request.headers_mut();
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
         if let Some(token) = &self.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| ConnectError::Url(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ConnectError::Url(e.to_string()))?;
             headers.insert(header::AUTHORIZATION, value);
         }
         let tls = match self.tls {
@@ -131,21 +124,14 @@ impl ClientBuilder {
             Some(Connector::Rustls(tls)),
         )
         .await?;
-        let selected = response
-            .headers()
-            .get(header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok());
+        let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
         if selected != Some(SUBPROTOCOL) {
             return Err(ConnectError::Subprotocol);
         }
         session_config.tools = self.tools.specs();
         let session = Session::client(session_config.clone(), Instant::now());
         let (ready_tx, ready) = oneshot::channel();
-        let config = DriverConfig {
-            session: session_config,
-            tools: self.tools,
-            auth: None,
-        };
+        let config = DriverConfig { session: session_config, tools: self.tools, auth: None };
         let (conn, driver) = run_connection(TokioRuntime, ws, session, config, Some(ready_tx));
         let span = tracing::info_span!("asp_client", url = %self.url, cid = tracing::field::Empty);
         tokio::spawn(driver.instrument(span));

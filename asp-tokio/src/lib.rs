@@ -29,8 +29,8 @@ mod server;
 pub mod tls;
 
 pub use asp_driver::{
-    Completion, Connection, ConnectionError, Invocation, InvokeError, Tool, ToolContext, ToolError,
-    ToolRegistry, SEND_BUDGET,
+    Completion, Connection, ConnectionError, Invocation, InvokeError, Tool, ToolContext, ToolError, ToolRegistry,
+    SEND_BUDGET,
 };
 pub use asp_proto as proto;
 pub use client::{Client, ClientBuilder, ConnectError};

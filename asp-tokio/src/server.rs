@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asp_driver::{
-    run_connection, AuthHook, Connection, DriverConfig, OsEntropy, Tool, ToolRegistry,
-};
+use asp_driver::{run_connection, AuthHook, Connection, DriverConfig, OsEntropy, Tool, ToolRegistry};
 use asp_proto::{ErrorCode, HelloInfo, Session, SessionConfig, ToolSpec};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -121,11 +119,7 @@ impl ServerBuilder {
                 path: self.path,
                 tls: self.tls,
                 origins: self.origins,
-                driver: DriverConfig {
-                    session,
-                    tools: self.tools,
-                    auth: self.auth,
-                },
+                driver: DriverConfig { session, tools: self.tools, auth: self.auth },
                 connections: Mutex::new(Vec::new()),
             }),
         })
@@ -155,11 +149,7 @@ impl Server {
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        let scheme = if self.inner.tls.is_some() {
-            "wss"
-        } else {
-            "ws"
-        };
+        let scheme = if self.inner.tls.is_some() { "wss" } else { "ws" };
         format!("{scheme}://{}{}", self.local_addr, self.inner.path)
     }
 
@@ -174,13 +164,7 @@ impl Server {
         let url = self.url();
         let inner = self.inner.clone();
         let task = tokio::spawn(accept_loop(self.listener, self.inner, stop_rx));
-        ServerHandle {
-            local_addr: self.local_addr,
-            url,
-            inner,
-            stop: stop_tx,
-            task,
-        }
+        ServerHandle { local_addr: self.local_addr, url, inner, stop: stop_tx, task }
     }
 }
 
@@ -287,14 +271,9 @@ where
     #[allow(clippy::result_large_err)]
     let check = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         if request.uri().path() != inner.path {
-            return Err(refuse(
-                StatusCode::NOT_FOUND,
-                "no Agent Socket endpoint at this path",
-            ));
+            return Err(refuse(StatusCode::NOT_FOUND, "no Agent Socket endpoint at this path"));
         }
-        if let (Some(allowed), Some(origin)) =
-            (&inner.origins, request.headers().get(http::header::ORIGIN))
-        {
+        if let (Some(allowed), Some(origin)) = (&inner.origins, request.headers().get(http::header::ORIGIN)) {
             let origin = origin.to_str().unwrap_or_default();
             if !allowed.iter().any(|a| a == origin) {
                 return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
@@ -308,15 +287,9 @@ where
             .flat_map(|v| v.split(','))
             .any(|p| p.trim() == SUBPROTOCOL);
         if !offered {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "the asp-v1 WebSocket subprotocol is required",
-            ));
+            return Err(refuse(StatusCode::BAD_REQUEST, "the asp-v1 WebSocket subprotocol is required"));
         }
-        response.headers_mut().insert(
-            http::header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
+        response.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
         token = request
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -326,9 +299,7 @@ where
         Ok(response)
     };
     let ws_config = websocket_config(&inner.driver.session);
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config))
-        .await
-    {
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config)).await {
         Ok(ws) => ws,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade refused");

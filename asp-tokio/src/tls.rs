@@ -18,9 +18,8 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 
 /// A server configuration from a PEM certificate chain and private key.
 pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(invalid)?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert_pem).collect::<Result<_, _>>().map_err(invalid)?;
     if certs.is_empty() {
         return Err(invalid("no certificate in the PEM data"));
     }
@@ -38,9 +37,7 @@ pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc
 /// the CA certificates in `extra_ca_pem` (a private CA or a self-signed
 /// server certificate).
 pub fn client_config(extra_ca_pem: Option<&[u8]>) -> io::Result<Arc<ClientConfig>> {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(pem) = extra_ca_pem {
         for cert in CertificateDer::pem_slice_iter(pem) {
             roots.add(cert.map_err(invalid)?).map_err(invalid)?;

@@ -16,13 +16,8 @@ struct Tls {
 }
 
 fn tls() -> Tls {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    Tls {
-        cert_pem: cert.cert.pem(),
-        key_pem: cert.signing_key.serialize_pem(),
-    }
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() }
 }
 
 async fn tokens(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
@@ -72,10 +67,7 @@ async fn server(tls: &Tls, cancelled: Arc<AtomicUsize>) -> ServerHandle {
 }
 
 fn client(tls: &Tls, url: &str) -> ClientBuilder {
-    ClientBuilder::new(url)
-        .trust_pem(tls.cert_pem.as_bytes())
-        .unwrap()
-        .token("good")
+    ClientBuilder::new(url).trust_pem(tls.cert_pem.as_bytes()).unwrap().token("good")
 }
 
 #[tokio::test]
@@ -95,13 +87,7 @@ async fn handshake_and_streaming_over_wss() {
     assert_eq!(out, "tok0 tok1 tok2 tok3 ");
     let done = inv.result().await.unwrap();
     assert_eq!(done.result, Value::from(4));
-    let echoed = client
-        .invoke("echo", Value::from("hi"))
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    let echoed = client.invoke("echo", Value::from("hi")).await.unwrap().result().await.unwrap();
     assert_eq!(echoed.result, Value::from("hi"));
 }
 
@@ -110,13 +96,7 @@ async fn unknown_tools_and_bad_tokens_get_their_codes() {
     let tls = tls();
     let server = server(&tls, Arc::default()).await;
     let client = client(&tls, server.url()).connect().await.unwrap();
-    let err = client
-        .invoke("nope", Value::Nil)
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap_err();
+    let err = client.invoke("nope", Value::Nil).await.unwrap().result().await.unwrap_err();
     assert_eq!(err.code, ErrorCode::UNKNOWN_TOOL);
     let refused = ClientBuilder::new(server.url())
         .trust_pem(tls.cert_pem.as_bytes())
@@ -127,21 +107,12 @@ async fn unknown_tools_and_bad_tokens_get_their_codes() {
         .unwrap_err();
     match refused {
         ConnectError::Rejected(reason) => {
-            assert_eq!(
-                (reason.code, reason.initiator),
-                (ErrorCode::UNAUTHENTICATED, Initiator::Peer)
-            );
+            assert_eq!((reason.code, reason.initiator), (ErrorCode::UNAUTHENTICATED, Initiator::Peer));
         }
         other => panic!("{other:?}"),
     }
     // The healthy client was not disturbed.
-    assert!(client
-        .invoke("echo", Value::Nil)
-        .await
-        .unwrap()
-        .result()
-        .await
-        .is_ok());
+    assert!(client.invoke("echo", Value::Nil).await.unwrap().result().await.is_ok());
 }
 
 #[tokio::test]
@@ -167,37 +138,21 @@ async fn the_server_calls_a_client_tool_and_pushes_tools() {
     let tls = tls();
     let server = server(&tls, Arc::default()).await;
     let client = client(&tls, server.url())
-        .tool(
-            ToolSpec::named("ask_user"),
-            |_ctx: ToolContext, q: Value| async move {
-                Ok::<_, ToolError>(Value::from(format!(
-                    "answer to {}",
-                    q.as_str().unwrap_or("?")
-                )))
-            },
-        )
+        .tool(ToolSpec::named("ask_user"), |_ctx: ToolContext, q: Value| async move {
+            Ok::<_, ToolError>(Value::from(format!("answer to {}", q.as_str().unwrap_or("?"))))
+        })
         .connect()
         .await
         .unwrap();
     let mut changes = client.tool_changes();
     let conn = server.connections().pop().expect("one connection");
-    let answer = conn
-        .invoke("ask_user", Value::from("which file?"))
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    let answer = conn.invoke("ask_user", Value::from("which file?")).await.unwrap().result().await.unwrap();
     assert_eq!(answer.result, Value::from("answer to which file?"));
     server.tools().add(ToolSpec::named("search"), echo);
-    timeout(Duration::from_secs(5), changes.next())
-        .await
-        .unwrap();
+    timeout(Duration::from_secs(5), changes.next()).await.unwrap();
     assert!(client.peer_tools().iter().any(|t| t.name == "search"));
     server.tools().remove("search");
-    timeout(Duration::from_secs(5), changes.next())
-        .await
-        .unwrap();
+    timeout(Duration::from_secs(5), changes.next()).await.unwrap();
     assert!(!client.peer_tools().iter().any(|t| t.name == "search"));
     let _ = ToolOp::Add;
 }
@@ -206,17 +161,10 @@ async fn the_server_calls_a_client_tool_and_pushes_tools() {
 async fn upgrade_without_the_subprotocol_is_refused() {
     let tls = tls();
     let server = server(&tls, Arc::default()).await;
-    let connector = tokio_tungstenite::Connector::Rustls(
-        asp_tokio::tls::client_config(Some(tls.cert_pem.as_bytes())).unwrap(),
-    );
-    let err = tokio_tungstenite::connect_async_tls_with_config(
-        server.url(),
-        None,
-        false,
-        Some(connector),
-    )
-    .await
-    .unwrap_err();
+    let connector =
+        tokio_tungstenite::Connector::Rustls(asp_tokio::tls::client_config(Some(tls.cert_pem.as_bytes())).unwrap());
+    let err =
+        tokio_tungstenite::connect_async_tls_with_config(server.url(), None, false, Some(connector)).await.unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 400),
         other => panic!("{other:?}"),
@@ -234,8 +182,6 @@ async fn graceful_shutdown_drains_and_closes() {
     assert!(inv.next().await.is_some());
     server.shutdown(Duration::from_secs(2)).await;
     assert!(inv.result().await.is_ok(), "the open invocation finished");
-    let reason = timeout(Duration::from_secs(5), client.closed())
-        .await
-        .unwrap();
+    let reason = timeout(Duration::from_secs(5), client.closed()).await.unwrap();
     assert_eq!(reason.code, ErrorCode::NO_ERROR);
 }

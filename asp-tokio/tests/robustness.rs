@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use asp_tokio::proto::{
-    decode_all, ClientHello, ErrorCode, Frame, Invoke, RequestId, SessionConfig, ToolSpec, Value,
-};
+use asp_tokio::proto::{decode_all, ClientHello, ErrorCode, Frame, Invoke, RequestId, SessionConfig, ToolSpec, Value};
 use asp_tokio::{Client, ClientBuilder, ServerBuilder, ServerHandle, ToolContext, ToolError};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -17,8 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-type RawWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Fixture {
     cert_pem: String,
@@ -31,89 +28,59 @@ async fn fixture() -> Fixture {
     let produced = Arc::new(AtomicUsize::new(0));
     let counter = produced.clone();
     let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
-        .tls_pem(
-            cert.cert.pem().as_bytes(),
-            cert.signing_key.serialize_pem().as_bytes(),
-        )
+        .tls_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes())
         .unwrap()
         .session_config(SessionConfig {
             handshake_timeout: Duration::from_millis(300),
             max_concurrent_invocations: 4,
             ..SessionConfig::default()
         })
-        .tool(
-            ToolSpec::named("echo"),
-            |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) },
-        )
-        .tool(
-            ToolSpec::named("hold"),
-            |_c: ToolContext, _a: Value| async move {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                Ok::<_, ToolError>(Value::Nil)
-            },
-        )
-        .tool(
-            ToolSpec::named("firehose"),
-            move |ctx: ToolContext, _a: Value| {
-                let counter = counter.clone();
-                async move {
-                    let chunk = Bytes::from(vec![b'x'; 4096]);
-                    loop {
-                        ctx.send(chunk.clone()).await?;
-                        counter.fetch_add(chunk.len(), Ordering::SeqCst);
-                    }
+        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
+        .tool(ToolSpec::named("hold"), |_c: ToolContext, _a: Value| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, ToolError>(Value::Nil)
+        })
+        .tool(ToolSpec::named("firehose"), move |ctx: ToolContext, _a: Value| {
+            let counter = counter.clone();
+            async move {
+                let chunk = Bytes::from(vec![b'x'; 4096]);
+                loop {
+                    ctx.send(chunk.clone()).await?;
+                    counter.fetch_add(chunk.len(), Ordering::SeqCst);
                 }
-            },
-        )
+            }
+        })
         .bind()
         .await
         .unwrap()
         .spawn();
-    Fixture {
-        cert_pem: cert.cert.pem(),
-        server,
-        produced,
-    }
+    Fixture { cert_pem: cert.cert.pem(), server, produced }
 }
 
 impl Fixture {
     async fn client(&self) -> Client {
-        ClientBuilder::new(self.server.url())
-            .trust_pem(self.cert_pem.as_bytes())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        ClientBuilder::new(self.server.url()).trust_pem(self.cert_pem.as_bytes()).unwrap().connect().await.unwrap()
     }
 
     /// A raw WebSocket with the right subprotocol, to misbehave with.
     async fn raw(&self) -> RawWs {
         let mut request = self.server.url().into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("asp-v1"));
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("asp-v1"));
         let tls = asp_tokio::tls::client_config(Some(self.cert_pem.as_bytes())).unwrap();
         let connector = tokio_tungstenite::Connector::Rustls(tls);
         let (ws, _) =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
-                .await
-                .unwrap();
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await.unwrap();
         ws
     }
 
     /// A raw WebSocket past the ASP handshake.
     async fn raw_after_hello(&self) -> RawWs {
         let mut ws = self.raw().await;
-        ws.send(Message::Binary(
-            Frame::Hello(ClientHello::new()).to_bytes().unwrap(),
-        ))
-        .await
-        .unwrap();
+        ws.send(Message::Binary(Frame::Hello(ClientHello::new()).to_bytes().unwrap())).await.unwrap();
         match ws.next().await {
-            Some(Ok(Message::Binary(b))) => assert!(matches!(
-                decode_all(b, u32::MAX).unwrap()[0],
-                Frame::HelloReply(_)
-            )),
+            Some(Ok(Message::Binary(b))) => {
+                assert!(matches!(decode_all(b, u32::MAX).unwrap()[0], Frame::HelloReply(_)))
+            }
             other => panic!("expected the server's HELLO, got {other:?}"),
         }
         ws
@@ -140,20 +107,12 @@ async fn closing(ws: &mut RawWs) -> (Vec<ErrorCode>, Option<u16>) {
         }
         None
     };
-    let code = timeout(Duration::from_secs(5), read)
-        .await
-        .expect("the server closes");
+    let code = timeout(Duration::from_secs(5), read).await.expect("the server closes");
     (errors, code)
 }
 
 async fn still_works(client: &Client) {
-    let done = client
-        .invoke("echo", Value::from("still here"))
-        .await
-        .unwrap()
-        .result()
-        .await
-        .unwrap();
+    let done = client.invoke("echo", Value::from("still here")).await.unwrap().result().await.unwrap();
     assert_eq!(done.result, Value::from("still here"));
 }
 
@@ -174,11 +133,7 @@ async fn garbage_binary_is_closed_with_its_code() {
     let f = fixture().await;
     let healthy = f.client().await;
     let mut ws = f.raw_after_hello().await;
-    ws.send(Message::Binary(Bytes::from_static(
-        b"\xde\xad\xbe\xef garbage",
-    )))
-    .await
-    .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(b"\xde\xad\xbe\xef garbage"))).await.unwrap();
     let (errors, code) = closing(&mut ws).await;
     // 0xDE: version nibble 13.
     assert_eq!(errors, [ErrorCode::UNSUPPORTED_VERSION]);
@@ -192,11 +147,7 @@ async fn an_oversized_length_is_refused_before_buffering() {
     let healthy = f.client().await;
     let mut ws = f.raw_after_hello().await;
     // A STREAM header declaring 4 GiB, and nothing else.
-    ws.send(Message::Binary(Bytes::from_static(&[
-        0x13, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF,
-    ])))
-    .await
-    .unwrap();
+    ws.send(Message::Binary(Bytes::from_static(&[0x13, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF]))).await.unwrap();
     let (errors, code) = closing(&mut ws).await;
     assert_eq!(errors, [ErrorCode::FRAME_TOO_LARGE]);
     assert_eq!(code, Some(4200));
@@ -221,9 +172,7 @@ async fn an_invoke_flood_is_refused_per_invocation() {
     let mut ws = f.raw_after_hello().await;
     let mut batch = bytes::BytesMut::new();
     for id in (1u16..=19).step_by(2) {
-        Frame::Invoke(RequestId(id), Invoke::new("hold", Value::Nil))
-            .encode(&mut batch)
-            .unwrap();
+        Frame::Invoke(RequestId(id), Invoke::new("hold", Value::Nil)).encode(&mut batch).unwrap();
     }
     ws.send(Message::Binary(batch.freeze())).await.unwrap();
     let mut refused = Vec::new();
@@ -240,19 +189,11 @@ async fn an_invoke_flood_is_refused_per_invocation() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(
-        refused,
-        [9, 11, 13, 15, 17, 19],
-        "four run, the rest are refused"
-    );
+    assert_eq!(refused, [9, 11, 13, 15, 17, 19], "four run, the rest are refused");
     // The flooding connection itself stays open and usable.
-    ws.send(Message::Binary(
-        Frame::Ping(asp_tokio::proto::Ping { seq: 7, recv: None })
-            .to_bytes()
-            .unwrap(),
-    ))
-    .await
-    .unwrap();
+    ws.send(Message::Binary(Frame::Ping(asp_tokio::proto::Ping { seq: 7, recv: None }).to_bytes().unwrap()))
+        .await
+        .unwrap();
     let pong = timeout(Duration::from_secs(5), ws.next()).await.unwrap();
     assert!(matches!(pong, Some(Ok(Message::Binary(_)))));
     still_works(&healthy).await;
@@ -271,28 +212,12 @@ async fn a_reader_that_stops_holds_the_handler_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let produced = f.produced.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        f.produced.load(Ordering::SeqCst),
-        produced,
-        "the handler is held back"
-    );
-    assert!(
-        produced <= 256 * 1024 + asp_tokio::SEND_BUDGET + 2 * 4096,
-        "{produced} bytes produced without being read"
-    );
+    assert_eq!(f.produced.load(Ordering::SeqCst), produced, "the handler is held back");
+    assert!(produced <= 256 * 1024 + asp_tokio::SEND_BUDGET + 2 * 4096, "{produced} bytes produced without being read");
     // The server holds little for this connection.
-    let conn = f
-        .server
-        .connections()
-        .into_iter()
-        .find(|c| c.connection_id() == slow.connection_id())
-        .unwrap();
+    let conn = f.server.connections().into_iter().find(|c| c.connection_id() == slow.connection_id()).unwrap();
     let stats = conn.stats().await.unwrap();
-    assert!(
-        stats.buffered_bytes <= 512 * 1024,
-        "server buffers {} bytes",
-        stats.buffered_bytes
-    );
+    assert!(stats.buffered_bytes <= 512 * 1024, "server buffers {} bytes", stats.buffered_bytes);
     still_works(&healthy).await;
     // Reading again lets it go on.
     for _ in 0..100 {
@@ -308,18 +233,11 @@ async fn a_thousand_concurrent_connections_each_invoke() {
     for _ in 0..1000 {
         clients.push(f.client().await);
     }
-    let calls = clients.iter().enumerate().map(|(i, c)| async move {
-        c.invoke("echo", Value::from(i))
-            .await
-            .unwrap()
-            .result()
-            .await
-            .unwrap()
-            .result
-    });
-    let results = timeout(Duration::from_secs(60), futures::future::join_all(calls))
-        .await
-        .unwrap();
+    let calls = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| async move { c.invoke("echo", Value::from(i)).await.unwrap().result().await.unwrap().result });
+    let results = timeout(Duration::from_secs(60), futures::future::join_all(calls)).await.unwrap();
     for (i, r) in results.into_iter().enumerate() {
         assert_eq!(r, Value::from(i));
     }

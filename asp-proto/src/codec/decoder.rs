@@ -64,13 +64,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder that rejects payloads longer than `max_payload` bytes.
     pub fn new(max_payload: u32) -> Self {
-        Decoder {
-            buf: BytesMut::new(),
-            header: None,
-            max_payload,
-            failed: None,
-            last_payload_len: 0,
-        }
+        Decoder { buf: BytesMut::new(), header: None, max_payload, failed: None, last_payload_len: 0 }
     }
 
     /// The payload limit in force.
@@ -111,12 +105,7 @@ impl Decoder {
         if self.is_idle() {
             return Ok(());
         }
-        let buffered = self.buf.len()
-            + if self.header.is_some() {
-                FrameHeader::LEN
-            } else {
-                0
-            };
+        let buffered = self.buf.len() + if self.header.is_some() { FrameHeader::LEN } else { 0 };
         let err = FrameError::Truncated { buffered };
         self.failed = Some(err.clone());
         Err(err)

@@ -123,11 +123,9 @@ impl FrameType {
     /// What this type requires of the request id.
     pub fn request_id_rule(self) -> RequestIdRule {
         match self {
-            FrameType::Hello
-            | FrameType::ToolDef
-            | FrameType::Ping
-            | FrameType::Pong
-            | FrameType::GoAway => RequestIdRule::Connection,
+            FrameType::Hello | FrameType::ToolDef | FrameType::Ping | FrameType::Pong | FrameType::GoAway => {
+                RequestIdRule::Connection
+            }
             FrameType::Invoke | FrameType::Stream | FrameType::Interrupt | FrameType::Complete => {
                 RequestIdRule::Invocation
             }

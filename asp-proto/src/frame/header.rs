@@ -43,8 +43,7 @@ impl FrameHeader {
             return Err(FrameError::UnsupportedVersion(version));
         }
         let type_code = bytes[0] & 0x0F;
-        let frame_type =
-            FrameType::from_code(type_code).ok_or(FrameError::ReservedType(type_code))?;
+        let frame_type = FrameType::from_code(type_code).ok_or(FrameError::ReservedType(type_code))?;
         let flags = bytes[1];
         if flags & !frame_type.defined_flags() != 0 {
             return Err(FrameError::ReservedFlags { frame_type, flags });
@@ -53,41 +52,21 @@ impl FrameHeader {
         check_request_id(frame_type, request_id)?;
         let payload_len = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         if payload_len > max_payload {
-            return Err(FrameError::TooLarge {
-                len: payload_len,
-                max: max_payload,
-            });
+            return Err(FrameError::TooLarge { len: payload_len, max: max_payload });
         }
-        Ok(FrameHeader {
-            frame_type,
-            flags,
-            request_id,
-            payload_len,
-        })
+        Ok(FrameHeader { frame_type, flags, request_id, payload_len })
     }
 
     /// The 8 bytes of this header.
     pub fn to_bytes(&self) -> [u8; 8] {
         let id = self.request_id.0.to_be_bytes();
         let len = self.payload_len.to_be_bytes();
-        [
-            (Self::VERSION << 4) | self.frame_type.code(),
-            self.flags,
-            id[0],
-            id[1],
-            len[0],
-            len[1],
-            len[2],
-            len[3],
-        ]
+        [(Self::VERSION << 4) | self.frame_type.code(), self.flags, id[0], id[1], len[0], len[1], len[2], len[3]]
     }
 }
 
 /// Checks a request id against its frame type's rule.
-pub(crate) fn check_request_id(
-    frame_type: FrameType,
-    request_id: RequestId,
-) -> Result<(), FrameError> {
+pub(crate) fn check_request_id(frame_type: FrameType, request_id: RequestId) -> Result<(), FrameError> {
     let ok = match frame_type.request_id_rule() {
         RequestIdRule::Connection => request_id.is_connection(),
         RequestIdRule::Invocation => !request_id.is_connection(),
@@ -96,10 +75,7 @@ pub(crate) fn check_request_id(
     if ok {
         Ok(())
     } else {
-        Err(FrameError::InvalidRequestId {
-            frame_type,
-            request_id,
-        })
+        Err(FrameError::InvalidRequestId { frame_type, request_id })
     }
 }
 
@@ -138,12 +114,6 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::INVALID_REQUEST_ID);
         // Only the length is wrong.
         let e = header([0x12, 0x00, 0, 1, 0, 0, 0x04, 0x01]).unwrap_err();
-        assert_eq!(
-            e,
-            FrameError::TooLarge {
-                len: 1025,
-                max: 1024
-            }
-        );
+        assert_eq!(e, FrameError::TooLarge { len: 1025, max: 1024 });
     }
 }

@@ -16,9 +16,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub use frame_type::{flags, FrameType, RequestIdRule};
 pub use header::FrameHeader;
 pub use payload::{
-    ClientHello, Complete, ErrorInfo, GoAway, Interrupt, Invoke, Metrics, PeerLimits, Ping, Pong,
-    Progress, ResumeOffer, ResumeRequest, Resumed, ServerHello, ToolDef, ToolOp, ToolSpec, Value,
-    Window,
+    ClientHello, Complete, ErrorInfo, GoAway, Interrupt, Invoke, Metrics, PeerLimits, Ping, Pong, Progress,
+    ResumeOffer, ResumeRequest, Resumed, ServerHello, ToolDef, ToolOp, ToolSpec, Value, Window,
 };
 pub use request_id::{RequestId, Role};
 
@@ -123,20 +122,12 @@ impl Frame {
     pub fn encode(&self, dst: &mut BytesMut) -> Result<usize, EncodeError> {
         let frame_type = self.frame_type();
         let request_id = self.request_id();
-        check_request_id(frame_type, request_id).map_err(|_| EncodeError::InvalidRequestId {
-            frame_type,
-            request_id,
-        })?;
+        check_request_id(frame_type, request_id)
+            .map_err(|_| EncodeError::InvalidRequestId { frame_type, request_id })?;
         let start = dst.len();
         if let Frame::Stream(_, data) = self {
-            let payload_len =
-                u32::try_from(data.len()).map_err(|_| EncodeError::TooLarge { len: data.len() })?;
-            let header = FrameHeader {
-                frame_type,
-                flags: 0,
-                request_id,
-                payload_len,
-            };
+            let payload_len = u32::try_from(data.len()).map_err(|_| EncodeError::TooLarge { len: data.len() })?;
+            let header = FrameHeader { frame_type, flags: 0, request_id, payload_len };
             dst.reserve(FrameHeader::LEN + data.len());
             dst.put_slice(&header.to_bytes());
             dst.put_slice(data);
@@ -170,12 +161,7 @@ impl Frame {
                 return Err(EncodeError::TooLarge { len });
             }
         };
-        let header = FrameHeader {
-            frame_type,
-            flags: self.flags(),
-            request_id,
-            payload_len,
-        };
+        let header = FrameHeader { frame_type, flags: self.flags(), request_id, payload_len };
         dst[start..start + FrameHeader::LEN].copy_from_slice(&header.to_bytes());
         Ok(FrameHeader::LEN + len)
     }
@@ -196,9 +182,7 @@ impl Frame {
         let frame_type = header.frame_type;
         let wrap = |source| FrameError::Payload { frame_type, source };
         let frame = match frame_type {
-            FrameType::Stream if header.flags & flags::STREAM_PROGRESS == 0 => {
-                Frame::Stream(id, payload)
-            }
+            FrameType::Stream if header.flags & flags::STREAM_PROGRESS == 0 => Frame::Stream(id, payload),
             FrameType::Stream => Frame::Progress(id, decode_map(&payload).map_err(wrap)?),
             FrameType::Hello if header.flags & flags::HELLO_REPLY != 0 => {
                 Frame::HelloReply(decode_map(&payload).map_err(wrap)?)

@@ -24,11 +24,7 @@ pub(crate) trait MapPayload: Serialize + DeserializeOwned {
 /// with no payload at all.
 pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadError> {
     const EMPTY_MAP: &[u8] = &[0x80];
-    let bytes = if payload.is_empty() {
-        EMPTY_MAP
-    } else {
-        payload
-    };
+    let bytes = if payload.is_empty() { EMPTY_MAP } else { payload };
     // A map marker: fixmap, map16 or map32. serde's derive would also accept
     // an array (positional fields), which the spec does not allow.
     if !matches!(bytes[0], 0x80..=0x8f | 0xde | 0xdf) {
@@ -49,8 +45,7 @@ pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadErro
 pub(crate) fn encode_map<T: MapPayload>(value: &T, dst: &mut BytesMut) -> Result<(), PayloadError> {
     value.validate()?;
     let mut writer = dst.writer();
-    rmp_serde::encode::write_named(&mut writer, value)
-        .map_err(|e| PayloadError::Malformed(e.to_string()))
+    rmp_serde::encode::write_named(&mut writer, value).map_err(|e| PayloadError::Malformed(e.to_string()))
 }
 
 fn path_error(err: serde_path_to_error::Error<rmp_serde::decode::Error>) -> PayloadError {
@@ -62,15 +57,8 @@ fn path_error(err: serde_path_to_error::Error<rmp_serde::decode::Error>) -> Payl
     };
     let inner = err.into_inner();
     let message = inner.to_string();
-    if let Some(field) = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.strip_suffix('`'))
-    {
-        let key = if path == "." {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        };
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        let key = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
         return PayloadError::MissingKey(key);
     }
     match inner {
@@ -87,17 +75,11 @@ fn path_error(err: serde_path_to_error::Error<rmp_serde::decode::Error>) -> Payl
             }
         }
         _ if path == "." => PayloadError::Malformed(message),
-        _ => PayloadError::InvalidValue {
-            key: path,
-            reason: message,
-        },
+        _ => PayloadError::InvalidValue { key: path, reason: message },
     }
 }
 
 /// A key's value failed a rule beyond its type.
 pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> PayloadError {
-    PayloadError::InvalidValue {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
+    PayloadError::InvalidValue { key: key.to_owned(), reason: reason.into() }
 }

@@ -13,8 +13,7 @@ use serde_bytes::ByteBuf;
 use super::msgpack::{invalid, MapPayload};
 use crate::codec::PayloadError;
 use crate::limits::{
-    MAX_CONNECTION_ID_LEN, MAX_RESUME_TICKET_LEN, MAX_WINDOW, MIN_MAX_FRAME_PAYLOAD,
-    MIN_RESUME_TICKET_LEN,
+    MAX_CONNECTION_ID_LEN, MAX_RESUME_TICKET_LEN, MAX_WINDOW, MIN_MAX_FRAME_PAYLOAD, MIN_RESUME_TICKET_LEN,
 };
 use crate::ErrorCode;
 
@@ -67,10 +66,7 @@ impl PeerLimits {
     fn validate(&self) -> Result<(), PayloadError> {
         if let Some(m) = self.max_frame {
             if m < MIN_MAX_FRAME_PAYLOAD {
-                return Err(invalid(
-                    "limits.max_frame",
-                    format!("must be at least {MIN_MAX_FRAME_PAYLOAD}"),
-                ));
+                return Err(invalid("limits.max_frame", format!("must be at least {MIN_MAX_FRAME_PAYLOAD}")));
             }
         }
         for (key, w) in [("limits.win", self.win), ("limits.cwin", self.cwin)] {
@@ -104,13 +100,7 @@ pub struct ToolSpec {
 impl ToolSpec {
     /// A tool with a name and nothing else.
     pub fn named(name: impl Into<String>) -> Self {
-        ToolSpec {
-            name: name.into(),
-            desc: None,
-            input: Value::Nil,
-            output: Value::Nil,
-            meta: Value::Nil,
-        }
+        ToolSpec { name: name.into(), desc: None, input: Value::Nil, output: Value::Nil, meta: Value::Nil }
     }
 }
 
@@ -136,10 +126,7 @@ fn validate_ticket(key: &str, ticket: &[u8]) -> Result<(), PayloadError> {
     if !(MIN_RESUME_TICKET_LEN..=MAX_RESUME_TICKET_LEN).contains(&ticket.len()) {
         return Err(invalid(
             key,
-            format!(
-                "must be {MIN_RESUME_TICKET_LEN} to {MAX_RESUME_TICKET_LEN} bytes, got {}",
-                ticket.len()
-            ),
+            format!("must be {MIN_RESUME_TICKET_LEN} to {MAX_RESUME_TICKET_LEN} bytes, got {}", ticket.len()),
         ));
     }
     Ok(())
@@ -155,11 +142,7 @@ pub struct ClientHello {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Capability tokens (`caps`).
-    #[serde(
-        default,
-        deserialize_with = "nil_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "nil_as_default", skip_serializing_if = "Vec::is_empty")]
     pub caps: Vec<String>,
     /// Bearer token, for clients that cannot set an `Authorization` header (`token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,11 +151,7 @@ pub struct ClientHello {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<ResumeRequest>,
     /// What the client accepts (`limits`).
-    #[serde(
-        default,
-        deserialize_with = "nil_as_default",
-        skip_serializing_if = "PeerLimits::is_empty"
-    )]
+    #[serde(default, deserialize_with = "nil_as_default", skip_serializing_if = "PeerLimits::is_empty")]
     pub limits: PeerLimits,
     /// Tools the client offers to the server (`tools`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,21 +218,13 @@ pub struct ServerHello {
     /// The connection id, for logs, relays and the management API (`cid`).
     pub cid: String,
     /// What the server accepts (`limits`).
-    #[serde(
-        default,
-        deserialize_with = "nil_as_default",
-        skip_serializing_if = "PeerLimits::is_empty"
-    )]
+    #[serde(default, deserialize_with = "nil_as_default", skip_serializing_if = "PeerLimits::is_empty")]
     pub limits: PeerLimits,
     /// PING interval in ms (`hb`); absent means 15000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hb: Option<u32>,
     /// Capability tokens (`caps`).
-    #[serde(
-        default,
-        deserialize_with = "nil_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "nil_as_default", skip_serializing_if = "Vec::is_empty")]
     pub caps: Vec<String>,
     /// Present when this session can be resumed later (`resume`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,10 +261,7 @@ impl ServerHello {
 impl MapPayload for ServerHello {
     fn validate(&self) -> Result<(), PayloadError> {
         if self.cid.is_empty() || self.cid.len() > MAX_CONNECTION_ID_LEN {
-            return Err(invalid(
-                "cid",
-                format!("must be 1 to {MAX_CONNECTION_ID_LEN} bytes"),
-            ));
+            return Err(invalid("cid", format!("must be 1 to {MAX_CONNECTION_ID_LEN} bytes")));
         }
         if self.hb == Some(0) {
             return Err(invalid("hb", "must be positive"));
@@ -324,24 +292,14 @@ pub struct Invoke {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
     /// String metadata, like HTTP headers (`meta`).
-    #[serde(
-        default,
-        deserialize_with = "nil_as_default",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(default, deserialize_with = "nil_as_default", skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
 }
 
 impl Invoke {
     /// An invocation of `tool` with `args`.
     pub fn new(tool: impl Into<String>, args: Value) -> Self {
-        Invoke {
-            tool: tool.into(),
-            args,
-            timeout: None,
-            trace: None,
-            meta: BTreeMap::new(),
-        }
+        Invoke { tool: tool.into(), args, timeout: None, trace: None, meta: BTreeMap::new() }
     }
 }
 
@@ -430,11 +388,7 @@ pub struct ErrorInfo {
 impl ErrorInfo {
     /// An error with a code and message and no data.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorInfo {
-            code,
-            message: message.into(),
-            data: Value::Nil,
-        }
+        ErrorInfo { code, message: message.into(), data: Value::Nil }
     }
 }
 

@@ -6,20 +6,12 @@ impl Session {
     /// Starts a graceful drain: GOAWAY, no new invocations either way, and
     /// the session closes (`NO_ERROR`) once the open ones end — or, with a
     /// `drain` limit, when it passes, failing what is left with `GOING_AWAY`.
-    pub fn goaway(
-        &mut self,
-        now: Instant,
-        message: Option<String>,
-        drain: Option<Duration>,
-    ) -> Result<(), SendError> {
+    pub fn goaway(&mut self, now: Instant, message: Option<String>, drain: Option<Duration>) -> Result<(), SendError> {
         self.accepting_commands()?;
         if self.local_goaway {
             return Ok(());
         }
-        self.send(&Frame::GoAway(GoAway {
-            code: None,
-            message,
-        }))?;
+        self.send(&Frame::GoAway(GoAway { code: None, message }))?;
         self.local_goaway = true;
         if self.state == SessionState::Open {
             self.state = SessionState::Draining;
@@ -36,37 +28,23 @@ impl Session {
         if self.state == SessionState::Open {
             self.state = SessionState::Draining;
         }
-        self.events.push_back(Event::GoAway {
-            code: goaway.code.unwrap_or(ErrorCode::NO_ERROR),
-            message: goaway.message,
-        });
+        self.events
+            .push_back(Event::GoAway { code: goaway.code.unwrap_or(ErrorCode::NO_ERROR), message: goaway.message });
     }
 
     pub(super) fn maybe_finish_drain(&mut self) {
-        if self.local_goaway && self.invocations.is_empty() && self.state == SessionState::Draining
-        {
+        if self.local_goaway && self.invocations.is_empty() && self.state == SessionState::Draining {
             self.end(ErrorCode::NO_ERROR, "drained".into(), Initiator::Local);
         }
     }
 
     pub(super) fn on_drain_deadline(&mut self, _now: Instant) {
-        let handled: Vec<RequestId> = self
-            .invocations
-            .iter()
-            .filter(|(_, i)| i.role == InvocationRole::Handler)
-            .map(|(id, _)| *id)
-            .collect();
+        let handled: Vec<RequestId> =
+            self.invocations.iter().filter(|(_, i)| i.role == InvocationRole::Handler).map(|(id, _)| *id).collect();
         for id in handled {
-            let _ = self.send(&Frame::Error(
-                id,
-                ErrorInfo::new(ErrorCode::GOING_AWAY, "drain deadline passed"),
-            ));
+            let _ = self.send(&Frame::Error(id, ErrorInfo::new(ErrorCode::GOING_AWAY, "drain deadline passed")));
         }
-        self.end(
-            ErrorCode::GOING_AWAY,
-            "drain deadline passed".into(),
-            Initiator::Local,
-        );
+        self.end(ErrorCode::GOING_AWAY, "drain deadline passed".into(), Initiator::Local);
     }
 
     /// Ends the session now. With a code other than `NO_ERROR` the peer is
@@ -77,10 +55,7 @@ impl Session {
         }
         let message = message.into();
         if self.transport && self.state != SessionState::Detached {
-            let _ = self.send(&Frame::Error(
-                RequestId::CONNECTION,
-                ErrorInfo::new(code, message.clone()),
-            ));
+            let _ = self.send(&Frame::Error(RequestId::CONNECTION, ErrorInfo::new(code, message.clone())));
         }
         self.end(code, message, Initiator::Local);
     }
@@ -90,10 +65,7 @@ impl Session {
             return;
         }
         if self.transport {
-            let _ = self.send(&Frame::Error(
-                RequestId::CONNECTION,
-                ErrorInfo::new(code, message.clone()),
-            ));
+            let _ = self.send(&Frame::Error(RequestId::CONNECTION, ErrorInfo::new(code, message.clone())));
         }
         self.end(code, message, Initiator::Local);
     }
@@ -111,10 +83,7 @@ impl Session {
             let inv = self.close_invocation(id).expect("listed");
             match inv.role {
                 InvocationRole::Invoker if inv.state != InvocationState::TimedOut => {
-                    self.events.push_back(Event::Failed {
-                        id,
-                        error: ErrorInfo::new(code, message),
-                    })
+                    self.events.push_back(Event::Failed { id, error: ErrorInfo::new(code, message) })
                 }
                 InvocationRole::Invoker => {}
                 InvocationRole::Handler => self.events.push_back(Event::Interrupted { id, code }),
@@ -126,11 +95,7 @@ impl Session {
         if self.is_closed() {
             return;
         }
-        let fail_code = if code == ErrorCode::NO_ERROR {
-            ErrorCode::GOING_AWAY
-        } else {
-            code
-        };
+        let fail_code = if code == ErrorCode::NO_ERROR { ErrorCode::GOING_AWAY } else { code };
         self.fail_all(fail_code, &message);
         self.state = SessionState::Closed;
         self.timers.stop_all();
@@ -138,10 +103,6 @@ impl Session {
         self.replay.clear();
         self.unacked_bytes = 0;
         self.pending.clear();
-        self.events.push_back(Event::Closed(CloseReason {
-            code,
-            message,
-            initiator,
-        }));
+        self.events.push_back(Event::Closed(CloseReason { code, message, initiator }));
     }
 }

@@ -3,13 +3,7 @@
 use super::*;
 
 impl Session {
-    pub(super) fn on_stream(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        data: Option<Bytes>,
-        progress: Option<Progress>,
-    ) {
+    pub(super) fn on_stream(&mut self, now: Instant, id: RequestId, data: Option<Bytes>, progress: Option<Progress>) {
         // Flow control counts the payload as it was on the wire, whatever
         // encoding the peer chose.
         let len = self.decoder.last_payload_len();
@@ -67,9 +61,7 @@ impl Session {
             }
         }
         self.conn_pending_grant += conn;
-        if self.conn_pending_grant > 0
-            && self.conn_pending_grant >= self.config.connection_window / 2
-        {
+        if self.conn_pending_grant > 0 && self.conn_pending_grant >= self.config.connection_window / 2 {
             let credit = std::mem::take(&mut self.conn_pending_grant);
             self.conn_recv_window += credit;
             let _ = self.send(&Frame::Window(RequestId::CONNECTION, Window { credit }));
@@ -83,17 +75,13 @@ impl Session {
     /// more than was delivered on it, so a grant that arrives after its id
     /// was reused cannot inflate the new invocation's window.
     pub fn grant(&mut self, id: RequestId, bytes: usize) {
-        let n = u32::try_from(bytes)
-            .unwrap_or(u32::MAX)
-            .min(self.conn_unconsumed);
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.conn_unconsumed);
         if n == 0 {
             return;
         }
         self.conn_unconsumed -= n;
         let inv = match self.invocations.get_mut(&id) {
-            Some(inv)
-                if inv.role == InvocationRole::Invoker && inv.state == InvocationState::Open =>
-            {
+            Some(inv) if inv.role == InvocationRole::Invoker && inv.state == InvocationState::Open => {
                 let k = n.min(inv.unconsumed);
                 inv.unconsumed -= k;
                 k
@@ -130,21 +118,13 @@ impl Session {
     /// blocked when it is zero.
     pub(super) fn stream_room(&mut self, id: RequestId) -> usize {
         let replay_room = if self.resume_active {
-            self.config
-                .replay_buffer_bytes
-                .saturating_sub(self.unacked_bytes + FrameHeader::LEN)
+            self.config.replay_buffer_bytes.saturating_sub(self.unacked_bytes + FrameHeader::LEN)
         } else {
             usize::MAX
         };
         let conn = self.conn_send_window as usize;
-        let inv_window = self
-            .invocations
-            .get(&id)
-            .map_or(0, |i| i.send_window as usize);
-        let room = inv_window
-            .min(conn)
-            .min(replay_room)
-            .min(self.peer.max_frame as usize);
+        let inv_window = self.invocations.get(&id).map_or(0, |i| i.send_window as usize);
+        let room = inv_window.min(conn).min(replay_room).min(self.peer.max_frame as usize);
         if room == 0 {
             if inv_window == 0 {
                 if let Some(inv) = self.invocations.get_mut(&id) {
@@ -170,10 +150,7 @@ impl Session {
         self.ack_requested = true;
         self.ping_seq = self.ping_seq.wrapping_add(1);
         let recv = self.resume_active.then_some(self.recv_seq);
-        let _ = self.send(&Frame::Ping(Ping {
-            seq: self.ping_seq,
-            recv,
-        }));
+        let _ = self.send(&Frame::Ping(Ping { seq: self.ping_seq, recv }));
     }
 
     pub(super) fn consume_send_credit(&mut self, id: RequestId, n: u32) {
@@ -207,11 +184,7 @@ impl Session {
         let (window, blocked) = if id.is_connection() {
             (&mut self.conn_send_window, &mut self.conn_blocked)
         } else {
-            match self
-                .invocations
-                .get_mut(&id)
-                .filter(|i| i.role == InvocationRole::Handler)
-            {
+            match self.invocations.get_mut(&id).filter(|i| i.role == InvocationRole::Handler) {
                 Some(inv) => (&mut inv.send_window, &mut inv.blocked),
                 None => return, // crossed our terminal frame
             }

@@ -28,34 +28,21 @@ impl Session {
     /// A resume request in its HELLO that the application did not satisfy
     /// with [`resume`](Self::resume) is refused as `RESUME_UNKNOWN_SESSION`.
     pub fn accept(&mut self, now: Instant) -> Result<(), SendError> {
-        let refused = self
-            .resume_request()
-            .map(|_| ErrorCode::RESUME_UNKNOWN_SESSION);
+        let refused = self.resume_request().map(|_| ErrorCode::RESUME_UNKNOWN_SESSION);
         self.accept_with(now, refused)
     }
 
     /// Server: accept the client, refusing the session it asked to resume
     /// with `code` (a resume code from [`resume`](Self::resume)).
-    pub fn accept_refusing_resume(
-        &mut self,
-        now: Instant,
-        code: ErrorCode,
-    ) -> Result<(), SendError> {
+    pub fn accept_refusing_resume(&mut self, now: Instant, code: ErrorCode) -> Result<(), SendError> {
         self.accept_with(now, Some(code))
     }
 
-    pub(super) fn accept_with(
-        &mut self,
-        now: Instant,
-        resume_error: Option<ErrorCode>,
-    ) -> Result<(), SendError> {
+    pub(super) fn accept_with(&mut self, now: Instant, resume_error: Option<ErrorCode>) -> Result<(), SendError> {
         if self.state != SessionState::Authenticating {
             return Err(SendError::WrongState(self.state));
         }
-        let hello = self
-            .client_hello
-            .take()
-            .expect("Authenticating holds the HELLO");
+        let hello = self.client_hello.take().expect("Authenticating holds the HELLO");
         let mut cid_bytes = [0u8; 8];
         self.fill_random(&mut cid_bytes);
         let cid = format!("c-{}", hex_string(&cid_bytes));
@@ -64,10 +51,7 @@ impl Session {
             let mut ticket = vec![0u8; TICKET_LEN];
             self.fill_random(&mut ticket);
             self.ticket = Some(ticket.clone());
-            ResumeOffer {
-                ticket: ticket.into(),
-                grace: duration_ms(self.config.resume_grace),
-            }
+            ResumeOffer { ticket: ticket.into(), grace: duration_ms(self.config.resume_grace) }
         });
         let reply = ServerHello {
             limits: self.own_limits(),
@@ -82,16 +66,11 @@ impl Session {
         self.peer_caps = hello.caps.clone();
         self.apply_peer_limits(&hello.limits);
         self.peer_tools = ToolSet::new(hello.tools.unwrap_or_default());
-        self.send(&Frame::HelloReply(reply))
-            .expect("our own HELLO is valid");
+        self.send(&Frame::HelloReply(reply)).expect("our own HELLO is valid");
         self.cid = Some(cid.clone());
         self.established(now);
         self.announce_tools();
-        self.events.push_back(Event::Connected {
-            cid,
-            resumed: false,
-            resume_error,
-        });
+        self.events.push_back(Event::Connected { cid, resumed: false, resume_error });
         Ok(())
     }
 
@@ -106,10 +85,7 @@ impl Session {
             return self.protocol_error(
                 now,
                 ErrorCode::UNSUPPORTED_VERSION,
-                format!(
-                    "server chose version {}, which was not offered",
-                    hello.version
-                ),
+                format!("server chose version {}, which was not offered", hello.version),
             );
         }
         let resuming = self.state == SessionState::Detached;
@@ -121,8 +97,7 @@ impl Session {
             self.fail_all(ErrorCode::SESSION_LOST, "the session could not be resumed");
             self.reset_session();
         }
-        self.heartbeat =
-            Duration::from_millis(hello.hb.unwrap_or(limits::DEFAULT_HEARTBEAT_MS).into());
+        self.heartbeat = Duration::from_millis(hello.hb.unwrap_or(limits::DEFAULT_HEARTBEAT_MS).into());
         self.peer_caps = hello.caps.clone();
         self.apply_peer_limits(&hello.limits);
         self.peer_tools = ToolSet::new(hello.tools.clone().unwrap_or_default());
@@ -134,16 +109,8 @@ impl Session {
         self.cid = Some(hello.cid.clone());
         self.established(now);
         self.announce_tools();
-        let resume_error = if resuming {
-            Some(hello.resume_error.unwrap_or(ErrorCode::RESUME_REJECTED))
-        } else {
-            None
-        };
-        self.events.push_back(Event::Connected {
-            cid: hello.cid,
-            resumed: false,
-            resume_error,
-        });
+        let resume_error = if resuming { Some(hello.resume_error.unwrap_or(ErrorCode::RESUME_REJECTED)) } else { None };
+        self.events.push_back(Event::Connected { cid: hello.cid, resumed: false, resume_error });
         if !self.peer_tools.is_empty() {
             self.events.push_back(Event::PeerToolsChanged);
         }
@@ -156,11 +123,7 @@ impl Session {
 
     /// The handshake is done: limits apply, timers start.
     pub(super) fn established(&mut self, now: Instant) {
-        self.state = if self.local_goaway || self.peer_goaway {
-            SessionState::Draining
-        } else {
-            SessionState::Open
-        };
+        self.state = if self.local_goaway || self.peer_goaway { SessionState::Draining } else { SessionState::Open };
         self.decoder.set_max_payload(self.config.max_frame_payload);
         self.timers.stop(Timer::Handshake);
         self.timers.stop(Timer::Grace);
@@ -194,9 +157,6 @@ impl Session {
     }
 
     pub(super) fn fill_random(&mut self, buf: &mut [u8]) {
-        self.entropy
-            .as_mut()
-            .expect("server sessions have entropy")
-            .fill(buf);
+        self.entropy.as_mut().expect("server sessions have entropy").fill(buf);
     }
 }

@@ -69,17 +69,9 @@ impl Invocation {
             tool,
             started,
             deadline: None,
-            send_window: if role == InvocationRole::Handler {
-                window
-            } else {
-                0
-            },
+            send_window: if role == InvocationRole::Handler { window } else { 0 },
             blocked: false,
-            recv_window: if role == InvocationRole::Invoker {
-                window
-            } else {
-                0
-            },
+            recv_window: if role == InvocationRole::Invoker { window } else { 0 },
             unconsumed: 0,
             pending_grant: 0,
         }

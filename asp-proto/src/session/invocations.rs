@@ -25,19 +25,12 @@ impl Session {
         if self.open_count(InvocationRole::Invoker) >= self.peer.max_inv as usize {
             return Err(SendError::TooManyInvocations(self.peer.max_inv));
         }
-        let id = self
-            .allocate_id()
-            .ok_or(SendError::TooManyInvocations(self.peer.max_inv))?;
+        let id = self.allocate_id().ok_or(SendError::TooManyInvocations(self.peer.max_inv))?;
         let timeout = invoke.timeout;
         let tool = invoke.tool.clone();
         self.send(&Frame::Invoke(id, invoke))?;
         self.advance_id(id);
-        let mut inv = Invocation::new(
-            InvocationRole::Invoker,
-            tool,
-            now,
-            self.config.invocation_window,
-        );
+        let mut inv = Invocation::new(InvocationRole::Invoker, tool, now, self.config.invocation_window);
         if let Some(ms) = timeout {
             let at = now + Duration::from_millis(ms.into());
             inv.deadline = Some(at);
@@ -70,37 +63,19 @@ impl Session {
             return self.protocol_error(
                 now,
                 ErrorCode::INVALID_REQUEST_ID,
-                format!(
-                    "INVOKE {id} has the wrong parity for the {:?}",
-                    self.role.peer()
-                ),
+                format!("INVOKE {id} has the wrong parity for the {:?}", self.role.peer()),
             );
         }
         if self.invocations.contains_key(&id) {
-            return self.protocol_error(
-                now,
-                ErrorCode::REQUEST_ID_IN_USE,
-                format!("INVOKE reuses open id {id}"),
-            );
+            return self.protocol_error(now, ErrorCode::REQUEST_ID_IN_USE, format!("INVOKE reuses open id {id}"));
         }
         let refuse = if self.local_goaway {
-            Some((
-                ErrorCode::GOING_AWAY,
-                "draining: no new invocations".to_owned(),
-            ))
-        } else if self.open_count(InvocationRole::Handler)
-            >= self.config.max_concurrent_invocations as usize
-        {
+            Some((ErrorCode::GOING_AWAY, "draining: no new invocations".to_owned()))
+        } else if self.open_count(InvocationRole::Handler) >= self.config.max_concurrent_invocations as usize {
             let max = self.config.max_concurrent_invocations;
-            Some((
-                ErrorCode::TOO_MANY_INVOCATIONS,
-                format!("at most {max} concurrent invocations"),
-            ))
+            Some((ErrorCode::TOO_MANY_INVOCATIONS, format!("at most {max} concurrent invocations")))
         } else if self.config.check_tools && !self.local_tools.contains(&invoke.tool) {
-            Some((
-                ErrorCode::UNKNOWN_TOOL,
-                format!("no tool named `{}`", invoke.tool),
-            ))
+            Some((ErrorCode::UNKNOWN_TOOL, format!("no tool named `{}`", invoke.tool)))
         } else {
             None
         };
@@ -108,12 +83,7 @@ impl Session {
             let _ = self.send(&Frame::Error(id, ErrorInfo::new(code, message)));
             return;
         }
-        let mut inv = Invocation::new(
-            InvocationRole::Handler,
-            invoke.tool.clone(),
-            now,
-            self.peer.win,
-        );
+        let mut inv = Invocation::new(InvocationRole::Handler, invoke.tool.clone(), now, self.peer.win);
         if let Some(ms) = invoke.timeout {
             let at = now + Duration::from_millis(ms.into());
             inv.deadline = Some(at);
@@ -124,11 +94,7 @@ impl Session {
     }
 
     pub(super) fn on_interrupt(&mut self, id: RequestId) {
-        if !self
-            .invocations
-            .get(&id)
-            .is_some_and(|i| i.role == InvocationRole::Handler)
-        {
+        if !self.invocations.get(&id).is_some_and(|i| i.role == InvocationRole::Handler) {
             return; // crossed our terminal frame
         }
         self.stop_handler(id, ErrorCode::CANCELLED, "interrupted by the invoker");
@@ -143,17 +109,8 @@ impl Session {
         self.maybe_finish_drain();
     }
 
-    pub(super) fn on_terminal(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        outcome: Result<Complete, ErrorInfo>,
-    ) {
-        let Some(inv) = self
-            .invocations
-            .get(&id)
-            .filter(|i| i.role == InvocationRole::Invoker)
-        else {
+    pub(super) fn on_terminal(&mut self, now: Instant, id: RequestId, outcome: Result<Complete, ErrorInfo>) {
+        let Some(inv) = self.invocations.get(&id).filter(|i| i.role == InvocationRole::Invoker) else {
             return self.protocol_error(
                 now,
                 ErrorCode::UNKNOWN_REQUEST,
@@ -164,11 +121,7 @@ impl Session {
         self.close_invocation(id);
         if report {
             self.events.push_back(match outcome {
-                Ok(c) => Event::Completed {
-                    id,
-                    result: c.result,
-                    metrics: c.metrics,
-                },
+                Ok(c) => Event::Completed { id, result: c.result, metrics: c.metrics },
                 Err(error) => Event::Failed { id, error },
             });
         }
@@ -185,10 +138,7 @@ impl Session {
 
     pub(super) fn handler(&mut self, id: RequestId) -> Result<&mut Invocation, SendError> {
         self.accepting_commands()?;
-        self.invocations
-            .get_mut(&id)
-            .filter(|i| i.role == InvocationRole::Handler)
-            .ok_or(SendError::NotOpen(id))
+        self.invocations.get_mut(&id).filter(|i| i.role == InvocationRole::Handler).ok_or(SendError::NotOpen(id))
     }
 
     /// Ends invocation `id` (which we handle) with its result. Wall time is
@@ -202,27 +152,15 @@ impl Session {
         cpu_us: Option<u64>,
     ) -> Result<(), SendError> {
         let started = self.handler(id)?.started;
-        let wall_us =
-            u64::try_from(now.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX);
-        self.send(&Frame::Complete(
-            id,
-            Complete {
-                result,
-                metrics: Metrics { wall_us, cpu_us },
-            },
-        ))?;
+        let wall_us = u64::try_from(now.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX);
+        self.send(&Frame::Complete(id, Complete { result, metrics: Metrics { wall_us, cpu_us } }))?;
         self.close_invocation(id);
         self.maybe_finish_drain();
         Ok(())
     }
 
     /// Ends invocation `id` (which we handle) with an error.
-    pub fn fail(
-        &mut self,
-        id: RequestId,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> Result<(), SendError> {
+    pub fn fail(&mut self, id: RequestId, code: ErrorCode, message: impl Into<String>) -> Result<(), SendError> {
         self.handler(id)?;
         self.send(&Frame::Error(id, ErrorInfo::new(code, message)))?;
         self.close_invocation(id);
@@ -258,12 +196,7 @@ impl Session {
                 let was_open = inv.state == InvocationState::Open;
                 inv.state = InvocationState::TimedOut;
                 if was_open {
-                    let _ = self.send(&Frame::Interrupt(
-                        id,
-                        Interrupt {
-                            reason: Some("deadline exceeded".into()),
-                        },
-                    ));
+                    let _ = self.send(&Frame::Interrupt(id, Interrupt { reason: Some("deadline exceeded".into()) }));
                 }
                 self.events.push_back(Event::Failed {
                     id,

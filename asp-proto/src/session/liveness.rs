@@ -9,10 +9,7 @@ impl Session {
         self.ping_outstanding = Some((self.ping_seq, now));
         self.recv_since_ack = 0;
         self.recv_bytes_since_ack = 0;
-        let _ = self.send(&Frame::Ping(Ping {
-            seq: self.ping_seq,
-            recv,
-        }));
+        let _ = self.send(&Frame::Ping(Ping { seq: self.ping_seq, recv }));
     }
 
     /// Sends a PING now, to measure the round trip or acknowledge frames.
@@ -51,10 +48,7 @@ impl Session {
         let recv = self.resume_active.then_some(self.recv_seq);
         self.recv_since_ack = 0;
         self.recv_bytes_since_ack = 0;
-        let _ = self.send(&Frame::Pong(Pong {
-            seq: ping.seq,
-            recv,
-        }));
+        let _ = self.send(&Frame::Pong(Pong { seq: ping.seq, recv }));
         self.on_ack(now, ping.recv);
     }
 

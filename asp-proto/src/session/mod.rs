@@ -32,9 +32,9 @@ use timer::{Timer, TimerTable};
 
 use crate::limits::{self, MAX_WINDOW};
 use crate::{
-    ClientHello, Complete, Decoder, ErrorCode, ErrorInfo, Frame, FrameError, FrameHeader, GoAway,
-    Interrupt, Invoke, Metrics, PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer,
-    ResumeRequest, Resumed, Role, ServerHello, ToolDef, ToolOp, ToolSpec, Value, Window,
+    ClientHello, Complete, Decoder, ErrorCode, ErrorInfo, Frame, FrameError, FrameHeader, GoAway, Interrupt, Invoke,
+    Metrics, PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello,
+    ToolDef, ToolOp, ToolSpec, Value, Window,
 };
 
 /// Where a session stands (SPEC.md §8.5).
@@ -87,12 +87,8 @@ struct Limits {
 impl Limits {
     fn of(announced: &PeerLimits) -> Limits {
         Limits {
-            max_frame: announced
-                .max_frame
-                .unwrap_or(limits::DEFAULT_MAX_FRAME_PAYLOAD),
-            max_inv: announced
-                .max_inv
-                .unwrap_or(limits::DEFAULT_MAX_CONCURRENT_INVOCATIONS),
+            max_frame: announced.max_frame.unwrap_or(limits::DEFAULT_MAX_FRAME_PAYLOAD),
+            max_inv: announced.max_inv.unwrap_or(limits::DEFAULT_MAX_CONCURRENT_INVOCATIONS),
             win: announced.win.unwrap_or(limits::DEFAULT_INVOCATION_WINDOW),
             cwin: announced.cwin.unwrap_or(limits::DEFAULT_CONNECTION_WINDOW),
         }
@@ -108,9 +104,7 @@ pub struct ResumeKey(pub [u8; 8]);
 impl ResumeKey {
     /// The key of a ticket, or `None` for a ticket too short to have one.
     pub fn of(ticket: &[u8]) -> Option<ResumeKey> {
-        ticket
-            .get(..8)
-            .map(|k| ResumeKey(k.try_into().expect("8 bytes")))
+        ticket.get(..8).map(|k| ResumeKey(k.try_into().expect("8 bytes")))
     }
 }
 
@@ -226,9 +220,7 @@ impl Session {
     pub fn client(config: SessionConfig, now: Instant) -> Session {
         let mut session = Session::new(Role::Client, config, None, now);
         let hello = session.own_client_hello(None);
-        session
-            .send(&Frame::Hello(hello))
-            .expect("our own HELLO is valid");
+        session.send(&Frame::Hello(hello)).expect("our own HELLO is valid");
         session
     }
 
@@ -238,21 +230,12 @@ impl Session {
         Session::new(Role::Server, config, Some(entropy), now)
     }
 
-    fn new(
-        role: Role,
-        config: SessionConfig,
-        entropy: Option<Box<dyn Entropy>>,
-        now: Instant,
-    ) -> Session {
+    fn new(role: Role, config: SessionConfig, entropy: Option<Box<dyn Entropy>>, now: Instant) -> Session {
         let mut timers = TimerTable::default();
         timers.set(Timer::Handshake, now + config.handshake_timeout);
         Session {
             role,
-            decoder: Decoder::new(
-                config
-                    .max_frame_payload
-                    .min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD),
-            ),
+            decoder: Decoder::new(config.max_frame_payload.min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD)),
             entropy,
             state: SessionState::Handshaking,
             transport: true,
@@ -343,16 +326,10 @@ impl Session {
         if self.local_tools.is_empty() || self.tools_fit_hello() {
             return;
         }
-        let _ = self.send(&Frame::ToolDef(ToolDef {
-            op: ToolOp::Replace,
-            tools: Vec::new(),
-        }));
+        let _ = self.send(&Frame::ToolDef(ToolDef { op: ToolOp::Replace, tools: Vec::new() }));
         let tools: Vec<ToolSpec> = self.local_tools.iter().cloned().collect();
         for tool in tools {
-            let _ = self.send(&Frame::ToolDef(ToolDef {
-                op: ToolOp::Add,
-                tools: vec![tool],
-            }));
+            let _ = self.send(&Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![tool] }));
         }
     }
 
@@ -436,10 +413,7 @@ impl Session {
     /// Server: the key to index this session by for resumption, while it
     /// can be resumed.
     pub fn resume_key(&self) -> Option<ResumeKey> {
-        self.ticket
-            .as_deref()
-            .filter(|_| self.resume_active)
-            .and_then(ResumeKey::of)
+        self.ticket.as_deref().filter(|_| self.resume_active).and_then(ResumeKey::of)
     }
 
     /// Server: the resume request of the HELLO awaiting acceptance, if any.
@@ -503,11 +477,7 @@ impl Session {
 
     /// A WebSocket text message arrived: a protocol violation (close 1003).
     pub fn handle_text_message(&mut self, now: Instant) {
-        self.protocol_error(
-            now,
-            ErrorCode::TEXT_MESSAGE,
-            "text messages are not allowed; ASP uses binary".into(),
-        );
+        self.protocol_error(now, ErrorCode::TEXT_MESSAGE, "text messages are not allowed; ASP uses binary".into());
     }
 
     fn decode_from<B: Buf>(&mut self, now: Instant, input: &mut B) {
@@ -589,19 +559,14 @@ fn duration_ms(d: Duration) -> u32 {
 }
 
 fn is_sequenced(frame: &Frame) -> bool {
-    !matches!(
-        frame,
-        Frame::Hello(_) | Frame::HelloReply(_) | Frame::Ping(_) | Frame::Pong(_)
-    )
+    !matches!(frame, Frame::Hello(_) | Frame::HelloReply(_) | Frame::Ping(_) | Frame::Pong(_))
 }
 
 impl Session {
     fn on_frame(&mut self, now: Instant, frame: Frame) {
         self.stats.frames_in += 1;
         match self.state {
-            SessionState::Handshaking | SessionState::Detached => {
-                self.on_handshake_frame(now, frame)
-            }
+            SessionState::Handshaking | SessionState::Detached => self.on_handshake_frame(now, frame),
             SessionState::Authenticating => self.protocol_error(
                 now,
                 ErrorCode::UNEXPECTED_FRAME,
@@ -629,21 +594,16 @@ impl Session {
             (_, frame) => self.protocol_error(
                 now,
                 ErrorCode::UNEXPECTED_FRAME,
-                format!(
-                    "{} frame before the handshake completed",
-                    frame.frame_type()
-                ),
+                format!("{} frame before the handshake completed", frame.frame_type()),
             ),
         }
     }
 
     fn on_session_frame(&mut self, now: Instant, frame: Frame) {
         match frame {
-            Frame::Hello(_) | Frame::HelloReply(_) => self.protocol_error(
-                now,
-                ErrorCode::UNEXPECTED_FRAME,
-                "HELLO after the handshake".into(),
-            ),
+            Frame::Hello(_) | Frame::HelloReply(_) => {
+                self.protocol_error(now, ErrorCode::UNEXPECTED_FRAME, "HELLO after the handshake".into())
+            }
             Frame::Invoke(id, invoke) => self.on_invoke(now, id, invoke),
             Frame::Stream(id, data) => self.on_stream(now, id, Some(data), None),
             Frame::Progress(id, progress) => self.on_stream(now, id, None, Some(progress)),
@@ -670,21 +630,14 @@ impl Session {
         let start = self.out.len();
         let len = frame.encode(&mut self.out)?;
         let payload = len - FrameHeader::LEN;
-        let max = if self.cid.is_some() {
-            self.peer.max_frame
-        } else {
-            limits::HANDSHAKE_MAX_FRAME_PAYLOAD
-        };
+        let max = if self.cid.is_some() { self.peer.max_frame } else { limits::HANDSHAKE_MAX_FRAME_PAYLOAD };
         if payload > max as usize {
             self.out.truncate(start);
             return Err(SendError::TooLarge { len: payload, max });
         }
         self.stats.frames_out += 1;
         self.stats.bytes_out += len as u64;
-        let established = matches!(
-            self.state,
-            SessionState::Open | SessionState::Draining | SessionState::Detached
-        );
+        let established = matches!(self.state, SessionState::Open | SessionState::Draining | SessionState::Detached);
         let sequenced = established && is_sequenced(frame);
         let attached = self.transport && self.state != SessionState::Detached;
         if sequenced {

@@ -15,10 +15,7 @@ pub(crate) struct ReplayBuffer {
 
 impl ReplayBuffer {
     pub(crate) fn push(&mut self, seq: u64, frame: Bytes) {
-        debug_assert!(
-            self.frames.back().is_none_or(|(s, _)| *s + 1 == seq),
-            "sequence gap"
-        );
+        debug_assert!(self.frames.back().is_none_or(|(s, _)| *s + 1 == seq), "sequence gap");
         self.bytes += frame.len();
         self.frames.push_back((seq, frame));
     }
@@ -43,12 +40,7 @@ impl ReplayBuffer {
         if from < oldest || from > sent {
             return None;
         }
-        Some(
-            self.frames
-                .iter()
-                .filter(move |(s, _)| *s >= from)
-                .map(|(_, f)| f),
-        )
+        Some(self.frames.iter().filter(move |(s, _)| *s >= from).map(|(_, f)| f))
     }
 
     pub(crate) fn bytes(&self) -> usize {

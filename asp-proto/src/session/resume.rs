@@ -7,18 +7,11 @@ impl Session {
     pub(super) fn detach(&mut self, now: Instant, reason: DetachReason) {
         self.transport = false;
         self.flush_out_to_replay();
-        self.decoder = Decoder::new(
-            self.config
-                .max_frame_payload
-                .min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD),
-        );
+        self.decoder = Decoder::new(self.config.max_frame_payload.min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD));
         self.timers.stop(Timer::Heartbeat);
         self.timers.stop(Timer::Handshake);
         let drained = matches!(self.state, SessionState::Draining) && self.invocations.is_empty();
-        let alive = matches!(
-            self.state,
-            SessionState::Open | SessionState::Draining | SessionState::Detached
-        );
+        let alive = matches!(self.state, SessionState::Open | SessionState::Draining | SessionState::Detached);
         if alive && self.resume_active && !drained {
             let deadline = match (self.state, self.timers.get(Timer::Grace)) {
                 (SessionState::Detached, Some(at)) => at,
@@ -53,19 +46,11 @@ impl Session {
         if self.role != Role::Client || self.state != SessionState::Detached || self.transport {
             return Err(SendError::WrongState(self.state));
         }
-        let ticket = self
-            .ticket
-            .clone()
-            .ok_or(SendError::WrongState(self.state))?;
+        let ticket = self.ticket.clone().ok_or(SendError::WrongState(self.state))?;
         self.transport = true;
-        self.timers
-            .set(Timer::Handshake, now + self.config.handshake_timeout);
-        let hello = self.own_client_hello(Some(ResumeRequest {
-            ticket: ticket.into(),
-            recv: self.recv_seq,
-        }));
-        self.send(&Frame::Hello(hello))
-            .expect("our own HELLO is valid");
+        self.timers.set(Timer::Handshake, now + self.config.handshake_timeout);
+        let hello = self.own_client_hello(Some(ResumeRequest { ticket: ticket.into(), recv: self.recv_seq }));
+        self.send(&Frame::Hello(hello)).expect("our own HELLO is valid");
         Ok(())
     }
 
@@ -86,20 +71,13 @@ impl Session {
         }
         match self.state {
             SessionState::Closed => return Err(ErrorCode::RESUME_EXPIRED),
-            SessionState::Open | SessionState::Draining => {
-                self.detach(now, DetachReason::TransportClosed)
-            }
+            SessionState::Open | SessionState::Draining => self.detach(now, DetachReason::TransportClosed),
             _ => {}
         }
-        if self.state != SessionState::Detached
-            || self.timers.get(Timer::Grace).is_some_and(|at| at <= now)
-        {
+        if self.state != SessionState::Detached || self.timers.get(Timer::Grace).is_some_and(|at| at <= now) {
             return Err(ErrorCode::RESUME_EXPIRED);
         }
-        let frames: Option<Vec<Bytes>> = self
-            .replay
-            .since(request.recv, self.sent_seq)
-            .map(|f| f.cloned().collect());
+        let frames: Option<Vec<Bytes>> = self.replay.since(request.recv, self.sent_seq).map(|f| f.cloned().collect());
         let frames = match frames {
             Some(frames) => frames,
             None if request.recv > self.sent_seq => return Err(ErrorCode::RESUME_REJECTED),
@@ -115,41 +93,23 @@ impl Session {
             limits: self.own_limits(),
             hb: Some(duration_ms(self.config.heartbeat_interval)),
             caps: self.own_caps(),
-            resume: Some(ResumeOffer {
-                ticket: ticket.into(),
-                grace: duration_ms(self.config.resume_grace),
-            }),
-            resumed: Some(Resumed {
-                recv: self.recv_seq,
-            }),
+            resume: Some(ResumeOffer { ticket: ticket.into(), grace: duration_ms(self.config.resume_grace) }),
+            resumed: Some(Resumed { recv: self.recv_seq }),
             ..ServerHello::new(self.cid.clone().expect("a resumable session has a cid"))
         };
-        self.send(&Frame::HelloReply(reply))
-            .expect("our own HELLO is valid");
+        self.send(&Frame::HelloReply(reply)).expect("our own HELLO is valid");
         for frame in frames {
             self.out.extend_from_slice(&frame);
         }
         self.established(now);
         let cid = self.cid.clone().expect("cid");
-        self.events.push_back(Event::Connected {
-            cid,
-            resumed: true,
-            resume_error: None,
-        });
+        self.events.push_back(Event::Connected { cid, resumed: true, resume_error: None });
         self.wake_blocked();
         Ok(())
     }
 
-    pub(super) fn finish_client_resume(
-        &mut self,
-        now: Instant,
-        hello: ServerHello,
-        peer_recv: u64,
-    ) {
-        let frames: Option<Vec<Bytes>> = self
-            .replay
-            .since(peer_recv, self.sent_seq)
-            .map(|f| f.cloned().collect());
+    pub(super) fn finish_client_resume(&mut self, now: Instant, hello: ServerHello, peer_recv: u64) {
+        let frames: Option<Vec<Bytes>> = self.replay.since(peer_recv, self.sent_seq).map(|f| f.cloned().collect());
         let Some(frames) = frames else {
             return self.protocol_error(
                 now,
@@ -166,11 +126,7 @@ impl Session {
             self.out.extend_from_slice(&frame);
         }
         self.established(now);
-        self.events.push_back(Event::Connected {
-            cid: hello.cid,
-            resumed: true,
-            resume_error: None,
-        });
+        self.events.push_back(Event::Connected { cid: hello.cid, resumed: true, resume_error: None });
         self.wake_blocked();
     }
 
@@ -189,9 +145,7 @@ impl Session {
         self.unacked_bytes = self.unacked_bytes.saturating_sub(freed);
         if freed > 0 && self.replay_blocked {
             self.replay_blocked = false;
-            self.events.push_back(Event::Writable {
-                id: RequestId::CONNECTION,
-            });
+            self.events.push_back(Event::Writable { id: RequestId::CONNECTION });
         }
     }
 
@@ -210,8 +164,6 @@ impl Session {
     /// After a resume, senders that were blocked may try again.
     pub(super) fn wake_blocked(&mut self) {
         self.replay_blocked = false;
-        self.events.push_back(Event::Writable {
-            id: RequestId::CONNECTION,
-        });
+        self.events.push_back(Event::Writable { id: RequestId::CONNECTION });
     }
 }

@@ -16,12 +16,7 @@ pub(crate) enum Timer {
     Drain,
 }
 
-const TIMERS: [Timer; 4] = [
-    Timer::Handshake,
-    Timer::Heartbeat,
-    Timer::Grace,
-    Timer::Drain,
-];
+const TIMERS: [Timer; 4] = [Timer::Handshake, Timer::Heartbeat, Timer::Grace, Timer::Drain];
 
 #[derive(Debug, Default)]
 pub(crate) struct TimerTable {

@@ -23,12 +23,9 @@ impl ToolSet {
     pub fn apply(&mut self, op: ToolOp, tools: impl IntoIterator<Item = ToolSpec>) {
         match op {
             // A nameless tool cannot be announced or invoked.
-            ToolOp::Add => self.tools.extend(
-                tools
-                    .into_iter()
-                    .filter(|t| !t.name.is_empty())
-                    .map(|t| (t.name.clone(), t)),
-            ),
+            ToolOp::Add => {
+                self.tools.extend(tools.into_iter().filter(|t| !t.name.is_empty()).map(|t| (t.name.clone(), t)))
+            }
             ToolOp::Remove => {
                 for t in tools {
                     self.tools.remove(&t.name);
@@ -76,18 +73,9 @@ mod tests {
     fn add_remove_replace() {
         let mut set = ToolSet::new([ToolSpec::named("b"), ToolSpec::named("a")]);
         assert_eq!(names(&set), ["a", "b"]);
-        set.apply(
-            ToolOp::Add,
-            [ToolSpec {
-                desc: Some("new".into()),
-                ..ToolSpec::named("a")
-            }],
-        );
+        set.apply(ToolOp::Add, [ToolSpec { desc: Some("new".into()), ..ToolSpec::named("a") }]);
         assert_eq!(set.get("a").unwrap().desc.as_deref(), Some("new"));
-        set.apply(
-            ToolOp::Remove,
-            [ToolSpec::named("b"), ToolSpec::named("zzz")],
-        );
+        set.apply(ToolOp::Remove, [ToolSpec::named("b"), ToolSpec::named("zzz")]);
         assert_eq!(names(&set), ["a"]);
         set.apply(ToolOp::Replace, []);
         assert!(set.is_empty());

@@ -195,10 +195,7 @@ impl Pair {
 
     /// Jumps to the earliest deadline of either side (if any) and fires it.
     pub fn advance_to_next_timeout(&mut self) -> bool {
-        let next = [self.client.poll_timeout(), self.server.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [self.client.poll_timeout(), self.server.poll_timeout()].into_iter().flatten().min();
         match next {
             Some(at) => {
                 let by = at.saturating_duration_since(self.now);
@@ -247,11 +244,7 @@ impl Pair {
         let now = self.now;
         self.client.reconnect(now).expect("client can reconnect");
         self.entropy_seed = self.entropy_seed.wrapping_add(1);
-        let mut fresh = Session::server(
-            self.server_config.clone(),
-            now,
-            Box::new(TestEntropy(self.entropy_seed)),
-        );
+        let mut fresh = Session::server(self.server_config.clone(), now, Box::new(TestEntropy(self.entropy_seed)));
         while let Some(t) = self.client.poll_transmit() {
             fresh.handle_input(now, &t);
         }
@@ -299,13 +292,8 @@ impl Pair {
 
     /// True when both sessions finished the handshake.
     pub fn is_connected(&self) -> bool {
-        matches!(
-            self.client.state(),
-            SessionState::Open | SessionState::Draining
-        ) && matches!(
-            self.server.state(),
-            SessionState::Open | SessionState::Draining
-        )
+        matches!(self.client.state(), SessionState::Open | SessionState::Draining)
+            && matches!(self.server.state(), SessionState::Open | SessionState::Draining)
     }
 
     /// Sends raw bytes to one side, as if its peer had written them.

@@ -85,32 +85,15 @@ impl Op {
     pub fn decode_all(data: &[u8]) -> Vec<Op> {
         data.chunks_exact(3)
             .map(|c| {
-                let side = if c[1] & 1 == 0 {
-                    Side::Client
-                } else {
-                    Side::Server
-                };
+                let side = if c[1] & 1 == 0 { Side::Client } else { Side::Server };
                 let pick = c[2];
                 match c[0] % 16 {
-                    0..=2 => Op::Invoke {
-                        side,
-                        timeout: (c[1] & 2 != 0).then_some(u32::from(c[2]) * 4),
-                    },
-                    3..=6 => Op::Chunk {
-                        side,
-                        pick,
-                        len: u16::from(c[1] >> 1) * 97 + u16::from(c[2]),
-                    },
-                    7 | 8 => Op::End {
-                        side,
-                        pick,
-                        fail: c[1] & 2 != 0,
-                    },
+                    0..=2 => Op::Invoke { side, timeout: (c[1] & 2 != 0).then_some(u32::from(c[2]) * 4) },
+                    3..=6 => Op::Chunk { side, pick, len: u16::from(c[1] >> 1) * 97 + u16::from(c[2]) },
+                    7 | 8 => Op::End { side, pick, fail: c[1] & 2 != 0 },
                     9 => Op::Interrupt { side, pick },
                     10 | 11 => Op::Grant { side },
-                    12 | 13 => Op::Advance {
-                        ms: u32::from(c[1]) * u32::from(c[2]) * 4,
-                    },
+                    12 | 13 => Op::Advance { ms: u32::from(c[1]) * u32::from(c[2]) * 4 },
                     14 => Op::DropTransport { deliver: c[2] },
                     _ => Op::PushTools { side },
                 }
@@ -131,10 +114,7 @@ pub fn configs(knob: u8) -> (SessionConfig, SessionConfig) {
         max_concurrent_invocations: 8,
         ..SessionConfig::default()
     };
-    (
-        base(1024 + u32::from(knob) * 64),
-        base(2048 + u32::from(knob % 7) * 512),
-    )
+    (base(1024 + u32::from(knob) * 64), base(2048 + u32::from(knob % 7) * 512))
 }
 
 #[derive(Default)]
@@ -169,10 +149,7 @@ impl std::fmt::Debug for Record {
 
 /// Where two byte strings first differ, for readable failures.
 fn first_difference(a: &[u8], b: &[u8]) -> usize {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()))
+    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
 }
 
 /// The model: records by (invoker side, request id), current generation.
@@ -224,17 +201,8 @@ fn session(pair: &mut Pair, side: Side) -> &mut crate::Session {
 }
 
 /// The `pick`-th record (in key order) matching a filter.
-fn pick_key(
-    model: &Model,
-    pick: u8,
-    f: impl Fn(&(Side, u16), &Record) -> bool,
-) -> Option<(Side, u16)> {
-    let keys: Vec<(Side, u16)> = model
-        .open
-        .iter()
-        .filter(|(k, r)| f(k, r))
-        .map(|(k, _)| *k)
-        .collect();
+fn pick_key(model: &Model, pick: u8, f: impl Fn(&(Side, u16), &Record) -> bool) -> Option<(Side, u16)> {
+    let keys: Vec<(Side, u16)> = model.open.iter().filter(|(k, r)| f(k, r)).map(|(k, _)| *k).collect();
     (!keys.is_empty()).then(|| keys[usize::from(pick) % keys.len()])
 }
 
@@ -242,22 +210,15 @@ fn apply(pair: &mut Pair, model: &mut Model, op: &Op) {
     let now = pair.now;
     match *op {
         Op::Invoke { side, timeout } => {
-            let invoke = Invoke {
-                timeout,
-                ..Invoke::new("work", Value::Nil)
-            };
+            let invoke = Invoke { timeout, ..Invoke::new("work", Value::Nil) };
             if let Ok(id) = session(pair, side).invoke(now, invoke) {
                 let stale = model.open.insert((side, id.0), Record::default());
-                assert!(
-                    stale.is_none(),
-                    "id {id:?} reused while its invocation was still tracked: {stale:?}"
-                );
+                assert!(stale.is_none(), "id {id:?} reused while its invocation was still tracked: {stale:?}");
             }
         }
         Op::Chunk { side, pick, len } => {
             let handler = side;
-            if let Some(key) = pick_key(model, pick, |k, r| k.0 == other(handler) && r.handler_open)
-            {
+            if let Some(key) = pick_key(model, pick, |k, r| k.0 == other(handler) && r.handler_open) {
                 model.counter = model.counter.wrapping_add(1);
                 let start = model.counter;
                 let data: Vec<u8> = (0..len).map(|i| start.wrapping_add(i as u8)).collect();
@@ -269,9 +230,9 @@ fn apply(pair: &mut Pair, model: &mut Model, op: &Op) {
         }
         Op::End { side, pick, fail } => {
             let handler = side;
-            if let Some(key) = pick_key(model, pick, |k, r| {
-                k.0 == other(handler) && r.handler_open && r.pending.is_empty()
-            }) {
+            if let Some(key) =
+                pick_key(model, pick, |k, r| k.0 == other(handler) && r.handler_open && r.pending.is_empty())
+            {
                 let id = RequestId(key.1);
                 let result = if fail {
                     session(pair, handler).fail(id, ErrorCode::TOOL_FAILED, "model says fail")
@@ -296,16 +257,11 @@ fn apply(pair: &mut Pair, model: &mut Model, op: &Op) {
             flush_pending(pair, model);
             pair.kill_transport_after(deliver);
             settle_events(pair, model);
-            assert!(
-                pair.reconnect(),
-                "a resume within the grace period must succeed"
-            );
+            assert!(pair.reconnect(), "a resume within the grace period must succeed");
         }
         Op::PushTools { side } => {
             let tools = vec![ToolSpec::named("work")];
-            session(pair, side)
-                .push_tools(crate::ToolOp::Replace, tools)
-                .expect("push tools");
+            session(pair, side).push_tools(crate::ToolOp::Replace, tools).expect("push tools");
         }
     }
     flush_pending(pair, model);
@@ -335,12 +291,7 @@ fn grant_all(pair: &mut Pair, model: &mut Model, side: Side) {
 /// Hands blocked handler bytes to the sessions again; what `send_chunk`
 /// accepts is what the invoker must eventually see.
 fn flush_pending(pair: &mut Pair, model: &mut Model) {
-    let keys: Vec<(Side, u16)> = model
-        .open
-        .iter()
-        .filter(|(_, r)| !r.pending.is_empty())
-        .map(|(k, _)| *k)
-        .collect();
+    let keys: Vec<(Side, u16)> = model.open.iter().filter(|(_, r)| !r.pending.is_empty()).map(|(k, _)| *k).collect();
     for key in keys {
         let mut data = std::mem::take(&mut model.open.get_mut(&key).expect("listed").pending);
         let original = data.clone();
@@ -376,39 +327,25 @@ fn on_event(model: &mut Model, side: Side, event: Event) {
                 .open
                 .get_mut(&(other(side), id.0))
                 .unwrap_or_else(|| panic!("{side:?} got INVOKE {id:?} nobody sent"));
-            assert!(
-                !rec.handler_open && rec.handler_ends == 0,
-                "INVOKE {id:?} delivered twice"
-            );
+            assert!(!rec.handler_open && rec.handler_ends == 0, "INVOKE {id:?} delivered twice");
             rec.handler_open = true;
         }
         Event::Chunk { id, data } => {
-            let rec = model
-                .open
-                .get_mut(&(side, id.0))
-                .unwrap_or_else(|| panic!("chunk for unknown {id:?}"));
+            let rec = model.open.get_mut(&(side, id.0)).unwrap_or_else(|| panic!("chunk for unknown {id:?}"));
             assert_eq!(rec.invoker_ends, 0, "chunk after the end of {id:?}");
             rec.received.extend_from_slice(&data);
             rec.unconsumed += data.len();
         }
         Event::Completed { id, .. } | Event::Failed { id, .. } => {
             let completed = matches!(event, Event::Completed { .. });
-            let rec = model
-                .open
-                .get_mut(&(side, id.0))
-                .unwrap_or_else(|| panic!("terminal for unknown {id:?}"));
+            let rec = model.open.get_mut(&(side, id.0)).unwrap_or_else(|| panic!("terminal for unknown {id:?}"));
             rec.invoker_ends += 1;
             rec.completed = completed;
         }
         Event::Interrupted { id, code } => {
-            let rec = model
-                .open
-                .get_mut(&(other(side), id.0))
-                .unwrap_or_else(|| panic!("interrupt for unknown {id:?}"));
-            assert!(
-                rec.handler_open,
-                "Interrupted for {id:?}, which the handler had ended ({code:?})"
-            );
+            let rec =
+                model.open.get_mut(&(other(side), id.0)).unwrap_or_else(|| panic!("interrupt for unknown {id:?}"));
+            assert!(rec.handler_open, "Interrupted for {id:?}, which the handler had ended ({code:?})");
             rec.handler_open = false;
             rec.handler_ends += 1;
             rec.pending = Bytes::new();
@@ -417,12 +354,8 @@ fn on_event(model: &mut Model, side: Side, event: Event) {
         _ => {}
     }
     // Retire records that ended on both sides.
-    let finished: Vec<(Side, u16)> = model
-        .open
-        .iter()
-        .filter(|(_, r)| r.invoker_ends > 0 && r.handler_ends > 0)
-        .map(|(k, _)| *k)
-        .collect();
+    let finished: Vec<(Side, u16)> =
+        model.open.iter().filter(|(_, r)| r.invoker_ends > 0 && r.handler_ends > 0).map(|(k, _)| *k).collect();
     for key in finished {
         let mut rec = model.open.remove(&key).expect("listed");
         model.orphaned[index(key.0)] += std::mem::take(&mut rec.unconsumed);
@@ -435,11 +368,7 @@ fn check_bounds(pair: &Pair, replay_bound: usize) {
         let stats = s.stats();
         // Control frames are never refused, so the replay buffer may pass
         // its STREAM bound by a little.
-        assert!(
-            stats.replay_bytes <= replay_bound + 16 * 1024,
-            "{name} replay {} > bound",
-            stats.replay_bytes
-        );
+        assert!(stats.replay_bytes <= replay_bound + 16 * 1024, "{name} replay {} > bound", stats.replay_bytes);
         assert!(
             stats.buffered_bytes <= replay_bound + 16 * 1024 + 1024 * 1024,
             "{name} buffers {}",
@@ -459,17 +388,11 @@ fn finish(pair: &mut Pair, model: &mut Model) {
         flush_pending(pair, model);
         pair.drive();
         settle_events(pair, model);
-        let ready: Vec<(Side, u16)> = model
-            .open
-            .iter()
-            .filter(|(_, r)| r.handler_open && r.pending.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
+        let ready: Vec<(Side, u16)> =
+            model.open.iter().filter(|(_, r)| r.handler_open && r.pending.is_empty()).map(|(k, _)| *k).collect();
         for key in &ready {
             let now = pair.now;
-            session(pair, other(key.0))
-                .complete(now, RequestId(key.1), Value::Nil, None)
-                .expect("complete");
+            session(pair, other(key.0)).complete(now, RequestId(key.1), Value::Nil, None).expect("complete");
             let rec = model.open.get_mut(key).expect("listed");
             rec.handler_open = false;
             rec.handler_ends += 1;
@@ -486,23 +409,12 @@ fn finish(pair: &mut Pair, model: &mut Model) {
             settle_events(pair, model);
         }
     }
-    assert!(
-        model.open.is_empty(),
-        "invocations never ended: {:?}",
-        model.open
-    );
+    assert!(model.open.is_empty(), "invocations never ended: {:?}", model.open);
     for rec in &model.done {
-        assert_eq!(
-            (rec.invoker_ends, rec.handler_ends),
-            (1, 1),
-            "ended more than once: {rec:?}"
-        );
+        assert_eq!((rec.invoker_ends, rec.handler_ends), (1, 1), "ended more than once: {rec:?}");
         let at = first_difference(&rec.received, &rec.sent);
         if rec.completed {
-            assert!(
-                rec.received == rec.sent,
-                "completed output differs from what was sent at byte {at}: {rec:?}"
-            );
+            assert!(rec.received == rec.sent, "completed output differs from what was sent at byte {at}: {rec:?}");
         } else {
             assert!(
                 rec.sent.starts_with(&rec.received),

@@ -1,0 +1,125 @@
+//! The floor: a plain tokio-tungstenite echo and stream, no protocol on top.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{latency, Latency, Tls, PAYLOAD};
+
+/// What the raw server does with each connection.
+#[derive(Clone, Copy)]
+enum Mode {
+    Echo,
+    Stream(usize),
+}
+
+async fn serve(tls: Option<&Tls>, mode: Mode) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tls.map(|t| {
+        let config = asp_tokio::tls::server_config_from_pem(t.cert_pem.as_bytes(), t.key_pem.as_bytes()).expect("tls");
+        tokio_rustls::TlsAcceptor::from(config)
+    });
+    let scheme = if acceptor.is_some() { "wss" } else { "ws" };
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    Some(a) => {
+                        run(tokio_tungstenite::accept_async(a.accept(tcp).await.expect("tls")).await.expect("ws"), mode)
+                            .await
+                    }
+                    None => run(tokio_tungstenite::accept_async(tcp).await.expect("ws"), mode).await,
+                }
+            });
+        }
+    });
+    format!("{scheme}://{addr}/")
+}
+
+async fn run<S>(mut ws: tokio_tungstenite::WebSocketStream<S>, mode: Mode)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match mode {
+        Mode::Echo => {
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_binary() && ws.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Mode::Stream(n) => {
+            // Wait for the request, then write in batches, flushing each:
+            // what the ASP driver does with frames that are ready together.
+            let _ = ws.next().await;
+            let chunk = Bytes::from_static(&[b'x'; PAYLOAD]);
+            for i in 0..n {
+                ws.feed(Message::Binary(chunk.clone())).await.expect("feed");
+                if i % 64 == 63 {
+                    ws.flush().await.expect("flush");
+                }
+            }
+            ws.flush().await.expect("flush");
+            let _ = ws.next().await;
+        }
+    }
+}
+
+async fn connect(
+    url: &str,
+    tls: Option<&Tls>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let connector = tls.map(|t| {
+        let config: Arc<_> = asp_tokio::tls::client_config(Some(t.cert_pem.as_bytes())).expect("tls");
+        tokio_tungstenite::Connector::Rustls(config)
+    });
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await.expect("connect");
+    ws
+}
+
+pub(crate) async fn round_trips(tls: Option<&Tls>, calls: usize, warmup: usize) -> Latency {
+    let url = serve(tls, Mode::Echo).await;
+    let mut ws = connect(&url, tls).await;
+    let payload = Bytes::from(vec![7u8; PAYLOAD]);
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..warmup + calls {
+        let started = Instant::now();
+        ws.send(Message::Binary(payload.clone())).await.expect("send");
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(b, payload),
+            other => panic!("echo: {other:?}"),
+        }
+        if i >= warmup {
+            samples.push(started.elapsed());
+        }
+    }
+    latency(samples)
+}
+
+pub(crate) async fn streaming(tls: Option<&Tls>, chunks: usize) -> f64 {
+    let url = serve(tls, Mode::Stream(chunks)).await;
+    let mut ws = connect(&url, tls).await;
+    let started = Instant::now();
+    ws.send(Message::Binary(Bytes::from_static(b"go"))).await.expect("send");
+    let mut received = 0;
+    while received < chunks {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                assert_eq!(b.len(), PAYLOAD);
+                received += 1;
+            }
+            other => panic!("stream: {other:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = ws.send(Message::Binary(Bytes::from_static(b"done"))).await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), ws.close(None)).await;
+    chunks as f64 / elapsed.as_secs_f64()
+}
