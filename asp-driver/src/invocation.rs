@@ -58,7 +58,14 @@ pub struct Invocation {
     conn: Connection,
     outcome: Option<Result<Completion, InvokeError>>,
     progress: Option<Progress>,
+    /// Bytes read and not yet granted back (batched, see `GRANT_BATCH`).
+    ungranted: usize,
 }
+
+/// Read bytes are granted back in batches of this size, or sooner when the
+/// reader has caught up: one command per chunk would cost more than the
+/// chunk.
+const GRANT_BATCH: usize = 16 * 1024;
 
 impl Invocation {
     pub(crate) fn new(
@@ -67,7 +74,7 @@ impl Invocation {
         events: mpsc::UnboundedReceiver<InvocationEvent>,
         conn: Connection,
     ) -> Self {
-        Invocation { id, token, events, conn, outcome: None, progress: None }
+        Invocation { id, token, events, conn, outcome: None, progress: None, ungranted: 0 }
     }
 
     /// The request id.
@@ -108,8 +115,10 @@ impl Stream for Invocation {
             }
             match self.events.poll_next_unpin(cx) {
                 Poll::Ready(Some(InvocationEvent::Chunk(data))) => {
-                    let (id, token) = (self.id, self.token);
-                    let _ = self.conn.command(Command::Grant { id, token, bytes: data.len() });
+                    self.ungranted += data.len();
+                    if self.ungranted >= GRANT_BATCH {
+                        self.flush_grant();
+                    }
                     return Poll::Ready(Some(data));
                 }
                 Poll::Ready(Some(InvocationEvent::Progress(p))) => self.progress = Some(p),
@@ -117,14 +126,29 @@ impl Stream for Invocation {
                     self.outcome = Some(outcome.map_err(InvokeError::from));
                 }
                 Poll::Ready(None) => self.outcome = Some(Err(lost())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Caught up: whatever was read must reach the handler
+                    // now, or it might wait for credit forever.
+                    self.flush_grant();
+                    return Poll::Pending;
+                }
             }
+        }
+    }
+}
+
+impl Invocation {
+    fn flush_grant(&mut self) {
+        if self.ungranted > 0 {
+            let bytes = std::mem::take(&mut self.ungranted);
+            let _ = self.conn.command(Command::Grant { id: self.id, token: self.token, bytes });
         }
     }
 }
 
 impl Drop for Invocation {
     fn drop(&mut self) {
+        self.flush_grant();
         if self.outcome.is_none() {
             let _ = self.conn.command(Command::Interrupt { id: self.id, token: self.token });
         }
