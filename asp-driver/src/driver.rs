@@ -91,10 +91,25 @@ struct Driver<T, R> {
     handlers: HashMap<RequestId, (u64, AbortHandle)>,
     /// Handler output not yet taken by the session (no credit), in order.
     /// Bounded per invocation by [`SEND_BUDGET`](crate::tools::SEND_BUDGET).
-    pending: HashMap<RequestId, VecDeque<PendingChunk>>,
+    pending: HashMap<RequestId, Outgoing>,
     /// Request ids are reused; tokens tell a command for the current
     /// invocation from a late one for an earlier invocation with that id.
     next_token: u64,
+}
+
+/// A handler's output waiting for credit, and its end if it has returned:
+/// the end must not overtake the output (the session would close the
+/// invocation and the queued chunks would be lost).
+#[derive(Default)]
+struct Outgoing {
+    chunks: VecDeque<PendingChunk>,
+    end: Option<HandlerEnd>,
+}
+
+/// How a handler finished.
+enum HandlerEnd {
+    Complete(asp_proto::Value),
+    Fail(ErrorCode, String),
 }
 
 /// Output a handler queued and the session has not taken yet.
@@ -232,8 +247,10 @@ where
     }
 
     fn dispatch_events(&mut self) {
+        // One clock read per batch of events: only accept() and handlers'
+        // bookkeeping need it, and a batch is handled in microseconds.
+        let now = Instant::now();
         while let Some(event) = self.session.poll_event() {
-            let now = Instant::now();
             match event {
                 Event::HelloReceived(info) => {
                     let verdict = self.auth.as_ref().map_or(Ok(()), |auth| auth(&info));
@@ -261,7 +278,7 @@ where
                     if let Some((_, abort)) = self.handlers.remove(&id) {
                         abort.abort();
                     }
-                    for chunk in self.pending.remove(&id).unwrap_or_default() {
+                    for chunk in self.pending.remove(&id).unwrap_or_default().chunks {
                         chunk.finish(Err(SendError::NotOpen(id)));
                     }
                 }
@@ -305,8 +322,8 @@ where
 
     fn on_closed(&mut self, reason: CloseReason) {
         tracing::debug!(code = %reason.code, message = %reason.message, "closed");
-        for (id, chunks) in self.pending.drain() {
-            for chunk in chunks {
+        for (id, outgoing) in self.pending.drain() {
+            for chunk in outgoing.chunks {
                 chunk.finish(Err(SendError::NotOpen(id)));
             }
         }
@@ -375,12 +392,12 @@ where
                     return chunk.finish(Err(SendError::NotOpen(id)));
                 }
                 // Behind earlier blocked output: keep the order.
-                if let Some(queue) = self.pending.get_mut(&id) {
-                    queue.push_back(chunk);
+                if let Some(outgoing) = self.pending.get_mut(&id) {
+                    outgoing.chunks.push_back(chunk);
                     return;
                 }
                 if let Some(blocked) = self.offer(id, chunk) {
-                    self.pending.entry(id).or_default().push_back(blocked);
+                    self.pending.entry(id).or_default().chunks.push_back(blocked);
                 }
             }
             Command::Progress { id, token, progress } => {
@@ -391,14 +408,12 @@ where
             }
             Command::Complete { id, token, result } => {
                 if self.is_current_handler(id, token) {
-                    self.handlers.remove(&id);
-                    let _ = self.session.complete(now, id, result, None);
+                    self.end_handler(now, id, HandlerEnd::Complete(result));
                 }
             }
             Command::Fail { id, token, code, message } => {
                 if self.is_current_handler(id, token) {
-                    self.handlers.remove(&id);
-                    let _ = self.session.fail(id, code, message);
+                    self.end_handler(now, id, HandlerEnd::Fail(code, message));
                 }
             }
             Command::Interrupt { id, token } => {
@@ -440,19 +455,36 @@ where
         }
     }
 
-    /// Credit arrived: hand waiting output to the session again, in order.
+    /// Ends a handler's invocation, after its queued output if it has any.
+    fn end_handler(&mut self, now: Instant, id: RequestId, end: HandlerEnd) {
+        if let Some(outgoing) = self.pending.get_mut(&id) {
+            outgoing.end = Some(end);
+            return;
+        }
+        self.handlers.remove(&id);
+        let _ = match end {
+            HandlerEnd::Complete(result) => self.session.complete(now, id, result, None),
+            HandlerEnd::Fail(code, message) => self.session.fail(id, code, message),
+        };
+    }
+
+    /// Credit arrived: hand waiting output to the session again, in order;
+    /// a handler's end follows once all of its output is taken.
     fn retry_pending(&mut self) {
+        let now = Instant::now();
         let ids: Vec<RequestId> = self.pending.keys().copied().collect();
         for id in ids {
-            let mut queue = self.pending.remove(&id).expect("listed");
-            while let Some(chunk) = queue.pop_front() {
+            let mut outgoing = self.pending.remove(&id).expect("listed");
+            while let Some(chunk) = outgoing.chunks.pop_front() {
                 if let Some(blocked) = self.offer(id, chunk) {
-                    queue.push_front(blocked);
+                    outgoing.chunks.push_front(blocked);
                     break;
                 }
             }
-            if !queue.is_empty() {
-                self.pending.insert(id, queue);
+            if !outgoing.chunks.is_empty() {
+                self.pending.insert(id, outgoing);
+            } else if let Some(end) = outgoing.end {
+                self.end_handler(now, id, end);
             }
         }
     }

@@ -243,3 +243,66 @@ async fn a_thousand_concurrent_connections_each_invoke() {
     }
     assert_eq!(f.server.connections().len(), 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_never_overtakes_queued_output() {
+    // A handler that streams far more than one window in small chunks and
+    // returns at once: its COMPLETE must wait for every queued chunk.
+    let f = fixture().await;
+    f.server.tools().add(ToolSpec::named("burst"), |ctx: ToolContext, _a: Value| async move {
+        for i in 0..20_000u32 {
+            let mut chunk = vec![0u8; 64];
+            chunk[..4].copy_from_slice(&i.to_be_bytes());
+            ctx.send(Bytes::from(chunk)).await?;
+        }
+        Ok::<_, ToolError>(Value::from(20_000))
+    });
+    let client = f.client().await;
+    for _ in 0..5 {
+        let mut inv = client.invoke("burst", Value::Nil).await.unwrap();
+        let mut expected = 0u32;
+        while let Some(chunk) = inv.next().await {
+            for record in chunk.chunks(64) {
+                let index = u32::from_be_bytes(record[..4].try_into().unwrap());
+                assert_eq!(index, expected, "output out of order or lost");
+                expected += 1;
+            }
+            // A reader that pauses now and then: credit runs out while the
+            // handler still has output queued, and it finishes meanwhile.
+            if expected % 1024 < 8 {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        assert_eq!(inv.result().await.unwrap().result, Value::from(20_000));
+        assert_eq!(expected, 20_000, "every chunk arrived before the result");
+    }
+}
+
+#[tokio::test]
+async fn output_queued_behind_exhausted_credit_precedes_the_result() {
+    // One window (256 KiB) goes out at once; 32 KiB more waits for credit in
+    // the driver while the handler, within its send budget, has already
+    // returned. The reader only starts afterwards.
+    let f = fixture().await;
+    let total = 256 * 1024 + 32 * 1024;
+    f.server.tools().add(ToolSpec::named("window_plus"), move |ctx: ToolContext, _a: Value| async move {
+        for i in 0..total / 1024 {
+            ctx.send(Bytes::from(vec![b'z'; 1024])).await?;
+            // Paced, so the driver takes each chunk as it comes: little is
+            // ever queued, and the handler never waits.
+            if i % 8 == 7 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        Ok::<_, ToolError>(Value::from("done"))
+    });
+    let client = f.client().await;
+    let mut inv = client.invoke("window_plus", Value::Nil).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received = 0;
+    while let Some(chunk) = inv.next().await {
+        received += chunk.len();
+    }
+    assert_eq!(inv.result().await.unwrap().result, Value::from("done"));
+    assert_eq!(received, total, "output was dropped when the result overtook it");
+}
