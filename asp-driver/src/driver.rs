@@ -4,13 +4,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use asp_proto::{CloseReason, ErrorCode, Event, HelloInfo, RequestId, SendError, Session, SessionConfig};
+use asp_proto::{
+    CloseReason, ErrorCode, Event, HelloInfo, RequestId, ResumeKey, ResumeRequest, SendError, Session, SessionConfig,
+};
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{AbortHandle, Abortable};
-use futures::{select, FutureExt, Sink, SinkExt, Stream, StreamExt};
+use futures::{select, FutureExt, SinkExt, StreamExt};
 use tracing::Instrument;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
@@ -18,6 +20,7 @@ use tungstenite::Message;
 
 use crate::connection::{Command, Connection};
 use crate::invocation::{Completion, InvocationEvent};
+use crate::resume::{Handoff, Resumption};
 use crate::tools::{ToolContext, ToolRegistry};
 use crate::{BoxFuture, Runtime};
 
@@ -48,13 +51,10 @@ pub fn run_connection<T, R>(
     session: Session,
     config: DriverConfig,
     ready: Option<ReadySignal>,
+    resumption: Resumption<T>,
 ) -> (Connection, BoxFuture<()>)
 where
-    T: Stream<Item = Result<Message, tungstenite::Error>>
-        + Sink<Message, Error = tungstenite::Error>
-        + Unpin
-        + Send
-        + 'static,
+    T: crate::Transport,
     R: Runtime,
 {
     let (conn, commands) = Connection::new();
@@ -72,6 +72,12 @@ where
         handlers: HashMap::new(),
         pending: HashMap::new(),
         next_token: 1,
+        handoffs: mpsc::unbounded(),
+        resumption,
+        registered: None,
+        handoff_request: None,
+        reconnecting: None,
+        backoff: RECONNECT_BACKOFF_MIN,
     };
     (conn, Box::pin(driver.run()))
 }
@@ -95,7 +101,21 @@ struct Driver<T, R> {
     /// Request ids are reused; tokens tell a command for the current
     /// invocation from a late one for an earlier invocation with that id.
     next_token: u64,
+    /// Server: where resuming clients' transports are handed to this session.
+    handoffs: (mpsc::UnboundedSender<Handoff<T>>, mpsc::UnboundedReceiver<Handoff<T>>),
+    resumption: Resumption<T>,
+    /// Server: the key this session is indexed under for resumption.
+    registered: Option<ResumeKey>,
+    /// Server: this new connection asks to resume another session.
+    handoff_request: Option<ResumeRequest>,
+    /// Client: a reconnect attempt under way while detached.
+    reconnecting: Option<BoxFuture<Result<T, String>>>,
+    backoff: Duration,
 }
+
+/// First and longest wait between a client's reconnect attempts.
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A handler's output waiting for credit, and its end if it has returned:
 /// the end must not overtake the output (the session would close the
@@ -134,19 +154,17 @@ impl PendingChunk {
 /// of chunks into one WebSocket message, few enough to keep reading.
 const COMMANDS_PER_WAKE: usize = 1024;
 
-enum Wake {
+enum Wake<T> {
     Message(Option<Result<Message, tungstenite::Error>>),
     Timer,
     Command(Option<Command>),
+    Handoff(Option<Handoff<T>>),
+    Reconnected(Result<T, String>),
 }
 
 impl<T, R> Driver<T, R>
 where
-    T: Stream<Item = Result<Message, tungstenite::Error>>
-        + Sink<Message, Error = tungstenite::Error>
-        + Unpin
-        + Send
-        + 'static,
+    T: crate::Transport,
     R: Runtime,
 {
     async fn run(mut self) {
@@ -159,12 +177,22 @@ where
                 self.write_out().await;
                 break;
             }
+            if let Some(request) = self.handoff_request.take() {
+                if self.hand_off(request).await {
+                    // The transport now belongs to the resumed session.
+                    return self.forget();
+                }
+                continue;
+            }
+            self.start_reconnect();
             let sleep: BoxFuture<()> = match self.session.poll_timeout() {
                 Some(at) => self.rt.sleep_until(at),
                 None => Box::pin(futures::future::pending()),
             };
             let transport = &mut self.transport;
             let commands = &mut self.commands;
+            let handoffs = &mut self.handoffs.1;
+            let reconnecting = &mut self.reconnecting;
             let wake = {
                 let message = async {
                     match transport.as_mut() {
@@ -172,10 +200,18 @@ where
                         None => futures::future::pending().await,
                     }
                 };
+                let reconnect = async {
+                    match reconnecting.as_mut() {
+                        Some(attempt) => attempt.await,
+                        None => futures::future::pending().await,
+                    }
+                };
                 select! {
                     m = message.fuse() => Wake::Message(m),
                     _ = sleep.fuse() => Wake::Timer,
                     c = commands.next() => Wake::Command(c),
+                    h = handoffs.next() => Wake::Handoff(h),
+                    r = reconnect.fuse() => Wake::Reconnected(r),
                 }
             };
             // Check the clock after waking rather than trusting the timer.
@@ -199,10 +235,103 @@ where
                         }
                     }
                 }
-                Wake::Command(None) => {}
+                Wake::Command(None) | Wake::Handoff(None) => {}
+                Wake::Handoff(Some(handoff)) => self.adopt(now, handoff),
+                Wake::Reconnected(result) => self.reconnected(now, result),
             }
         }
         self.finish().await;
+    }
+
+    /// Server, new connection: offers this transport to the session the
+    /// client asks to resume. True when that session took it.
+    async fn hand_off(&mut self, request: ResumeRequest) -> bool {
+        let now = Instant::now();
+        let Resumption::Server(registry) = &self.resumption else {
+            let _ = self.session.accept(now);
+            return false;
+        };
+        let driver = ResumeKey::of(&request.ticket).and_then(|key| registry.get(&key));
+        let (Some(driver), Some(transport)) = (driver, self.transport.take()) else {
+            let _ = self.session.accept(now);
+            return false;
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Err(e) = driver.unbounded_send(Handoff { transport, request, reply }) {
+            // That driver has just ended: resume is impossible, carry on.
+            self.transport = Some(e.into_inner().transport);
+            let _ = self.session.accept(now);
+            return false;
+        }
+        match answer.await {
+            Ok(Ok(())) => true,
+            Ok(Err((code, transport))) => {
+                self.transport = Some(transport);
+                let _ = self.session.accept_refusing_resume(Instant::now(), code);
+                false
+            }
+            // The old driver ended while holding the transport: it is gone.
+            Err(_) => true,
+        }
+    }
+
+    /// Server, old session: a resuming client's transport arrived.
+    fn adopt(&mut self, now: Instant, handoff: Handoff<T>) {
+        match self.session.resume(now, &handoff.request) {
+            Ok(()) => {
+                tracing::debug!("session resumed on a new transport");
+                // Replacing the old transport (if the session still had
+                // one) drops and closes it.
+                self.transport = Some(handoff.transport);
+                let _ = handoff.reply.send(Ok(()));
+            }
+            Err(code) => {
+                let _ = handoff.reply.send(Err((code, handoff.transport)));
+            }
+        }
+    }
+
+    /// Client: while detached, keep one reconnect attempt under way.
+    fn start_reconnect(&mut self) {
+        let Resumption::Client(connect) = &mut self.resumption else { return };
+        if self.reconnecting.is_some()
+            || self.transport.is_some()
+            || self.session.state() != asp_proto::SessionState::Detached
+        {
+            return;
+        }
+        let delay = self.rt.sleep_until(Instant::now() + self.backoff);
+        let attempt = connect();
+        self.backoff = (self.backoff * 2).min(RECONNECT_BACKOFF_MAX);
+        self.reconnecting = Some(Box::pin(async move {
+            delay.await;
+            attempt.await
+        }));
+    }
+
+    fn reconnected(&mut self, now: Instant, result: Result<T, String>) {
+        self.reconnecting = None;
+        match result {
+            Ok(transport) if self.session.state() == asp_proto::SessionState::Detached => {
+                tracing::debug!("reconnected; resuming");
+                self.transport = Some(transport);
+                if self.session.reconnect(now).is_err() {
+                    self.transport = None;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "reconnect failed"),
+        }
+    }
+
+    /// Leaves without closing anything: this connection's transport now
+    /// belongs to another driver.
+    fn forget(mut self) {
+        if let Some(key) = self.registered.take() {
+            if let Resumption::Server(registry) = &self.resumption {
+                registry.remove(&key);
+            }
+        }
     }
 
     /// Sends every ready transmit as one WebSocket message each (the
@@ -231,7 +360,23 @@ where
     }
 
     /// Closes the WebSocket with the code that matches the session's end.
+    /// Server: index this session for resumption under its current key.
+    fn register(&mut self) {
+        if let (Resumption::Server(registry), Some(key)) = (&self.resumption, self.session.resume_key()) {
+            if self.registered != Some(key) {
+                if let Some(old) = self.registered.take() {
+                    registry.remove(&old);
+                }
+                registry.insert(key, self.handoffs.0.clone());
+                self.registered = Some(key);
+            }
+        }
+    }
+
     async fn finish(&mut self) {
+        if let (Resumption::Server(registry), Some(key)) = (&self.resumption, self.registered.take()) {
+            registry.remove(&key);
+        }
         let reason = self.conn.shared.lock().expect("lock").closed.clone();
         if let (Some(mut t), Some(reason)) = (self.transport.take(), reason) {
             let frame = CloseFrame {
@@ -255,6 +400,9 @@ where
                 Event::HelloReceived(info) => {
                     let verdict = self.auth.as_ref().map_or(Ok(()), |auth| auth(&info));
                     match verdict {
+                        Ok(()) if info.resume_requested && matches!(self.resumption, Resumption::Server(_)) => {
+                            self.handoff_request = self.session.resume_request().cloned();
+                        }
                         Ok(()) => {
                             let _ = self.session.accept(now);
                         }
@@ -271,6 +419,12 @@ where
                     if let Some(ready) = self.ready.take() {
                         let _ = ready.send(Ok(()));
                     }
+                    self.backoff = RECONNECT_BACKOFF_MIN;
+                    self.register();
+                }
+                Event::Detached { .. } => {
+                    // Drop the transport (dead or silent); a client reconnects.
+                    self.transport = None;
                 }
                 Event::Invoked { id, invoke } => self.start_handler(id, invoke),
                 Event::Interrupted { id, code } => {

@@ -16,6 +16,7 @@
 mod connection;
 mod driver;
 mod invocation;
+mod resume;
 mod tools;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use std::time::Instant;
 pub use connection::{Connection, ConnectionError};
 pub use driver::{run_connection, AuthHook, DriverConfig, ReadySignal};
 pub use invocation::{Completion, Invocation, InvokeError};
+pub use resume::{BoxTransport, Reconnect, ResumeRegistry, Resumption, Transport};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
 
 pub use asp_proto as proto;

@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_driver::{run_connection, Connection, DriverConfig, Tool, ToolRegistry};
+use asp_driver::{run_connection, Connection, DriverConfig, Resumption, Tool, ToolRegistry};
 use asp_proto::{CloseReason, Session, SessionConfig, ToolSpec};
 use futures::channel::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -95,44 +95,33 @@ impl ClientBuilder {
     }
 
     /// Connects, upgrades with `asp-v1`, and completes the ASP handshake.
+    /// If the transport drops later, the client reconnects by itself and
+    /// resumes the session (unless resume is off in the session config).
     pub async fn connect(self) -> Result<Client, ConnectError> {
-        let mut request = self.url.as_str().into_client_request()?;
+        let request = self.url.as_str().into_client_request()?;
         match request.uri().scheme_str() {
             Some("wss") => {}
             Some("ws") if self.plaintext => {}
             Some("ws") => return Err(ConnectError::Url("ws:// needs allow_plaintext(); use wss://".into())),
             _ => return Err(ConnectError::Url(format!("{}: not a wss:// URL", self.url))),
         }
-        let headers = request.headers_mut();
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
-        if let Some(token) = &self.token {
-            let value =
-                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ConnectError::Url(e.to_string()))?;
-            headers.insert(header::AUTHORIZATION, value);
-        }
         let tls = match self.tls {
             Some(tls) => tls,
             None => crate::tls::client_config(None)?,
         };
+        let dialer =
+            Dialer { url: self.url.clone(), token: self.token, tls, ws_config: websocket_config(&self.session) };
+        let ws = dialer.dial().await?;
         let mut session_config = self.session;
-        session_config.resume = false; // see ServerBuilder::bind
-        let ws_config = websocket_config(&session_config);
-        let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(ws_config),
-            true,
-            Some(Connector::Rustls(tls)),
-        )
-        .await?;
-        let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
-        if selected != Some(SUBPROTOCOL) {
-            return Err(ConnectError::Subprotocol);
-        }
         session_config.tools = self.tools.specs();
         let session = Session::client(session_config.clone(), Instant::now());
         let (ready_tx, ready) = oneshot::channel();
         let config = DriverConfig { session: session_config, tools: self.tools, auth: None };
-        let (conn, driver) = run_connection(TokioRuntime, ws, session, config, Some(ready_tx));
+        let reconnect = Resumption::Client(Box::new(move || {
+            let dialer = dialer.clone();
+            Box::pin(async move { dialer.dial().await.map_err(|e| e.to_string()) })
+        }));
+        let (conn, driver) = run_connection(TokioRuntime, ws, session, config, Some(ready_tx), reconnect);
         let span = tracing::info_span!("asp_client", url = %self.url, cid = tracing::field::Empty);
         tokio::spawn(driver.instrument(span));
         match ready.await {
@@ -140,6 +129,39 @@ impl ClientBuilder {
             Ok(Err(reason)) => Err(ConnectError::Rejected(reason)),
             Err(_) => Err(ConnectError::Rejected(conn.closed().await)),
         }
+    }
+}
+
+/// Everything needed to open a transport to the server again.
+#[derive(Clone)]
+struct Dialer {
+    url: String,
+    token: Option<String>,
+    tls: Arc<rustls::ClientConfig>,
+    ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+}
+
+type ClientTransport = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Dialer {
+    /// TCP, TLS, and the WebSocket upgrade offering `asp-v1`.
+    async fn dial(&self) -> Result<ClientTransport, ConnectError> {
+        let mut request = self.url.as_str().into_client_request()?;
+        let headers = request.headers_mut();
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+        if let Some(token) = &self.token {
+            let value =
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ConnectError::Url(e.to_string()))?;
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        let connector = Some(Connector::Rustls(self.tls.clone()));
+        let (ws, response) =
+            tokio_tungstenite::connect_async_tls_with_config(request, Some(self.ws_config), true, connector).await?;
+        let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
+        if selected != Some(SUBPROTOCOL) {
+            return Err(ConnectError::Subprotocol);
+        }
+        Ok(ws)
     }
 }
 

@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asp_driver::{run_connection, AuthHook, Connection, DriverConfig, OsEntropy, Tool, ToolRegistry};
+use asp_driver::{
+    run_connection, AuthHook, BoxTransport, Connection, DriverConfig, OsEntropy, ResumeRegistry, Resumption, Tool,
+    ToolRegistry,
+};
 use asp_proto::{ErrorCode, HelloInfo, Session, SessionConfig, ToolSpec};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -108,10 +111,7 @@ impl ServerBuilder {
         }
         let listener = TcpListener::bind(self.addr).await?;
         let local_addr = listener.local_addr()?;
-        let mut session = self.session;
-        // Resuming across connections needs the adapter to route a
-        // resuming HELLO to the detached session; not wired up yet.
-        session.resume = false;
+        let session = self.session;
         Ok(Server {
             listener,
             local_addr,
@@ -121,6 +121,7 @@ impl ServerBuilder {
                 origins: self.origins,
                 driver: DriverConfig { session, tools: self.tools, auth: self.auth },
                 connections: Mutex::new(Vec::new()),
+                resume: ResumeRegistry::new(),
             }),
         })
     }
@@ -132,6 +133,8 @@ struct Inner {
     origins: Option<Vec<String>>,
     driver: DriverConfig,
     connections: Mutex<Vec<Connection>>,
+    /// Resumable sessions by key, so a reconnecting client gets its own back.
+    resume: ResumeRegistry<BoxTransport>,
 }
 
 /// A bound server; [`spawn`](Self::spawn) it to accept connections.
@@ -310,7 +313,9 @@ where
     config.session.tools = config.tools.specs();
     let mut session = Session::server(config.session.clone(), Instant::now(), Box::new(OsEntropy));
     session.set_transport_token(token);
-    let (conn, driver) = run_connection(TokioRuntime, ws, session, config, None);
+    let transport: BoxTransport = Box::new(ws);
+    let resumption = Resumption::Server(inner.resume.clone());
+    let (conn, driver) = run_connection(TokioRuntime, transport, session, config, None, resumption);
     {
         let mut list = inner.connections.lock().expect("lock");
         list.retain(|c| !c.is_closed());

@@ -161,6 +161,7 @@ async fn the_server_calls_a_client_tool_and_pushes_tools() {
 async fn upgrade_without_the_subprotocol_is_refused() {
     let tls = tls();
     let server = server(&tls, Arc::default()).await;
+    let healthy = client(&tls, server.url()).connect().await.unwrap();
     let connector =
         tokio_tungstenite::Connector::Rustls(asp_tokio::tls::client_config(Some(tls.cert_pem.as_bytes())).unwrap());
     let err =
@@ -169,6 +170,7 @@ async fn upgrade_without_the_subprotocol_is_refused() {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 400),
         other => panic!("{other:?}"),
     }
+    assert!(healthy.invoke("echo", Value::Nil).await.unwrap().result().await.is_ok());
 }
 
 #[tokio::test]
