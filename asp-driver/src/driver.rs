@@ -395,7 +395,12 @@ where
         // One clock read per batch of events: only accept() and handlers'
         // bookkeeping need it, and a batch is handled in microseconds.
         let now = Instant::now();
+        let mut batch: Option<(RequestId, Vec<Bytes>)> = None;
         while let Some(event) = self.session.poll_event() {
+            if !matches!(event, Event::Chunk { .. }) {
+                // Anything else about an invocation comes after its output.
+                self.deliver(batch.take());
+            }
             match event {
                 Event::HelloReceived(info) => {
                     let verdict = self.auth.as_ref().map_or(Ok(()), |auth| auth(&info));
@@ -437,15 +442,15 @@ where
                     }
                 }
                 Event::Chunk { id, data } => {
-                    let len = data.len();
-                    let delivered = self
-                        .invocations
-                        .get(&id)
-                        .is_some_and(|(_, tx)| tx.unbounded_send(InvocationEvent::Chunk(data)).is_ok());
-                    if !delivered {
-                        // Nobody will read it: give the credit back now.
-                        self.session.grant(id, len);
+                    // Chunks of one message go to their reader as one batch.
+                    match batch.as_mut() {
+                        Some((batch_id, chunks)) if *batch_id == id => chunks.push(data),
+                        _ => {
+                            self.deliver(batch.take());
+                            batch = Some((id, vec![data]));
+                        }
                     }
+                    continue;
                 }
                 Event::Progress { id, progress } => {
                     if let Some((_, tx)) = self.invocations.get(&id) {
@@ -471,6 +476,19 @@ where
                 Event::Closed(reason) => self.on_closed(reason),
                 _ => {}
             }
+        }
+        self.deliver(batch.take());
+    }
+
+    /// Hands a batch of output to its invocation's reader; output nobody
+    /// will read gets its credit back at once.
+    fn deliver(&mut self, batch: Option<(RequestId, Vec<Bytes>)>) {
+        let Some((id, chunks)) = batch else { return };
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let delivered =
+            self.invocations.get(&id).is_some_and(|(_, tx)| tx.unbounded_send(InvocationEvent::Chunks(chunks)).is_ok());
+        if !delivered {
+            self.session.grant(id, len);
         }
     }
 

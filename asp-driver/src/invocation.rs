@@ -13,7 +13,8 @@ use crate::connection::{Command, Connection};
 /// What the driver routes to one invocation.
 #[derive(Debug)]
 pub(crate) enum InvocationEvent {
-    Chunk(Bytes),
+    /// The output of one transport message, in order.
+    Chunks(Vec<Bytes>),
     Progress(Progress),
     Done(Result<Completion, ErrorInfo>),
 }
@@ -60,6 +61,8 @@ pub struct Invocation {
     progress: Option<Progress>,
     /// Bytes read and not yet granted back (batched, see `GRANT_BATCH`).
     ungranted: usize,
+    /// Output received and not yet yielded.
+    buffered: std::collections::VecDeque<Bytes>,
 }
 
 /// Read bytes are granted back in batches of this size, or sooner when the
@@ -74,7 +77,16 @@ impl Invocation {
         events: mpsc::UnboundedReceiver<InvocationEvent>,
         conn: Connection,
     ) -> Self {
-        Invocation { id, token, events, conn, outcome: None, progress: None, ungranted: 0 }
+        Invocation {
+            id,
+            token,
+            events,
+            conn,
+            outcome: None,
+            progress: None,
+            ungranted: 0,
+            buffered: Default::default(),
+        }
     }
 
     /// The request id.
@@ -110,17 +122,18 @@ impl Stream for Invocation {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
+            if let Some(data) = self.buffered.pop_front() {
+                self.ungranted += data.len();
+                if self.ungranted >= GRANT_BATCH {
+                    self.flush_grant();
+                }
+                return Poll::Ready(Some(data));
+            }
             if self.outcome.is_some() {
                 return Poll::Ready(None);
             }
             match self.events.poll_next_unpin(cx) {
-                Poll::Ready(Some(InvocationEvent::Chunk(data))) => {
-                    self.ungranted += data.len();
-                    if self.ungranted >= GRANT_BATCH {
-                        self.flush_grant();
-                    }
-                    return Poll::Ready(Some(data));
-                }
+                Poll::Ready(Some(InvocationEvent::Chunks(chunks))) => self.buffered.extend(chunks),
                 Poll::Ready(Some(InvocationEvent::Progress(p))) => self.progress = Some(p),
                 Poll::Ready(Some(InvocationEvent::Done(outcome))) => {
                     self.outcome = Some(outcome.map_err(InvokeError::from));
