@@ -812,3 +812,32 @@ fn stats_count_frames_bytes_and_buffers() {
     p.advance(Duration::from_secs(15));
     assert_eq!(p.server.stats().replay_bytes, 0, "the heartbeat acknowledged it");
 }
+
+#[test]
+fn transmits_never_exceed_one_maximal_frame_of_the_peer() {
+    // The client accepts 16 KiB frames; the server coalesces many chunks.
+    let client = SessionConfig { max_frame_payload: 16 * 1024, ..client_cfg() };
+    let mut p = Pair::connected(client, server_cfg(), 17);
+    let now = p.now;
+    let id = p.client.invoke(now, Invoke::new("tokens", Value::Nil)).unwrap();
+    p.drive();
+    invoked(&mut p, Side::Server);
+    for i in 0..200u32 {
+        let mut chunk = Bytes::from(vec![(i % 251) as u8; 1000]);
+        p.server.send_chunk(id, &mut chunk).unwrap();
+    }
+    let mut total = 0;
+    let mut messages = 0;
+    while let Some(batch) = p.server.poll_transmit() {
+        assert!(batch.len() <= 16 * 1024 + 8, "a message of {} bytes", batch.len());
+        // Cut between frames: every message decodes on its own.
+        let frames = decode_all(batch.clone(), u32::MAX).expect("whole frames");
+        total += frames.len();
+        messages += 1;
+        p.client.handle_message(now, batch);
+    }
+    p.drive();
+    assert_eq!(total, 200);
+    assert!(messages >= 12, "200 KB needs at least 12 messages of 16 KiB, got {messages}");
+    assert_eq!(chunks(&mut p, Side::Client, id).len(), 200_000);
+}

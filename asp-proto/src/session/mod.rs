@@ -157,6 +157,8 @@ pub struct Session {
     out: BytesMut,
     /// Sequenced frames in `out`: (sequence number, start, end).
     pending: Vec<(u64, usize, usize)>,
+    /// Where each frame in `out` ends, so transmits are cut between frames.
+    frame_ends: VecDeque<usize>,
     events: VecDeque<Event>,
     timers: TimerTable,
 
@@ -241,6 +243,7 @@ impl Session {
             transport: true,
             out: BytesMut::new(),
             pending: Vec::new(),
+            frame_ends: VecDeque::new(),
             events: VecDeque::new(),
             timers,
             transport_token: None,
@@ -431,11 +434,41 @@ impl Session {
         if self.out.is_empty() {
             return None;
         }
-        let batch = self.out.split().freeze();
-        for (seq, start, end) in self.pending.drain(..) {
-            self.replay.push(seq, batch.slice(start..end));
+        // As much as fits in one message the peer accepts, cut between
+        // frames; at least one frame (a frame always fits).
+        let limit = self.message_limit();
+        let mut cut = 0;
+        while let Some(&end) = self.frame_ends.front() {
+            if cut != 0 && end > limit {
+                break;
+            }
+            cut = end;
+            self.frame_ends.pop_front();
         }
+        if cut == 0 {
+            cut = self.out.len();
+        }
+        for end in self.frame_ends.iter_mut() {
+            *end -= cut;
+        }
+        let batch = self.out.split_to(cut).freeze();
+        let mut rest = Vec::new();
+        for (seq, start, end) in self.pending.drain(..) {
+            if end <= cut {
+                self.replay.push(seq, batch.slice(start..end));
+            } else {
+                rest.push((seq, start - cut, end - cut));
+            }
+        }
+        self.pending = rest;
         Some(batch)
+    }
+
+    /// The largest WebSocket message the peer must accept: one maximal frame
+    /// (SPEC.md §3.2).
+    fn message_limit(&self) -> usize {
+        let max = if self.cid.is_some() { self.peer.max_frame } else { limits::HANDSHAKE_MAX_FRAME_PAYLOAD };
+        max as usize + FrameHeader::LEN
     }
 
     /// The next event for the application.
@@ -647,6 +680,7 @@ impl Session {
                 self.unacked_bytes += len;
                 if attached {
                     self.pending.push((seq, start, start + len));
+                    self.frame_ends.push_back(start + len);
                 } else {
                     let frame = self.out.split_off(start).freeze();
                     self.replay.push(seq, frame);
@@ -656,6 +690,8 @@ impl Session {
         }
         if !attached && !matches!(frame, Frame::Hello(_) | Frame::HelloReply(_)) {
             self.out.truncate(start);
+        } else {
+            self.frame_ends.push_back(start + len);
         }
         Ok(())
     }

@@ -34,6 +34,7 @@ impl Session {
     /// Moves what was queued for a lost transport into the replay buffer
     /// (sequenced frames) or drops it (the rest).
     pub(super) fn flush_out_to_replay(&mut self) {
+        self.frame_ends.clear();
         let batch = self.out.split().freeze();
         for (seq, start, end) in self.pending.drain(..) {
             self.replay.push(seq, batch.slice(start..end));
@@ -100,6 +101,7 @@ impl Session {
         self.send(&Frame::HelloReply(reply)).expect("our own HELLO is valid");
         for frame in frames {
             self.out.extend_from_slice(&frame);
+            self.frame_ends.push_back(self.out.len());
         }
         self.established(now);
         let cid = self.cid.clone().expect("cid");
@@ -124,6 +126,7 @@ impl Session {
         }
         for frame in frames {
             self.out.extend_from_slice(&frame);
+            self.frame_ends.push_back(self.out.len());
         }
         self.established(now);
         self.events.push_back(Event::Connected { cid: hello.cid, resumed: true, resume_error: None });
