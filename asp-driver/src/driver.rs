@@ -431,7 +431,7 @@ where
                     // Drop the transport (dead or silent); a client reconnects.
                     self.transport = None;
                 }
-                Event::Invoked { id, invoke } => self.start_handler(id, invoke),
+                Event::Invoked { id, invoke } => self.start_handler(now, id, invoke),
                 Event::Interrupted { id, code } => {
                     tracing::debug!(%id, %code, "handler stopped");
                     if let Some((_, abort)) = self.handlers.remove(&id) {
@@ -510,29 +510,48 @@ where
         }
     }
 
-    fn start_handler(&mut self, id: RequestId, invoke: asp_proto::Invoke) {
+    fn start_handler(&mut self, now: Instant, id: RequestId, invoke: asp_proto::Invoke) {
         let Some(tool) = self.tools.get(&invoke.tool) else {
             let _ = self.session.fail(id, ErrorCode::UNKNOWN_TOOL, format!("no tool named `{}`", invoke.tool));
             return;
         };
         let token = self.token();
         let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, queued: Arc::default() };
-        let conn = self.conn.clone();
-        let (abort, registration) = AbortHandle::new_pair();
-        let call = Abortable::new(tool.call(ctx, invoke.args), registration);
         let span = tracing::info_span!("asp_invocation", id = id.0, tool = %invoke.tool);
-        self.rt.spawn(Box::pin(
-            async move {
-                let command = match call.await {
-                    Ok(Ok(result)) => Command::Complete { id, token, result },
-                    Ok(Err(e)) => Command::Fail { id, token, code: e.code, message: e.message },
-                    Err(_aborted) => return,
-                };
-                let _ = conn.command(command);
-            }
-            .instrument(span),
-        ));
+        let (abort, registration) = AbortHandle::new_pair();
         self.handlers.insert(id, (token, abort));
+        let mut call = tool.call(ctx, invoke.args);
+        // Poll once here: a tool that finishes at once (an echo, a lookup)
+        // completes without a task of its own and two trips through the
+        // command channel. If it is not ready, the task polls it again with
+        // a real waker.
+        let waker = futures::task::noop_waker();
+        let first = span.in_scope(|| call.as_mut().poll(&mut std::task::Context::from_waker(&waker)));
+        let end = match first {
+            std::task::Poll::Ready(Ok(result)) => HandlerEnd::Complete(result),
+            std::task::Poll::Ready(Err(e)) => HandlerEnd::Fail(e.code, e.message),
+            std::task::Poll::Pending => {
+                let conn = self.conn.clone();
+                let call = Abortable::new(call, registration);
+                self.rt.spawn(Box::pin(
+                    async move {
+                        let command = match call.await {
+                            Ok(Ok(result)) => Command::Complete { id, token, result },
+                            Ok(Err(e)) => Command::Fail { id, token, code: e.code, message: e.message },
+                            Err(_aborted) => return,
+                        };
+                        let _ = conn.command(command);
+                    }
+                    .instrument(span),
+                ));
+                return;
+            }
+        };
+        // Output the tool queued during that poll goes first.
+        while let Ok(command) = self.commands.try_recv() {
+            self.apply(now, command);
+        }
+        self.end_handler(now, id, end);
     }
 
     fn token(&mut self) -> u64 {
