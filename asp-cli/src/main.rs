@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod aid;
 mod demo;
 mod invoke;
 
@@ -60,6 +61,11 @@ enum Command {
         #[arg(long)]
         plaintext: bool,
     },
+    /// AID discovery records (`_agent.<domain>` TXT).
+    Aid {
+        #[command(subcommand)]
+        command: AidCommand,
+    },
     /// A wss:// server and client on 127.0.0.1: streams tokens, then times
     /// 1,000 echo round trips.
     Demo {
@@ -75,6 +81,45 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AidCommand {
+    /// Parse one TXT record string; exit 0 when valid, 1 when not.
+    Parse {
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The record, e.g. "v=aid1;p=websocket;u=wss://agent.example.com/v1/agent-socket".
+        record: String,
+    },
+    /// Print the canonical record (short keys, in order).
+    Generate {
+        /// The agent's URI (wss:// for websocket).
+        #[arg(long)]
+        uri: String,
+        /// The protocol token (websocket, mcp, …).
+        #[arg(long)]
+        proto: String,
+        /// Auth hint token.
+        #[arg(long)]
+        auth: Option<String>,
+        /// Description (at most 60 UTF-8 bytes).
+        #[arg(long)]
+        desc: Option<String>,
+        /// Documentation URL (https://).
+        #[arg(long)]
+        docs: Option<String>,
+        /// Deprecation time, YYYY-MM-DDTHH:MM:SSZ.
+        #[arg(long)]
+        dep: Option<String>,
+        /// Public key for endpoint proof (needs --kid).
+        #[arg(long)]
+        pka: Option<String>,
+        /// Key id.
+        #[arg(long)]
+        kid: Option<String>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -82,6 +127,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
+        Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
+        Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
+            return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
+        }
         Command::Serve { bind, cert, key, write_cert, plaintext } => {
             agent::serve(bind, cert.zip(key), write_cert, plaintext).await
         }

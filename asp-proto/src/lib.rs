@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod aid;
 pub mod codec;
 mod error_code;
 pub mod frame;
