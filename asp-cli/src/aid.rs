@@ -74,3 +74,52 @@ pub(crate) fn generate_record(args: GenerateArgs) -> ExitCode {
         }
     }
 }
+
+/// `asp discover`: a readable report, or one JSON object; exit 0 or 1.
+pub(crate) async fn discover(
+    domain: &str,
+    protocol: Option<&str>,
+    nameserver: Option<std::net::SocketAddr>,
+    as_json: bool,
+) -> ExitCode {
+    let mut builder = asp_tokio::Discovery::builder();
+    if let Some(ns) = nameserver {
+        builder = builder.nameservers([ns]);
+    }
+    let result = match builder.build() {
+        Ok(discovery) => discovery.discover(domain, protocol).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(found) => {
+            if as_json {
+                let fields: Map<String, Value> =
+                    found.record.fields().into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+                println!(
+                    "{}",
+                    json!({ "ok": true, "name": found.name, "ttl": found.ttl, "record": fields, "warnings": found.warnings })
+                );
+            } else {
+                println!("{} (TTL {} s)", found.name, found.ttl);
+                for (key, value) in found.record.fields() {
+                    println!("{key:>5}  {value}");
+                }
+                for w in &found.warnings {
+                    println!("warning: {w}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({ "ok": false, "error": e.code.name(), "code": e.code.code(), "message": e.message })
+                );
+            } else {
+                eprintln!("asp: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -61,6 +61,20 @@ enum Command {
         #[arg(long)]
         plaintext: bool,
     },
+    /// Find the agent a domain announces (`_agent.<domain>` TXT).
+    Discover {
+        /// The domain.
+        domain: String,
+        /// Try `_agent._<protocol>.<domain>` first.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Ask this DNS server (ADDR:PORT) instead of the system's.
+        #[arg(long)]
+        nameserver: Option<SocketAddr>,
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// AID discovery records (`_agent.<domain>` TXT).
     Aid {
         #[command(subcommand)]
@@ -128,6 +142,9 @@ async fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
+        Command::Discover { domain, protocol, nameserver, json } => {
+            return aid::discover(&domain, protocol.as_deref(), nameserver, json).await
+        }
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
         }

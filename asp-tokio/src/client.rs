@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use asp_driver::{run_connection, Connection, DriverConfig, Resumption, Tool, ToolRegistry};
+use asp_proto::aid::{AidError, AidErrorCode};
 use asp_proto::{CloseReason, Session, SessionConfig, ToolSpec};
 use futures::channel::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -12,6 +13,7 @@ use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
 use tokio_tungstenite::Connector;
 use tracing::Instrument;
 
+use crate::discovery::Discovery;
 use crate::server::websocket_config;
 use crate::{TokioRuntime, SUBPROTOCOL};
 
@@ -34,6 +36,9 @@ pub enum ConnectError {
     /// The server refused the session (authentication, version, …).
     #[error("refused: {} {}", .0.code, .0.message)]
     Rejected(CloseReason),
+    /// Discovery found no usable agent for the domain.
+    #[error("discovery: {0}")]
+    Discovery(#[from] AidError),
 }
 
 /// Configures a [`Client`].
@@ -44,6 +49,18 @@ pub struct ClientBuilder {
     plaintext: bool,
     session: SessionConfig,
     tools: ToolRegistry,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("custom_tls", &self.tls.is_some())
+            .field("plaintext", &self.plaintext)
+            .field("tools", &self.tools)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -92,6 +109,20 @@ impl ClientBuilder {
     pub fn tool(self, spec: ToolSpec, handler: impl Tool) -> Self {
         self.tools.add(spec, handler);
         self
+    }
+
+    /// A client for the agent `domain` announces with AID: its record must
+    /// say `p=websocket` with a `wss://` URI (a `ws://` one is refused as
+    /// `ERR_SECURITY`). Configure trust and tokens on the result, then
+    /// [`connect`](Self::connect).
+    pub async fn for_domain(domain: &str, discovery: &Discovery) -> Result<ClientBuilder, ConnectError> {
+        let found = discovery.discover(domain, Some("websocket")).await?;
+        if found.record.proto != "websocket" {
+            let why =
+                format!("{} announces `{}`, not an Agent Socket (websocket) endpoint", found.name, found.record.proto);
+            return Err(AidError::new(AidErrorCode::UnsupportedProto, why).into());
+        }
+        Ok(ClientBuilder::new(found.record.uri))
     }
 
     /// Connects, upgrades with `asp-v1`, and completes the ASP handshake.
@@ -169,6 +200,15 @@ impl Dialer {
 #[derive(Clone, Debug)]
 pub struct Client {
     conn: Connection,
+}
+
+impl Client {
+    /// Discovers the agent at `domain` with the system's resolver and
+    /// connects to it, trusting the webpki roots.
+    pub async fn connect_domain(domain: &str) -> Result<Client, ConnectError> {
+        let discovery = Discovery::system()?;
+        ClientBuilder::for_domain(domain, &discovery).await?.connect().await
+    }
 }
 
 impl Deref for Client {

@@ -24,8 +24,11 @@
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod discovery;
 mod runtime;
 mod server;
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 
 pub use asp_driver::{
@@ -34,6 +37,7 @@ pub use asp_driver::{
 };
 pub use asp_proto as proto;
 pub use client::{Client, ClientBuilder, ConnectError};
+pub use discovery::{Discovered, Discovery, DiscoveryBuilder};
 pub use runtime::TokioRuntime;
 pub use server::{Server, ServerBuilder, ServerHandle};
 

@@ -1,0 +1,225 @@
+//! AID discovery over DNS (SPEC.md §16): from a domain to an agent's
+//! `wss://` endpoint. Parsing and selection are `asp_proto::aid`; this module
+//! asks DNS (hickory-resolver) and keeps a cache bounded by the record's TTL.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use asp_proto::aid::{select, AidError, AidErrorCode, AidRecord};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::TokioResolver;
+
+/// Where a record came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DiscoverySource {
+    /// A TXT record in DNS.
+    Dns,
+}
+
+/// A discovered agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discovered {
+    /// The record.
+    pub record: AidRecord,
+    /// The DNS name that answered (`_agent.example.com`).
+    pub name: String,
+    /// Its TTL in seconds; the result is cached no longer.
+    pub ttl: u32,
+    /// Where it came from.
+    pub source: DiscoverySource,
+    /// Things a user should know: a scheduled deprecation.
+    pub warnings: Vec<String>,
+}
+
+/// Configures a [`Discovery`].
+#[derive(Clone, Debug)]
+pub struct DiscoveryBuilder {
+    nameservers: Option<Vec<SocketAddr>>,
+    timeout: Duration,
+}
+
+impl Default for DiscoveryBuilder {
+    fn default() -> Self {
+        DiscoveryBuilder { nameservers: None, timeout: Duration::from_secs(5) }
+    }
+}
+
+impl DiscoveryBuilder {
+    /// Ask these name servers (UDP) instead of the system's: private
+    /// deployments and tests.
+    pub fn nameservers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.nameservers = Some(servers.into_iter().collect());
+        self
+    }
+
+    /// How long one DNS query may take (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Builds the resolver.
+    pub fn build(self) -> Result<Discovery, AidError> {
+        let lookup_failed = |e: NetError| AidError::new(AidErrorCode::DnsLookupFailed, e.to_string());
+        let mut builder = match &self.nameservers {
+            Some(servers) => {
+                let configs = servers
+                    .iter()
+                    .map(|addr| {
+                        let mut config = NameServerConfig::udp(addr.ip());
+                        for connection in &mut config.connections {
+                            connection.port = addr.port();
+                        }
+                        config
+                    })
+                    .collect();
+                let config = ResolverConfig::from_parts(None, Vec::new(), configs);
+                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            }
+            None => TokioResolver::builder_tokio().map_err(lookup_failed)?,
+        };
+        let options = builder.options_mut();
+        options.timeout = self.timeout;
+        options.attempts = 1;
+        options.use_hosts_file = ResolveHosts::Never;
+        let resolver = builder.build().map_err(lookup_failed)?;
+        Ok(Discovery { resolver, cache: Mutex::new(HashMap::new()) })
+    }
+}
+
+/// Finds agents by domain name: `_agent.<domain>` TXT.
+pub struct Discovery {
+    resolver: TokioResolver,
+    cache: Mutex<HashMap<String, (Instant, Discovered)>>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery").finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    /// Discovery with the system's resolver configuration.
+    pub fn system() -> Result<Discovery, AidError> {
+        DiscoveryBuilder::default().build()
+    }
+
+    /// Configures a discovery.
+    pub fn builder() -> DiscoveryBuilder {
+        DiscoveryBuilder::default()
+    }
+
+    /// Looks `domain` up: the exact host, never a parent; with `protocol`,
+    /// `_agent._<protocol>.<host>` first, then `_agent.<host>`.
+    pub async fn discover(&self, domain: &str, protocol: Option<&str>) -> Result<Discovered, AidError> {
+        let host = normalize(domain)?;
+        let key = format!("{host}|{}", protocol.unwrap_or_default());
+        if let Some((expires, found)) = self.cache.lock().expect("lock").get(&key) {
+            if *expires > Instant::now() {
+                return Ok(found.clone());
+            }
+        }
+        let found = match protocol {
+            Some(p) => match self.query(&format!("_agent._{p}.{host}.")).await {
+                Err(e) if e.code == AidErrorCode::NoRecord => self.query(&format!("_agent.{host}.")).await,
+                other => other,
+            },
+            None => self.query(&format!("_agent.{host}.")).await,
+        }?;
+        let found = check_deprecation(found, SystemTime::now())?;
+        let expires = Instant::now() + Duration::from_secs(found.ttl.into());
+        self.cache.lock().expect("lock").insert(key, (expires, found.clone()));
+        Ok(found)
+    }
+
+    async fn query(&self, name: &str) -> Result<Discovered, AidError> {
+        let lookup = match self.resolver.lookup(name, RecordType::TXT).await {
+            Ok(lookup) => lookup,
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => {
+                return Err(AidError::new(AidErrorCode::NoRecord, format!("no TXT record at {name}")))
+            }
+            Err(e) => return Err(AidError::new(AidErrorCode::DnsLookupFailed, format!("{name}: {e}"))),
+        };
+        let mut answers = Vec::new();
+        let mut ttl = u32::MAX;
+        for record in lookup.answers() {
+            if let RData::TXT(txt) = &record.data {
+                answers.push(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect());
+                ttl = ttl.min(record.ttl);
+            }
+        }
+        let record = select(&answers)?;
+        Ok(Discovered {
+            record,
+            name: name.trim_end_matches('.').to_owned(),
+            ttl: if ttl == u32::MAX { 0 } else { ttl },
+            source: DiscoverySource::Dns,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// The exact host as an ASCII (A-label) name.
+fn normalize(domain: &str) -> Result<String, AidError> {
+    let trimmed = domain.trim().trim_end_matches('.');
+    idna::domain_to_ascii(trimmed)
+        .ok()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| AidError::new(AidErrorCode::DnsLookupFailed, format!("`{domain}` is not a valid domain name")))
+}
+
+/// A past `dep` is an error at discovery time; a future one is a warning.
+fn check_deprecation(mut found: Discovered, now: SystemTime) -> Result<Discovered, AidError> {
+    let Some(dep) = found.record.dep.clone() else { return Ok(found) };
+    let now_secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    match unix_seconds(&dep) {
+        Some(at) if at <= now_secs => {
+            Err(AidError::new(AidErrorCode::InvalidTxt, format!("the record was deprecated at {dep}")))
+        }
+        _ => {
+            found.warnings.push(format!("the record is deprecated from {dep}"));
+            Ok(found)
+        }
+    }
+}
+
+/// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SSZ` timestamp (already
+/// validated by the parser).
+fn unix_seconds(ts: &str) -> Option<u64> {
+    let n = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_convert() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(unix_seconds("2026-11-21T12:30:15Z"), Some(1_795_264_215));
+    }
+
+    #[test]
+    fn hosts_are_normalized_to_a_labels() {
+        assert_eq!(normalize("Bücher.Example.").unwrap(), "xn--bcher-kva.example");
+        assert!(normalize("").is_err());
+    }
+}
