@@ -80,9 +80,10 @@ pub(crate) async fn discover(
     domain: &str,
     protocol: Option<&str>,
     nameserver: Option<std::net::SocketAddr>,
+    well_known: bool,
     as_json: bool,
 ) -> ExitCode {
-    let mut builder = asp_tokio::Discovery::builder();
+    let mut builder = asp_tokio::Discovery::builder().well_known(well_known);
     if let Some(ns) = nameserver {
         builder = builder.nameservers([ns]);
     }
@@ -100,7 +101,7 @@ pub(crate) async fn discover(
                     json!({ "ok": true, "name": found.name, "ttl": found.ttl, "record": fields, "warnings": found.warnings })
                 );
             } else {
-                println!("{} (TTL {} s)", found.name, found.ttl);
+                println!("{} (TTL {} s, from {:?})", found.name, found.ttl, found.source);
                 for (key, value) in found.record.fields() {
                     println!("{key:>5}  {value}");
                 }

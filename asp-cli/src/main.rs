@@ -71,6 +71,9 @@ enum Command {
         /// Ask this DNS server (ADDR:PORT) instead of the system's.
         #[arg(long)]
         nameserver: Option<SocketAddr>,
+        /// Do not try `https://<domain>/.well-known/agent` when DNS has nothing.
+        #[arg(long)]
+        no_fallback: bool,
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
@@ -142,8 +145,8 @@ async fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
-        Command::Discover { domain, protocol, nameserver, json } => {
-            return aid::discover(&domain, protocol.as_deref(), nameserver, json).await
+        Command::Discover { domain, protocol, nameserver, no_fallback, json } => {
+            return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, json).await
         }
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })

@@ -34,7 +34,12 @@ async fn discover_reports_records_and_errors() {
     let (status, json) = asp(&["discover", "insecure.test", "--nameserver", &ns, "--json"]);
     assert_eq!(status, 1);
     assert_eq!((json["error"].as_str(), json["code"].as_u64()), (Some("ERR_SECURITY"), Some(1003)));
-    let (status, json) = asp(&["discover", "missing.test", "--nameserver", &ns, "--json"]);
+    let (status, json) = asp(&["discover", "missing.test", "--nameserver", &ns, "--no-fallback", "--json"]);
     assert_eq!(status, 1);
     assert_eq!((json["error"].as_str(), json["code"].as_u64()), (Some("ERR_NO_RECORD"), Some(1000)));
+    // With the fallback, the missing record leads to https://missing.test/,
+    // which does not resolve: the fallback's error is the answer.
+    let (status, json) = asp(&["discover", "missing.test", "--nameserver", &ns, "--json"]);
+    assert_eq!(status, 1);
+    assert_eq!((json["error"].as_str(), json["code"].as_u64()), (Some("ERR_FALLBACK_FAILED"), Some(1005)));
 }

@@ -270,6 +270,32 @@ impl fmt::Display for AidRecord {
     }
 }
 
+/// Reads a record from the key/value pairs of a `.well-known/agent` JSON
+/// object (its string values): keys are case-insensitive and may be full
+/// keys or aliases; when both are present the full key wins (unlike TXT,
+/// where that is an error). The record is then validated as a TXT record.
+pub fn from_well_known_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<AidRecord, AidError> {
+    let mut values: [Option<(bool, &str)>; 9] = Default::default();
+    for (key, value) in pairs {
+        let key = key.trim().to_ascii_lowercase();
+        let Some(index) = canonical(&key) else { continue };
+        let is_full = key == KEYS[index].0;
+        if values[index].is_none_or(|(was_full, _)| is_full && !was_full) {
+            values[index] = Some((is_full, value));
+        }
+    }
+    let mut raw = Vec::new();
+    for ((_, short), value) in KEYS.iter().zip(values) {
+        if let Some((_, value)) = value {
+            if value.contains(';') {
+                return Err(invalid(format!("`{short}` contains ';'")));
+            }
+            raw.push(format!("{short}={value}"));
+        }
+    }
+    AidRecord::parse(&raw.join(";"))
+}
+
 /// Builds and validates a record, returning it in canonical form with any
 /// warnings (a record over 255 bytes needs several TXT strings).
 pub fn generate(record: &AidRecord) -> Result<(String, Vec<String>), AidError> {
@@ -419,6 +445,20 @@ mod tests {
         let r = AidRecord::parse("uri=wss://a.example/x;desc=Feed;p=websocket;v=aid1;auth=pat").unwrap();
         assert_eq!(r.to_txt(), "v=aid1;u=wss://a.example/x;p=websocket;a=pat;s=Feed");
         assert_eq!(AidRecord::parse(&r.to_txt()).unwrap(), r);
+    }
+
+    #[test]
+    fn well_known_pairs_prefer_full_keys_and_ignore_unknown_ones() {
+        let pairs = [
+            ("V", "aid1"),
+            ("u", "https://alias.example/m"),
+            ("uri", "https://full.example/m"),
+            ("p", "mcp"),
+            ("x", "y"),
+        ];
+        let r = from_well_known_pairs(pairs).unwrap();
+        assert_eq!(r.uri, "https://full.example/m");
+        assert!(from_well_known_pairs([("v", "aid1"), ("u", "https://a.example/m;x"), ("p", "mcp")]).is_err());
     }
 
     #[test]

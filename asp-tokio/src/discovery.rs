@@ -7,19 +7,33 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use asp_proto::aid::{select, AidError, AidErrorCode, AidRecord};
+use std::sync::Arc;
+
+use asp_proto::aid::{from_well_known_pairs, select, AidError, AidErrorCode, AidRecord};
+use bytes::Bytes;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
 
 /// Where a record came from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DiscoverySource {
     /// A TXT record in DNS.
     Dns,
+    /// `https://<host>/.well-known/agent`, after DNS had nothing.
+    WellKnown,
 }
+
+/// Largest `.well-known/agent` body accepted.
+pub const WELL_KNOWN_MAX_BYTES: usize = 64 * 1024;
+
+/// How long a `.well-known/agent` result is cached.
+const WELL_KNOWN_TTL: u32 = 300;
 
 /// A discovered agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,11 +55,22 @@ pub struct Discovered {
 pub struct DiscoveryBuilder {
     nameservers: Option<Vec<SocketAddr>>,
     timeout: Duration,
+    well_known: bool,
+    well_known_timeout: Duration,
+    well_known_port: u16,
+    well_known_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for DiscoveryBuilder {
     fn default() -> Self {
-        DiscoveryBuilder { nameservers: None, timeout: Duration::from_secs(5) }
+        DiscoveryBuilder {
+            nameservers: None,
+            timeout: Duration::from_secs(5),
+            well_known: true,
+            well_known_timeout: Duration::from_secs(2),
+            well_known_port: 443,
+            well_known_tls: None,
+        }
     }
 }
 
@@ -60,6 +85,31 @@ impl DiscoveryBuilder {
     /// How long one DNS query may take (default 5 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Whether to try `https://<host>/.well-known/agent` when DNS has no
+    /// record or fails (default: yes).
+    pub fn well_known(mut self, enabled: bool) -> Self {
+        self.well_known = enabled;
+        self
+    }
+
+    /// The fallback's time limit, connection to last byte (default 2 s).
+    pub fn well_known_timeout(mut self, timeout: Duration) -> Self {
+        self.well_known_timeout = timeout;
+        self
+    }
+
+    /// The fallback's HTTPS port (default 443): tests and private deployments.
+    pub fn well_known_port(mut self, port: u16) -> Self {
+        self.well_known_port = port;
+        self
+    }
+
+    /// The TLS configuration for the fallback (default: webpki roots).
+    pub fn well_known_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.well_known_tls = Some(config);
         self
     }
 
@@ -88,7 +138,17 @@ impl DiscoveryBuilder {
         options.attempts = 1;
         options.use_hosts_file = ResolveHosts::Never;
         let resolver = builder.build().map_err(lookup_failed)?;
-        Ok(Discovery { resolver, cache: Mutex::new(HashMap::new()) })
+        let well_known = if self.well_known {
+            let tls = match self.well_known_tls {
+                Some(tls) => tls,
+                None => crate::tls::client_config(None)
+                    .map_err(|e| AidError::new(AidErrorCode::FallbackFailed, e.to_string()))?,
+            };
+            Some(WellKnown { tls, port: self.well_known_port, timeout: self.well_known_timeout })
+        } else {
+            None
+        };
+        Ok(Discovery { resolver, cache: Mutex::new(HashMap::new()), well_known })
     }
 }
 
@@ -96,6 +156,14 @@ impl DiscoveryBuilder {
 pub struct Discovery {
     resolver: TokioResolver,
     cache: Mutex<HashMap<String, (Instant, Discovered)>>,
+    well_known: Option<WellKnown>,
+}
+
+/// The `.well-known/agent` fallback's settings.
+struct WellKnown {
+    tls: Arc<rustls::ClientConfig>,
+    port: u16,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -131,6 +199,14 @@ impl Discovery {
                 other => other,
             },
             None => self.query(&format!("_agent.{host}.")).await,
+        };
+        // Only a missing record or a failed lookup falls back; an invalid or
+        // insecure record does not.
+        let found = match (found, &self.well_known) {
+            (Err(e), Some(wk)) if matches!(e.code, AidErrorCode::NoRecord | AidErrorCode::DnsLookupFailed) => {
+                self.fetch_well_known(&host, wk).await
+            }
+            (found, _) => found,
         }?;
         let found = check_deprecation(found, SystemTime::now())?;
         let expires = Instant::now() + Duration::from_secs(found.ttl.into());
@@ -163,6 +239,80 @@ impl Discovery {
             warnings: Vec::new(),
         })
     }
+}
+
+impl Discovery {
+    /// `GET https://<host>/.well-known/agent`: HTTPS only, no redirects, a
+    /// JSON object of at most 64 KiB, within the time limit. Any failure is
+    /// `ERR_FALLBACK_FAILED`, except a security failure of the record.
+    async fn fetch_well_known(&self, host: &str, wk: &WellKnown) -> Result<Discovered, AidError> {
+        let fetch = async {
+            let ip = self
+                .resolver
+                .lookup_ip(host)
+                .await
+                .map_err(|e| fallback(format!("{host}: {e}")))?
+                .iter()
+                .next()
+                .ok_or_else(|| fallback(format!("{host} has no address")))?;
+            let tcp = tokio::net::TcpStream::connect((ip, wk.port)).await.map_err(|e| fallback(e.to_string()))?;
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| fallback(e.to_string()))?;
+            let tls = tokio_rustls::TlsConnector::from(wk.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| fallback(format!("TLS: {e}")))?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| fallback(e.to_string()))?;
+            tokio::spawn(connection);
+            let request = hyper::Request::get("/.well-known/agent")
+                .header(HOST, host)
+                .header(ACCEPT, "application/json")
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| fallback(e.to_string()))?;
+            let response = sender.send_request(request).await.map_err(|e| fallback(e.to_string()))?;
+            let status = response.status();
+            if status.is_redirection() {
+                return Err(fallback(format!("{status}: redirects are not followed")));
+            }
+            if !status.is_success() {
+                return Err(fallback(format!("status {status}")));
+            }
+            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !content_type.starts_with("application/json") {
+                return Err(fallback(format!("content type `{content_type}`, not application/json")));
+            }
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| fallback(e.to_string()))?;
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                    if bytes.len() > WELL_KNOWN_MAX_BYTES {
+                        return Err(fallback(format!("body over {WELL_KNOWN_MAX_BYTES} bytes")));
+                    }
+                }
+            }
+            let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fallback(format!("JSON: {e}")))?;
+            let object = json.as_object().ok_or_else(|| fallback("not a JSON object".into()))?;
+            let pairs = object.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)));
+            let record = from_well_known_pairs(pairs).map_err(|e| match e.code {
+                AidErrorCode::Security => e,
+                _ => fallback(format!("invalid record: {}", e.message)),
+            })?;
+            Ok(Discovered {
+                record,
+                name: format!("https://{host}/.well-known/agent"),
+                ttl: WELL_KNOWN_TTL,
+                source: DiscoverySource::WellKnown,
+                warnings: Vec::new(),
+            })
+        };
+        tokio::time::timeout(wk.timeout, fetch).await.unwrap_or_else(|_| Err(fallback("timed out".into())))
+    }
+}
+
+fn fallback(message: String) -> AidError {
+    AidError::new(AidErrorCode::FallbackFailed, message)
 }
 
 /// The exact host as an ASCII (A-label) name.

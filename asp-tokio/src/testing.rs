@@ -20,6 +20,8 @@ pub enum Answer {
     Txt(Vec<Vec<&'static str>>, u32),
     /// The same, after a delay.
     Slow(Duration, Vec<Vec<&'static str>>),
+    /// An address (A record), for hosts the tests connect to.
+    Addr(std::net::Ipv4Addr),
 }
 
 /// A running test DNS server.
@@ -50,9 +52,16 @@ pub async fn dns(zone: HashMap<&'static str, Answer>) -> Dns {
             response.queries = request.queries.clone();
             let query = &request.queries[0];
             let name = query.name().to_ascii().to_ascii_lowercase();
+            if let Some(Answer::Addr(ip)) = zone.get(name.as_str()) {
+                let a = hickory_resolver::proto::rr::rdata::A(*ip);
+                response.add_answer(Record::from_rdata(query.name().clone(), 60, RData::A(a)));
+                let _ = socket.send_to(&response.to_vec().unwrap(), peer).await;
+                continue;
+            }
             let (delay, records) = match zone.get(name.as_str()) {
                 Some(Answer::Txt(records, ttl)) => (Duration::ZERO, Some((records.clone(), *ttl))),
                 Some(Answer::Slow(delay, records)) => (*delay, Some((records.clone(), 60))),
+                Some(Answer::Addr(_)) => unreachable!("answered above"),
                 None => (Duration::ZERO, None),
             };
             match records {
