@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use asp_proto::{
     CloseReason, ErrorCode, Invoke, Progress, RequestId, SendError, Stats, ToolOp, ToolSet, ToolSpec, Value,
 };
-use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 
 use crate::invocation::{Invocation, InvocationEvent};
@@ -32,16 +31,11 @@ pub(crate) enum Command {
         invoke: Invoke,
         reply: oneshot::Sender<Result<OpenedInvocation, SendError>>,
     },
-    Chunk {
+    /// A handler's outbox has output (see `outbox.rs`).
+    Outbox {
         id: RequestId,
         token: u64,
-        data: Bytes,
-        /// The handler's count of queued bytes, decreased as the session
-        /// takes them.
-        queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        /// Answered once the session took every byte, when the handler
-        /// waits for it (it was over its budget).
-        done: Option<oneshot::Sender<Result<(), SendError>>>,
+        outbox: std::sync::Arc<crate::outbox::Outbox>,
     },
     Progress {
         id: RequestId,

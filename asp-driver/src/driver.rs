@@ -2,7 +2,6 @@
 //! deadline and the application's commands (quinn's `ConnectionDriver`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use tungstenite::Message;
 
 use crate::connection::{Command, Connection};
 use crate::invocation::{Completion, InvocationEvent};
+use crate::outbox::Outbox;
 use crate::resume::{Handoff, Resumption};
 use crate::tools::{ToolContext, ToolRegistry};
 use crate::{BoxFuture, Runtime};
@@ -94,7 +94,7 @@ struct Driver<T, R> {
     /// Invocations we made: where their output goes, and their token.
     invocations: HashMap<RequestId, (u64, mpsc::UnboundedSender<InvocationEvent>)>,
     /// Invocations we handle: the running tool's token and abort handle.
-    handlers: HashMap<RequestId, (u64, AbortHandle)>,
+    handlers: HashMap<RequestId, Handler>,
     /// Handler output not yet taken by the session (no credit), in order.
     /// Bounded per invocation by [`SEND_BUDGET`](crate::tools::SEND_BUDGET).
     pending: HashMap<RequestId, Outgoing>,
@@ -135,18 +135,31 @@ enum HandlerEnd {
 /// Output a handler queued and the session has not taken yet.
 struct PendingChunk {
     data: Bytes,
-    /// Bytes the handler counts as queued; released as they are taken.
-    queued: Arc<AtomicUsize>,
-    /// Set when the handler waits for this chunk (it was over budget).
-    done: Option<oneshot::Sender<Result<(), SendError>>>,
+    /// Where it came from: told as its bytes are taken.
+    outbox: Arc<Outbox>,
 }
 
 impl PendingChunk {
     fn finish(self, result: Result<(), SendError>) {
-        self.queued.fetch_sub(self.data.len(), Ordering::AcqRel);
-        if let Some(done) = self.done {
-            let _ = done.send(result);
+        self.outbox.release(self.data.len());
+        if matches!(result, Err(SendError::NotOpen(_))) {
+            self.outbox.close();
         }
+    }
+}
+
+/// A running tool: its token, its task, its output.
+struct Handler {
+    token: u64,
+    abort: AbortHandle,
+    outbox: Arc<Outbox>,
+}
+
+impl Handler {
+    /// Stops the tool and refuses its further output.
+    fn stop(self) {
+        self.abort.abort();
+        self.outbox.close();
     }
 }
 
@@ -386,8 +399,8 @@ where
             let _ = t.send(Message::Close(Some(frame))).await;
             let _ = t.close().await;
         }
-        for (_, (_, abort)) in self.handlers.drain() {
-            abort.abort();
+        for (_, handler) in self.handlers.drain() {
+            handler.stop();
         }
     }
 
@@ -434,8 +447,8 @@ where
                 Event::Invoked { id, invoke } => self.start_handler(now, id, invoke),
                 Event::Interrupted { id, code } => {
                     tracing::debug!(%id, %code, "handler stopped");
-                    if let Some((_, abort)) = self.handlers.remove(&id) {
-                        abort.abort();
+                    if let Some(handler) = self.handlers.remove(&id) {
+                        handler.stop();
                     }
                     for chunk in self.pending.remove(&id).unwrap_or_default().chunks {
                         chunk.finish(Err(SendError::NotOpen(id)));
@@ -516,10 +529,11 @@ where
             return;
         };
         let token = self.token();
-        let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, queued: Arc::default() };
+        let outbox = Arc::new(Outbox::default());
+        let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, outbox: outbox.clone() };
         let span = tracing::info_span!("asp_invocation", id = id.0, tool = %invoke.tool);
         let (abort, registration) = AbortHandle::new_pair();
-        self.handlers.insert(id, (token, abort));
+        self.handlers.insert(id, Handler { token, abort, outbox });
         let mut call = tool.call(ctx, invoke.args);
         // Poll once here: a tool that finishes at once (an echo, a lookup)
         // completes without a task of its own and two trips through the
@@ -561,7 +575,7 @@ where
 
     /// True when `token` is the running handler of `id`.
     fn is_current_handler(&self, id: RequestId, token: u64) -> bool {
-        self.handlers.get(&id).is_some_and(|(t, _)| *t == token)
+        self.handlers.get(&id).is_some_and(|h| h.token == token)
     }
 
     fn apply(&mut self, now: Instant, command: Command) {
@@ -577,18 +591,20 @@ where
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Chunk { id, token, data, queued, done } => {
-                let chunk = PendingChunk { data, queued, done };
+            Command::Outbox { id, token, outbox } => {
                 if !self.is_current_handler(id, token) {
-                    return chunk.finish(Err(SendError::NotOpen(id)));
+                    return outbox.close();
                 }
-                // Behind earlier blocked output: keep the order.
-                if let Some(outgoing) = self.pending.get_mut(&id) {
-                    outgoing.chunks.push_back(chunk);
-                    return;
-                }
-                if let Some(blocked) = self.offer(id, chunk) {
-                    self.pending.entry(id).or_default().chunks.push_back(blocked);
+                for data in outbox.take_all() {
+                    let chunk = PendingChunk { data, outbox: outbox.clone() };
+                    // Behind earlier blocked output: keep the order.
+                    if let Some(outgoing) = self.pending.get_mut(&id) {
+                        outgoing.chunks.push_back(chunk);
+                        continue;
+                    }
+                    if let Some(blocked) = self.offer(id, chunk) {
+                        self.pending.entry(id).or_default().chunks.push_back(blocked);
+                    }
                 }
             }
             Command::Progress { id, token, progress } => {
@@ -636,7 +652,7 @@ where
         let before = chunk.data.len();
         let result = self.session.send_chunk(id, &mut chunk.data);
         let taken = before - chunk.data.len();
-        chunk.queued.fetch_sub(taken, Ordering::AcqRel);
+        chunk.outbox.release(taken);
         match result {
             Err(SendError::Blocked) => Some(chunk),
             result => {
@@ -652,7 +668,9 @@ where
             outgoing.end = Some(end);
             return;
         }
-        self.handlers.remove(&id);
+        if let Some(handler) = self.handlers.remove(&id) {
+            handler.outbox.close();
+        }
         let _ = match end {
             HandlerEnd::Complete(result) => self.session.complete(now, id, result, None),
             HandlerEnd::Fail(code, message) => self.session.fail(id, code, message),

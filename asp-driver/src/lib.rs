@@ -16,6 +16,7 @@
 mod connection;
 mod driver;
 mod invocation;
+mod outbox;
 mod resume;
 mod tools;
 

@@ -3,12 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use asp_proto::{ErrorCode, Progress, RequestId, SendError, ToolOp, ToolSpec, Value};
+use asp_proto::{ErrorCode, Progress, RequestId, ToolOp, ToolSpec, Value};
 use bytes::Bytes;
-use futures::channel::oneshot;
 
 use crate::connection::{Command, Connection, ConnectionError};
 use crate::BoxFuture;
@@ -126,7 +124,7 @@ pub struct ToolContext {
     /// Which invocation with this id (ids are reused).
     pub(crate) token: u64,
     /// Output handed to the driver and not yet taken by the session.
-    pub(crate) queued: Arc<AtomicUsize>,
+    pub(crate) outbox: Arc<crate::outbox::Outbox>,
 }
 
 /// Output a handler may have queued before `send` waits: enough to let
@@ -151,29 +149,21 @@ impl ToolContext {
         &self.conn
     }
 
-    /// Streams a chunk of output. Returns at once while less than
+    /// Streams a chunk of output. Returns at once while no more than
     /// [`SEND_BUDGET`] of this invocation's output waits for flow-control
-    /// credit; past that it waits until the session has taken this chunk, so
-    /// a slow reader holds the tool back and memory stays bounded.
+    /// credit; past that it first waits for room, so a slow reader holds the
+    /// tool back and memory stays bounded. Fails with `CANCELLED` once the
+    /// invocation has ended.
     pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), ToolError> {
-        let data = data.into();
-        let queued = self.queued.fetch_add(data.len(), Ordering::AcqRel) + data.len();
-        let (done, answer) = if queued > SEND_BUDGET {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let command = Command::Chunk { id: self.id, token: self.token, data, queued: self.queued.clone(), done };
-        self.conn.command(command)?;
-        let Some(answer) = answer else { return Ok(()) };
-        match answer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(SendError::NotOpen(_))) | Err(_) => {
-                Err(ToolError::new(ErrorCode::CANCELLED, "the invocation has ended"))
-            }
-            Ok(Err(e)) => Err(ToolError::failed(e.to_string())),
+        let ended = || ToolError::new(ErrorCode::CANCELLED, "the invocation has ended");
+        self.outbox.room(SEND_BUDGET).await;
+        if self.outbox.is_closed() {
+            return Err(ended());
         }
+        if self.outbox.push(data.into()) {
+            self.conn.command(Command::Outbox { id: self.id, token: self.token, outbox: self.outbox.clone() })?;
+        }
+        Ok(())
     }
 
     /// Reports progress (dropped if the invoker did not ask for progress).
