@@ -6,18 +6,25 @@
 //! async API: a [`Connection`] handle, [`Invocation`] streams, and async
 //! [`Tool`] handlers with flow-controlled output.
 //!
-//! It is written against `futures` traits only: a WebSocket is any
-//! `Stream + Sink` of [`tungstenite::Message`] (both `tokio-tungstenite` and
-//! `async-tungstenite` provide one), and the runtime supplies spawning and
-//! timers through [`Runtime`]. `asp-tokio` and `asp-async-std` differ only in
-//! those two things and in how they open sockets and TLS.
+//! It is written against `futures` traits only. A runtime adapter supplies
+//! spawning and timers ([`Runtime`]) and TCP sockets plus a DNS runtime
+//! ([`Network`]); everything above TCP is here, once: TLS (rustls through
+//! futures-rustls), the WebSocket upgrade with ASP's checks
+//! (async-tungstenite), the [`ServerBuilder`], [`ClientBuilder`] with
+//! reconnect and resume, and AID [`Discovery`]. `asp-tokio` and
+//! `asp-async-std` name these types for their runtimes.
 #![forbid(unsafe_code)]
 
+mod client;
 mod connection;
+pub mod discovery;
 mod driver;
 mod invocation;
+pub mod net;
 mod outbox;
 mod resume;
+mod server;
+pub mod tls;
 mod tools;
 
 use std::future::Future;
@@ -29,6 +36,11 @@ pub use driver::{run_connection, AuthHook, DriverConfig, ReadySignal};
 pub use invocation::{Completion, Invocation, InvokeError};
 pub use resume::{BoxTransport, Reconnect, ResumeRegistry, Resumption, Transport};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
+
+pub use client::{Client, ClientBuilder, ConnectError};
+pub use discovery::{Discovered, Discovery, DiscoveryBuilder, DiscoverySource};
+pub use net::{Network, DEFAULT_PATH, SUBPROTOCOL};
+pub use server::{Server, ServerBuilder, ServerHandle};
 
 pub use asp_proto as proto;
 

@@ -1,8 +1,10 @@
 //! Agent Socket (ASP/1) server and client on Tokio.
 //!
-//! A thin adapter: every protocol decision is in [`asp_proto`], the event
-//! loop in [`asp_driver`]; this crate opens sockets, does TLS (rustls) and
-//! the WebSocket upgrade (tokio-tungstenite), and runs the driver on Tokio.
+//! A thin adapter: every protocol decision is in [`asp_proto`]; the event
+//! loop, TLS, the WebSocket upgrade, the server and client builders and
+//! discovery are in [`asp_driver`], written once for every runtime. This
+//! crate gives them Tokio's sockets, timers and spawning ([`TokioRuntime`])
+//! and names the types for Tokio.
 //!
 //! ```no_run
 //! use asp_tokio::{ServerBuilder, ToolContext, ToolError};
@@ -23,26 +25,34 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod client;
-pub mod discovery;
 mod runtime;
-mod server;
 #[doc(hidden)]
 pub mod testing;
-pub mod tls;
 
+pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
 pub use asp_driver::{
-    Completion, Connection, ConnectionError, Invocation, InvokeError, Tool, ToolContext, ToolError, ToolRegistry,
-    SEND_BUDGET,
+    tls, Completion, ConnectError, Connection, ConnectionError, Discovered, Invocation, InvokeError, Tool, ToolContext,
+    ToolError, ToolRegistry, DEFAULT_PATH, SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;
-pub use client::{Client, ClientBuilder, ConnectError};
-pub use discovery::{Discovered, Discovery, DiscoveryBuilder};
 pub use runtime::TokioRuntime;
-pub use server::{Server, ServerBuilder, ServerHandle};
 
-/// The WebSocket subprotocol token of ASP/1.
-pub const SUBPROTOCOL: &str = "asp-v1";
+/// Configures and binds a [`Server`] on Tokio.
+pub type ServerBuilder = asp_driver::ServerBuilder<TokioRuntime>;
+/// A bound server on Tokio.
+pub type Server = asp_driver::Server<TokioRuntime>;
+/// A running server on Tokio.
+pub type ServerHandle = asp_driver::ServerHandle<TokioRuntime>;
+/// Configures a [`Client`] on Tokio.
+pub type ClientBuilder = asp_driver::ClientBuilder<TokioRuntime>;
+/// A connected client on Tokio.
+pub type Client = asp_driver::Client<TokioRuntime>;
+/// AID discovery with hickory on Tokio.
+pub type Discovery = asp_driver::Discovery<TokioRuntime>;
+/// Configures a [`Discovery`] on Tokio.
+pub type DiscoveryBuilder = asp_driver::DiscoveryBuilder<TokioRuntime>;
 
-/// The default upgrade path.
-pub const DEFAULT_PATH: &str = "/v1/agent-socket";
+/// The discovery module, under the name earlier releases used.
+pub mod discovery {
+    pub use asp_driver::discovery::*;
+}

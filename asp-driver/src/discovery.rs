@@ -1,6 +1,13 @@
 //! AID discovery over DNS (SPEC.md §16): from a domain to an agent's
 //! `wss://` endpoint. Parsing and selection are `asp_proto::aid`; this module
-//! asks DNS (hickory-resolver) and keeps a cache bounded by the record's TTL.
+//! asks DNS (hickory-resolver, on the adapter's runtime through
+//! [`Network::dns`]) and keeps a cache bounded by the record's TTL.
+//!
+//! The `.well-known/agent` fallback is one HTTPS GET. It is sent as
+//! HTTP/1.0 with `Connection: close`, so the answer can only be delimited by
+//! `Content-Length` or the end of the stream (never chunked), and parsed with
+//! `httparse`: that keeps this crate free of hyper, whose Tokio dependency
+//! the async-std/smol adapter must not have.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,15 +17,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::sync::Arc;
 
 use asp_proto::aid::{from_well_known_pairs, select, AidError, AidErrorCode, AidRecord};
-use bytes::Bytes;
+use futures::future::{select as race, Either};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::TokioResolver;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
+use hickory_resolver::Resolver;
+
+use crate::net::Network;
 
 /// Where a record came from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -50,9 +56,10 @@ pub struct Discovered {
     pub warnings: Vec<String>,
 }
 
-/// Configures a [`Discovery`].
+/// Configures a [`Discovery`] on the network (runtime) `N`.
 #[derive(Clone, Debug)]
-pub struct DiscoveryBuilder {
+pub struct DiscoveryBuilder<N> {
+    net: std::marker::PhantomData<fn() -> N>,
     nameservers: Option<Vec<SocketAddr>>,
     timeout: Duration,
     well_known: bool,
@@ -61,9 +68,10 @@ pub struct DiscoveryBuilder {
     well_known_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-impl Default for DiscoveryBuilder {
+impl<N> Default for DiscoveryBuilder<N> {
     fn default() -> Self {
         DiscoveryBuilder {
+            net: std::marker::PhantomData,
             nameservers: None,
             timeout: Duration::from_secs(5),
             well_known: true,
@@ -74,7 +82,7 @@ impl Default for DiscoveryBuilder {
     }
 }
 
-impl DiscoveryBuilder {
+impl<N: Network> DiscoveryBuilder<N> {
     /// Ask these name servers (UDP) instead of the system's: private
     /// deployments and tests.
     pub fn nameservers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
@@ -113,8 +121,9 @@ impl DiscoveryBuilder {
         self
     }
 
-    /// Builds the resolver.
-    pub fn build(self) -> Result<Discovery, AidError> {
+    /// Builds the resolver, on the network (runtime) `N`.
+    pub fn build(self) -> Result<Discovery<N>, AidError> {
+        let net = N::default();
         let lookup_failed = |e: NetError| AidError::new(AidErrorCode::DnsLookupFailed, e.to_string());
         let mut builder = match &self.nameservers {
             Some(servers) => {
@@ -129,9 +138,9 @@ impl DiscoveryBuilder {
                     })
                     .collect();
                 let config = ResolverConfig::from_parts(None, Vec::new(), configs);
-                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+                Resolver::builder_with_config(config, net.dns())
             }
-            None => TokioResolver::builder_tokio().map_err(lookup_failed)?,
+            None => Resolver::builder(net.dns()).map_err(lookup_failed)?,
         };
         let options = builder.options_mut();
         options.timeout = self.timeout;
@@ -148,13 +157,15 @@ impl DiscoveryBuilder {
         } else {
             None
         };
-        Ok(Discovery { resolver, cache: Mutex::new(HashMap::new()), well_known })
+        Ok(Discovery { net, resolver, cache: Mutex::new(HashMap::new()), well_known })
     }
 }
 
-/// Finds agents by domain name: `_agent.<domain>` TXT.
-pub struct Discovery {
-    resolver: TokioResolver,
+/// Finds agents by domain name: `_agent.<domain>` TXT, on the network
+/// (runtime) `N`; the adapters name this type for their runtime.
+pub struct Discovery<N: Network> {
+    net: N,
+    resolver: Resolver<N::Dns>,
     cache: Mutex<HashMap<String, (Instant, Discovered)>>,
     well_known: Option<WellKnown>,
 }
@@ -166,20 +177,20 @@ struct WellKnown {
     timeout: Duration,
 }
 
-impl std::fmt::Debug for Discovery {
+impl<N: Network> std::fmt::Debug for Discovery<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery").finish_non_exhaustive()
     }
 }
 
-impl Discovery {
+impl<N: Network> Discovery<N> {
     /// Discovery with the system's resolver configuration.
-    pub fn system() -> Result<Discovery, AidError> {
+    pub fn system() -> Result<Discovery<N>, AidError> {
         DiscoveryBuilder::default().build()
     }
 
     /// Configures a discovery.
-    pub fn builder() -> DiscoveryBuilder {
+    pub fn builder() -> DiscoveryBuilder<N> {
         DiscoveryBuilder::default()
     }
 
@@ -241,7 +252,7 @@ impl Discovery {
     }
 }
 
-impl Discovery {
+impl<N: Network> Discovery<N> {
     /// `GET https://<host>/.well-known/agent`: HTTPS only, no redirects, a
     /// JSON object of at most 64 KiB, within the time limit. Any failure is
     /// `ERR_FALLBACK_FAILED`, except a security failure of the record.
@@ -255,44 +266,31 @@ impl Discovery {
                 .iter()
                 .next()
                 .ok_or_else(|| fallback(format!("{host} has no address")))?;
-            let tcp = tokio::net::TcpStream::connect((ip, wk.port)).await.map_err(|e| fallback(e.to_string()))?;
+            let tcp = self.net.connect(ip.to_string(), wk.port).await.map_err(|e| fallback(e.to_string()))?;
             let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| fallback(e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(wk.tls.clone())
+            let mut tls = futures_rustls::TlsConnector::from(wk.tls.clone())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| fallback(format!("TLS: {e}")))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| fallback(e.to_string()))?;
-            tokio::spawn(connection);
-            let request = hyper::Request::get("/.well-known/agent")
-                .header(HOST, host)
-                .header(ACCEPT, "application/json")
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| fallback(e.to_string()))?;
-            let response = sender.send_request(request).await.map_err(|e| fallback(e.to_string()))?;
-            let status = response.status();
-            if status.is_redirection() {
-                return Err(fallback(format!("{status}: redirects are not followed")));
+            let request = format!(
+                "GET /.well-known/agent HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+            );
+            tls.write_all(request.as_bytes()).await.map_err(|e| fallback(e.to_string()))?;
+            tls.flush().await.map_err(|e| fallback(e.to_string()))?;
+            // Head and body together are bounded: a server that sends more
+            // than a maximal head plus a maximal body is refused unread.
+            let limit = WELL_KNOWN_MAX_BYTES + HEAD_MAX_BYTES;
+            let mut raw = Vec::new();
+            match (&mut tls).take(limit as u64 + 1).read_to_end(&mut raw).await {
+                // Servers often close TLS without close_notify: what was read
+                // stays in `raw`, and Content-Length or the JSON parser
+                // catches a body that was really cut short.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+                Err(e) => return Err(fallback(e.to_string())),
+                Ok(_) => {}
             }
-            if !status.is_success() {
-                return Err(fallback(format!("status {status}")));
-            }
-            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !content_type.starts_with("application/json") {
-                return Err(fallback(format!("content type `{content_type}`, not application/json")));
-            }
-            let mut body = response.into_body();
-            let mut bytes = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| fallback(e.to_string()))?;
-                if let Ok(data) = frame.into_data() {
-                    bytes.extend_from_slice(&data);
-                    if bytes.len() > WELL_KNOWN_MAX_BYTES {
-                        return Err(fallback(format!("body over {WELL_KNOWN_MAX_BYTES} bytes")));
-                    }
-                }
-            }
-            let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fallback(format!("JSON: {e}")))?;
+            let reply = parse_reply(&raw)?;
+            let json: serde_json::Value = serde_json::from_slice(reply).map_err(|e| fallback(format!("JSON: {e}")))?;
             let object = json.as_object().ok_or_else(|| fallback("not a JSON object".into()))?;
             let pairs = object.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)));
             let record = from_well_known_pairs(pairs).map_err(|e| match e.code {
@@ -307,7 +305,57 @@ impl Discovery {
                 warnings: Vec::new(),
             })
         };
-        tokio::time::timeout(wk.timeout, fetch).await.unwrap_or_else(|_| Err(fallback("timed out".into())))
+        let deadline = self.net.sleep_until(Instant::now() + wk.timeout);
+        match race(fetch.boxed(), deadline).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(fallback("timed out".into())),
+        }
+    }
+}
+
+/// Largest response head accepted from the fallback.
+const HEAD_MAX_BYTES: usize = 16 * 1024;
+
+/// The body of a complete HTTP/1.x response to the fallback's GET, after
+/// checking status (2xx, no redirects), content type and size.
+fn parse_reply(raw: &[u8]) -> Result<&[u8], AidError> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(fallback("incomplete response head".into())),
+        Err(e) => return Err(fallback(format!("malformed response: {e}"))),
+    };
+    let status = response.code.unwrap_or(0);
+    if (300..400).contains(&status) {
+        return Err(fallback(format!("status {status}: redirects are not followed")));
+    }
+    if !(200..300).contains(&status) {
+        return Err(fallback(format!("status {status}")));
+    }
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        return Err(fallback(format!("content type `{content_type}`, not application/json")));
+    }
+    if header("transfer-encoding").is_some() {
+        return Err(fallback("a transfer-encoded answer to an HTTP/1.0 request".into()));
+    }
+    let body = &raw[head_len..];
+    if body.len() > WELL_KNOWN_MAX_BYTES {
+        return Err(fallback(format!("body over {WELL_KNOWN_MAX_BYTES} bytes")));
+    }
+    match header("content-length").map(|v| v.parse::<usize>()) {
+        Some(Ok(n)) if n > WELL_KNOWN_MAX_BYTES => Err(fallback(format!("body over {WELL_KNOWN_MAX_BYTES} bytes"))),
+        Some(Ok(n)) if n != body.len() => Err(fallback(format!("body cut short: {} of {n} bytes", body.len()))),
+        Some(Err(_)) => Err(fallback("invalid Content-Length".into())),
+        _ => Ok(body),
     }
 }
 
@@ -365,6 +413,32 @@ mod tests {
         assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(unix_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
         assert_eq!(unix_seconds("2026-11-21T12:30:15Z"), Some(1_795_264_215));
+    }
+
+    fn reply(head: &str, body: &str) -> Vec<u8> {
+        format!("{head}\r\n\r\n{body}").into_bytes()
+    }
+
+    #[test]
+    fn fallback_replies_are_checked() {
+        let ok = reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2", "{}");
+        assert_eq!(parse_reply(&ok).unwrap(), b"{}");
+        let no_length = reply("HTTP/1.0 200 OK\r\ncontent-type: application/json; charset=utf-8", "{}");
+        assert_eq!(parse_reply(&no_length).unwrap(), b"{}");
+        let cases = [
+            (reply("HTTP/1.1 302 Found\r\nLocation: https://x/", ""), "redirect"),
+            (reply("HTTP/1.1 500 Oops\r\nContent-Type: application/json", "{}"), "status 500"),
+            (reply("HTTP/1.1 200 OK\r\nContent-Type: text/html", "{}"), "content type"),
+            (reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10", "{}"), "cut short"),
+            (reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked", "2"), "encoded"),
+            (b"HTTP/1.1 200 OK\r\nContent-Ty".to_vec(), "incomplete"),
+            (b"garbage\r\n\r\n".to_vec(), "malformed"),
+        ];
+        for (raw, why) in cases {
+            let err = parse_reply(&raw).unwrap_err();
+            assert_eq!(err.code, AidErrorCode::FallbackFailed);
+            assert!(err.message.contains(why), "{why}: {}", err.message);
+        }
     }
 
     #[test]

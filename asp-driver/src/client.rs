@@ -1,21 +1,21 @@
-//! The client: connect over `wss://`, handshake, then a [`Connection`].
+//! The client: connect over `wss://`, handshake, then a [`Connection`] —
+//! written once for every [`Network`].
 
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_driver::{run_connection, Connection, DriverConfig, Resumption, Tool, ToolRegistry};
 use asp_proto::aid::{AidError, AidErrorCode};
 use asp_proto::{CloseReason, Session, SessionConfig, ToolSpec};
 use futures::channel::oneshot;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
-use tokio_tungstenite::Connector;
 use tracing::Instrument;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::discovery::Discovery;
-use crate::server::websocket_config;
-use crate::{TokioRuntime, SUBPROTOCOL};
+use crate::net::{dial_websocket, websocket_config, Network};
+use crate::{run_connection, BoxTransport, Connection, DriverConfig, Resumption, Tool, ToolRegistry};
 
 /// Why a client could not connect.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum ConnectError {
     Tls(#[from] std::io::Error),
     /// TCP, TLS or the WebSocket upgrade failed.
     #[error("connection failed: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    WebSocket(#[from] tungstenite::Error),
     /// The server did not select the `asp-v1` subprotocol.
     #[error("the server did not accept the asp-v1 subprotocol")]
     Subprotocol,
@@ -41,8 +41,10 @@ pub enum ConnectError {
     Discovery(#[from] AidError),
 }
 
-/// Configures a [`Client`].
-pub struct ClientBuilder {
+/// Configures a [`Client`] on the network `N` (an adapter's runtime type;
+/// the adapters name this type for their runtime).
+pub struct ClientBuilder<N> {
+    net: N,
     url: String,
     token: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -51,7 +53,7 @@ pub struct ClientBuilder {
     tools: ToolRegistry,
 }
 
-impl std::fmt::Debug for ClientBuilder {
+impl<N> std::fmt::Debug for ClientBuilder<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("url", &self.url)
@@ -63,16 +65,31 @@ impl std::fmt::Debug for ClientBuilder {
     }
 }
 
-impl ClientBuilder {
+impl<N: Network> ClientBuilder<N> {
     /// A client for `url` (`wss://…`).
     pub fn new(url: impl Into<String>) -> Self {
         ClientBuilder {
+            net: N::default(),
             url: url.into(),
             token: None,
             tls: None,
             plaintext: false,
             session: SessionConfig::default(),
             tools: ToolRegistry::new(),
+        }
+    }
+
+    /// Runs on another runtime of the same adapter (asp-async-std: smol
+    /// instead of async-std).
+    pub fn runtime<M: Network>(self, net: M) -> ClientBuilder<M> {
+        ClientBuilder {
+            net,
+            url: self.url,
+            token: self.token,
+            tls: self.tls,
+            plaintext: self.plaintext,
+            session: self.session,
+            tools: self.tools,
         }
     }
 
@@ -115,7 +132,7 @@ impl ClientBuilder {
     /// say `p=websocket` with a `wss://` URI (a `ws://` one is refused as
     /// `ERR_SECURITY`). Configure trust and tokens on the result, then
     /// [`connect`](Self::connect).
-    pub async fn for_domain(domain: &str, discovery: &Discovery) -> Result<ClientBuilder, ConnectError> {
+    pub async fn for_domain(domain: &str, discovery: &Discovery<N>) -> Result<ClientBuilder<N>, ConnectError> {
         let found = discovery.discover(domain, Some("websocket")).await?;
         if found.record.proto != "websocket" {
             let why =
@@ -128,7 +145,7 @@ impl ClientBuilder {
     /// Connects, upgrades with `asp-v1`, and completes the ASP handshake.
     /// If the transport drops later, the client reconnects by itself and
     /// resumes the session (unless resume is off in the session config).
-    pub async fn connect(self) -> Result<Client, ConnectError> {
+    pub async fn connect(self) -> Result<Client<N>, ConnectError> {
         let request = self.url.as_str().into_client_request()?;
         match request.uri().scheme_str() {
             Some("wss") => {}
@@ -140,8 +157,13 @@ impl ClientBuilder {
             Some(tls) => tls,
             None => crate::tls::client_config(None)?,
         };
-        let dialer =
-            Dialer { url: self.url.clone(), token: self.token, tls, ws_config: websocket_config(&self.session) };
+        let dialer = Dialer {
+            net: self.net.clone(),
+            url: self.url.clone(),
+            token: self.token,
+            tls,
+            ws_config: websocket_config(&self.session),
+        };
         let ws = dialer.dial().await?;
         let mut session_config = self.session;
         session_config.tools = self.tools.specs();
@@ -152,11 +174,11 @@ impl ClientBuilder {
             let dialer = dialer.clone();
             Box::pin(async move { dialer.dial().await.map_err(|e| e.to_string()) })
         }));
-        let (conn, driver) = run_connection(TokioRuntime, ws, session, config, Some(ready_tx), reconnect);
+        let (conn, driver) = run_connection(self.net.clone(), ws, session, config, Some(ready_tx), reconnect);
         let span = tracing::info_span!("asp_client", url = %self.url, cid = tracing::field::Empty);
-        tokio::spawn(driver.instrument(span));
+        self.net.spawn(Box::pin(driver.instrument(span)));
         match ready.await {
-            Ok(Ok(())) => Ok(Client { conn }),
+            Ok(Ok(())) => Ok(Client { conn, net: PhantomData }),
             Ok(Err(reason)) => Err(ConnectError::Rejected(reason)),
             Err(_) => Err(ConnectError::Rejected(conn.closed().await)),
         }
@@ -165,53 +187,48 @@ impl ClientBuilder {
 
 /// Everything needed to open a transport to the server again.
 #[derive(Clone)]
-struct Dialer {
+struct Dialer<N> {
+    net: N,
     url: String,
     token: Option<String>,
     tls: Arc<rustls::ClientConfig>,
-    ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+    ws_config: WebSocketConfig,
 }
 
-type ClientTransport = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-impl Dialer {
-    /// TCP, TLS, and the WebSocket upgrade offering `asp-v1`.
-    async fn dial(&self) -> Result<ClientTransport, ConnectError> {
-        let mut request = self.url.as_str().into_client_request()?;
-        let headers = request.headers_mut();
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
-        if let Some(token) = &self.token {
-            let value =
-                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ConnectError::Url(e.to_string()))?;
-            headers.insert(header::AUTHORIZATION, value);
-        }
-        let connector = Some(Connector::Rustls(self.tls.clone()));
-        let (ws, response) =
-            tokio_tungstenite::connect_async_tls_with_config(request, Some(self.ws_config), true, connector).await?;
-        let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
-        if selected != Some(SUBPROTOCOL) {
-            return Err(ConnectError::Subprotocol);
-        }
-        Ok(ws)
+impl<N: Network> Dialer<N> {
+    async fn dial(&self) -> Result<BoxTransport, ConnectError> {
+        dial_websocket(&self.net, &self.url, self.token.as_deref(), self.tls.clone(), self.ws_config).await
     }
 }
 
 /// A connected client: a [`Connection`] to the server.
-#[derive(Clone, Debug)]
-pub struct Client {
+pub struct Client<N> {
     conn: Connection,
+    net: PhantomData<fn() -> N>,
 }
 
-impl Client {
+impl<N> Clone for Client<N> {
+    fn clone(&self) -> Self {
+        Client { conn: self.conn.clone(), net: PhantomData }
+    }
+}
+
+impl<N> std::fmt::Debug for Client<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Client").field(&self.conn).finish()
+    }
+}
+
+impl<N: Network> Client<N> {
     /// Discovers the agent at `domain` with the system's resolver and
     /// connects to it, trusting the webpki roots.
-    pub async fn connect_domain(domain: &str) -> Result<Client, ConnectError> {
+    pub async fn connect_domain(domain: &str) -> Result<Client<N>, ConnectError> {
         let discovery = Discovery::system()?;
         ClientBuilder::for_domain(domain, &discovery).await?.connect().await
     }
 }
 
-impl Deref for Client {
+impl<N> Deref for Client<N> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {

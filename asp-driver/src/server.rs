@@ -1,27 +1,26 @@
-//! The server: TCP accept, TLS, the WebSocket upgrade with its checks, and
-//! one driver task per connection.
+//! The server: accept, TLS, the WebSocket upgrade with its checks, and one
+//! driver task per connection — written once for every [`Network`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asp_driver::{
+use asp_proto::{ErrorCode, HelloInfo, Session, SessionConfig, ToolSpec};
+use futures::channel::oneshot;
+use futures::future::{select, AbortHandle, Abortable, Either};
+use futures::FutureExt;
+use tracing::Instrument;
+
+use crate::net::{accept_websocket, websocket_config, Network, UpgradePolicy, DEFAULT_PATH};
+use crate::{
     run_connection, AuthHook, BoxTransport, Connection, DriverConfig, OsEntropy, ResumeRegistry, Resumption, Tool,
     ToolRegistry,
 };
-use asp_proto::{ErrorCode, HelloInfo, Session, SessionConfig, ToolSpec};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{self, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tracing::Instrument;
 
-use crate::{TokioRuntime, DEFAULT_PATH, SUBPROTOCOL};
-
-/// Configures and binds a [`Server`].
-pub struct ServerBuilder {
+/// Configures and binds a [`Server`] on the network `N` (an adapter's
+/// runtime type; the adapters name this type for their runtime).
+pub struct ServerBuilder<N> {
+    net: N,
     addr: SocketAddr,
     path: String,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -32,12 +31,13 @@ pub struct ServerBuilder {
     tools: ToolRegistry,
 }
 
-impl ServerBuilder {
+impl<N: Network> ServerBuilder<N> {
     /// A server on `addr`, path `/v1/agent-socket`, default limits, no tools.
     /// It needs TLS ([`tls`](Self::tls)) unless
     /// [`allow_plaintext`](Self::allow_plaintext) is set.
     pub fn new(addr: SocketAddr) -> Self {
         ServerBuilder {
+            net: N::default(),
             addr,
             path: DEFAULT_PATH.to_owned(),
             tls: None,
@@ -46,6 +46,22 @@ impl ServerBuilder {
             auth: None,
             session: SessionConfig::default(),
             tools: ToolRegistry::new(),
+        }
+    }
+
+    /// Runs on another runtime of the same adapter (asp-async-std: smol
+    /// instead of async-std).
+    pub fn runtime<M: Network>(self, net: M) -> ServerBuilder<M> {
+        ServerBuilder {
+            net,
+            addr: self.addr,
+            path: self.path,
+            tls: self.tls,
+            plaintext: self.plaintext,
+            origins: self.origins,
+            auth: self.auth,
+            session: self.session,
+            tools: self.tools,
         }
     }
 
@@ -102,23 +118,23 @@ impl ServerBuilder {
     }
 
     /// Binds the listener.
-    pub async fn bind(self) -> std::io::Result<Server> {
+    pub async fn bind(self) -> std::io::Result<Server<N>> {
         if self.tls.is_none() && !self.plaintext {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "a server needs TLS; plain ws:// must be enabled with allow_plaintext()",
             ));
         }
-        let listener = TcpListener::bind(self.addr).await?;
-        let local_addr = listener.local_addr()?;
+        let listener = self.net.bind(self.addr).await?;
+        let local_addr = N::local_addr(&listener)?;
         let session = self.session;
         Ok(Server {
-            listener,
+            net: self.net,
+            listener: Arc::new(listener),
             local_addr,
             inner: Arc::new(Inner {
-                path: self.path,
+                policy: Arc::new(UpgradePolicy { path: self.path, origins: self.origins }),
                 tls: self.tls,
-                origins: self.origins,
                 driver: DriverConfig { session, tools: self.tools, auth: self.auth },
                 connections: Mutex::new(Vec::new()),
                 resume: ResumeRegistry::new(),
@@ -128,9 +144,8 @@ impl ServerBuilder {
 }
 
 struct Inner {
-    path: String,
+    policy: Arc<UpgradePolicy>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    origins: Option<Vec<String>>,
     driver: DriverConfig,
     connections: Mutex<Vec<Connection>>,
     /// Resumable sessions by key, so a reconnecting client gets its own back.
@@ -138,13 +153,14 @@ struct Inner {
 }
 
 /// A bound server; [`spawn`](Self::spawn) it to accept connections.
-pub struct Server {
-    listener: TcpListener,
+pub struct Server<N: Network> {
+    net: N,
+    listener: Arc<N::Listener>,
     local_addr: SocketAddr,
     inner: Arc<Inner>,
 }
 
-impl Server {
+impl<N: Network> Server<N> {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -153,7 +169,7 @@ impl Server {
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         let scheme = if self.inner.tls.is_some() { "wss" } else { "ws" };
-        format!("{scheme}://{}{}", self.local_addr, self.inner.path)
+        format!("{scheme}://{}{}", self.local_addr, self.inner.policy.path)
     }
 
     /// The server's tools: add and remove them while clients are connected.
@@ -162,25 +178,32 @@ impl Server {
     }
 
     /// Accepts connections in the background.
-    pub fn spawn(self) -> ServerHandle {
-        let (stop_tx, stop_rx) = watch::channel(false);
+    pub fn spawn(self) -> ServerHandle<N> {
+        let (stop, registration) = AbortHandle::new_pair();
+        let (done_tx, done) = oneshot::channel();
         let url = self.url();
         let inner = self.inner.clone();
-        let task = tokio::spawn(accept_loop(self.listener, self.inner, stop_rx));
-        ServerHandle { local_addr: self.local_addr, url, inner, stop: stop_tx, task }
+        let accepting = Abortable::new(accept_loop(self.net.clone(), self.listener, self.inner), registration);
+        self.net.spawn(Box::pin(async move {
+            let _ = accepting.await;
+            let _ = done_tx.send(());
+        }));
+        ServerHandle { net: self.net, local_addr: self.local_addr, url, inner, stop, done }
     }
 }
 
 /// A running server.
-pub struct ServerHandle {
+pub struct ServerHandle<N> {
+    net: N,
     local_addr: SocketAddr,
     url: String,
     inner: Arc<Inner>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    stop: AbortHandle,
+    /// Fires (or is dropped) when the accept loop has ended.
+    done: oneshot::Receiver<()>,
 }
 
-impl ServerHandle {
+impl<N: Network> ServerHandle<N> {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -205,107 +228,49 @@ impl ServerHandle {
 
     /// Waits until the accept loop ends (after [`shutdown`](Self::shutdown)).
     pub async fn closed(self) {
-        let _ = self.task.await;
+        let _ = self.done.await;
     }
 
     /// Graceful shutdown: stop accepting, GOAWAY to every connection, wait
     /// up to `drain` for their invocations, then close what is left.
     pub async fn shutdown(self, drain: Duration) {
-        let _ = self.stop.send(true);
+        self.stop.abort();
         let connections = self.connections();
         for c in &connections {
             let _ = c.goaway(Some(drain));
         }
         let deadline = Instant::now() + drain + Duration::from_secs(1);
         for c in &connections {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if tokio::time::timeout(remaining, c.closed()).await.is_err() {
+            let closed = c.closed().boxed();
+            if let Either::Right(_) = select(closed, self.net.sleep_until(deadline)).await {
                 let _ = c.close(ErrorCode::GOING_AWAY, "server shutting down");
             }
         }
-        let _ = self.task.await;
+        let _ = self.done.await;
     }
 }
 
-async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop<N: Network>(net: N, listener: Arc<N::Listener>, inner: Arc<Inner>) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let inner = inner.clone();
-                    let span = tracing::info_span!("asp_connection", %peer, cid = tracing::field::Empty);
-                    tokio::spawn(serve(tcp, inner).instrument(span));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn serve(tcp: TcpStream, inner: Arc<Inner>) {
-    let _ = tcp.set_nodelay(true);
-    match inner.tls.clone() {
-        Some(tls) => match tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await {
-            Ok(stream) => upgrade(stream, inner).await,
-            Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
-        },
-        None => upgrade(tcp, inner).await,
-    }
-}
-
-/// Why an upgrade request is refused, as an HTTP response.
-#[allow(clippy::result_large_err)]
-fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
-    let mut response = http::Response::new(Some(why.to_owned()));
-    *response.status_mut() = status;
-    response
-}
-
-async fn upgrade<S>(stream: S, inner: Arc<Inner>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut token = None;
-    // The error type is tungstenite's `Callback` contract, not our choice.
-    #[allow(clippy::result_large_err)]
-    let check = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
-        if request.uri().path() != inner.path {
-            return Err(refuse(StatusCode::NOT_FOUND, "no Agent Socket endpoint at this path"));
-        }
-        if let (Some(allowed), Some(origin)) = (&inner.origins, request.headers().get(http::header::ORIGIN)) {
-            let origin = origin.to_str().unwrap_or_default();
-            if !allowed.iter().any(|a| a == origin) {
-                return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
+        match net.accept(listener.clone()).await {
+            Ok((tcp, peer)) => {
+                let span = tracing::info_span!("asp_connection", %peer, cid = tracing::field::Empty);
+                net.spawn(Box::pin(serve(net.clone(), tcp, inner.clone()).instrument(span)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                net.sleep_until(Instant::now() + Duration::from_millis(50)).await;
             }
         }
-        let offered = request
-            .headers()
-            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == SUBPROTOCOL);
-        if !offered {
-            return Err(refuse(StatusCode::BAD_REQUEST, "the asp-v1 WebSocket subprotocol is required"));
-        }
-        response.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
-        token = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        Ok(response)
-    };
+    }
+}
+
+async fn serve<N: Network>(net: N, tcp: N::Tcp, inner: Arc<Inner>) {
     let ws_config = websocket_config(&inner.driver.session);
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config)).await {
-        Ok(ws) => ws,
+    let (transport, token) = match accept_websocket(tcp, inner.tls.clone(), inner.policy.clone(), ws_config).await {
+        Ok(accepted) => accepted,
         Err(e) => {
-            tracing::debug!(error = %e, "upgrade refused");
+            tracing::debug!(error = %e, "connection refused before the session");
             return;
         }
     };
@@ -313,22 +278,12 @@ where
     config.session.tools = config.tools.specs();
     let mut session = Session::server(config.session.clone(), Instant::now(), Box::new(OsEntropy));
     session.set_transport_token(token);
-    let transport: BoxTransport = Box::new(ws);
     let resumption = Resumption::Server(inner.resume.clone());
-    let (conn, driver) = run_connection(TokioRuntime, transport, session, config, None, resumption);
+    let (conn, driver) = run_connection(net, transport, session, config, None, resumption);
     {
         let mut list = inner.connections.lock().expect("lock");
         list.retain(|c| !c.is_closed());
         list.push(conn);
     }
     driver.await;
-}
-
-/// WebSocket limits that fit the session's: a message holds whole frames,
-/// coalesced, so allow a few maximal frames per message.
-pub(crate) fn websocket_config(session: &SessionConfig) -> WebSocketConfig {
-    let max_frame = session.max_frame_payload as usize + asp_proto::FrameHeader::LEN;
-    WebSocketConfig::default()
-        .max_message_size(Some((max_frame * 4).max(16 << 20)))
-        .max_frame_size(Some((max_frame * 4).max(16 << 20)))
 }

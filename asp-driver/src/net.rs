@@ -1,0 +1,205 @@
+//! What a runtime adapter supplies — TCP sockets, spawning, timers, a DNS
+//! runtime — and everything above TCP, which is the same on every runtime:
+//! TLS (futures-rustls), the WebSocket upgrade (async-tungstenite) and the
+//! checks ASP puts on it (SPEC.md §2).
+//!
+//! Keeping the line at TCP means the Tokio and the async-std/smol adapters
+//! differ in about a hundred lines each, and a fix to the upgrade or to TLS
+//! lands on both at once.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use futures::{AsyncRead, AsyncWrite};
+use rustls_pki_types::ServerName;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::http::{self, header, HeaderValue, StatusCode};
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::client::ConnectError;
+use crate::{BoxFuture, BoxTransport, Runtime};
+
+/// The WebSocket subprotocol token of ASP/1.
+pub const SUBPROTOCOL: &str = "asp-v1";
+
+/// The default upgrade path.
+pub const DEFAULT_PATH: &str = "/v1/agent-socket";
+
+/// A runtime's sockets, on top of its [`Runtime`] (spawning and timers).
+///
+/// Streams are `futures-io` streams; a Tokio adapter wraps its own with
+/// `tokio-util`'s compat layer. Implementations set `TCP_NODELAY` on every
+/// stream: ASP writes whole frames and batches them itself.
+pub trait Network: Runtime + Default {
+    /// A connected TCP stream.
+    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// A bound TCP listener.
+    type Listener: Send + Sync + 'static;
+    /// The runtime provider hickory's resolver uses for discovery.
+    type Dns: hickory_resolver::net::runtime::RuntimeProvider;
+
+    /// Binds a listener.
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>>;
+    /// The address a listener is bound to.
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
+    /// Accepts the next connection.
+    fn accept(&self, listener: Arc<Self::Listener>) -> BoxFuture<io::Result<(Self::Tcp, SocketAddr)>>;
+    /// Connects to `host` (a name the system resolves, or an address).
+    fn connect(&self, host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>>;
+    /// A DNS runtime provider for hickory.
+    fn dns(&self) -> Self::Dns;
+}
+
+/// WebSocket limits that fit the session's: a message holds whole frames,
+/// coalesced, so allow a few maximal frames per message.
+pub fn websocket_config(session: &asp_proto::SessionConfig) -> WebSocketConfig {
+    let max_frame = session.max_frame_payload as usize + asp_proto::FrameHeader::LEN;
+    WebSocketConfig::default()
+        .max_message_size(Some((max_frame * 4).max(16 << 20)))
+        .max_frame_size(Some((max_frame * 4).max(16 << 20)))
+}
+
+/// Which upgrade requests a server accepts.
+#[derive(Debug)]
+pub(crate) struct UpgradePolicy {
+    pub(crate) path: String,
+    pub(crate) origins: Option<Vec<String>>,
+}
+
+fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
+    let mut response = http::Response::new(Some(why.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+impl UpgradePolicy {
+    /// Checks one upgrade request: path (404), `Origin` (403), `asp-v1`
+    /// offered (400). On success the response selects `asp-v1` and the
+    /// bearer token of `Authorization`, if any, is returned beside it.
+    #[allow(clippy::result_large_err)] // tungstenite's `Callback` contract
+    fn check(&self, request: &Request, mut response: Response) -> Result<(Response, Option<String>), ErrorResponse> {
+        if request.uri().path() != self.path {
+            return Err(refuse(StatusCode::NOT_FOUND, "no Agent Socket endpoint at this path"));
+        }
+        if let (Some(allowed), Some(origin)) = (&self.origins, request.headers().get(header::ORIGIN)) {
+            let origin = origin.to_str().unwrap_or_default();
+            if !allowed.iter().any(|a| a == origin) {
+                return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
+            }
+        }
+        let offered = request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == SUBPROTOCOL);
+        if !offered {
+            return Err(refuse(StatusCode::BAD_REQUEST, "the asp-v1 WebSocket subprotocol is required"));
+        }
+        response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+        let token = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        Ok((response, token))
+    }
+}
+
+/// Server side of one connection: TLS if configured, then the upgrade.
+/// Returns the WebSocket and the upgrade's bearer token.
+pub(crate) async fn accept_websocket<S>(
+    tcp: S,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    policy: Arc<UpgradePolicy>,
+    config: WebSocketConfig,
+) -> Result<(BoxTransport, Option<String>), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match tls {
+        Some(tls) => {
+            let stream = futures_rustls::TlsAcceptor::from(tls).accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            upgrade(stream, policy, config).await
+        }
+        None => upgrade(tcp, policy, config).await,
+    }
+}
+
+async fn upgrade<S>(
+    stream: S,
+    policy: Arc<UpgradePolicy>,
+    config: WebSocketConfig,
+) -> Result<(BoxTransport, Option<String>), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (token_tx, mut token_rx) = oneshot::channel();
+    #[allow(clippy::result_large_err)]
+    let check = move |request: &Request, response: Response| {
+        let (response, token) = policy.check(request, response)?;
+        let _ = token_tx.send(token);
+        Ok(response)
+    };
+    let ws = async_tungstenite::accept_hdr_async_with_config(stream, check, Some(config))
+        .await
+        .map_err(|e| format!("upgrade refused: {e}"))?;
+    let token = token_rx.try_recv().ok().flatten().flatten();
+    Ok((Box::new(ws), token))
+}
+
+/// Client side: TCP, TLS for `wss://`, and the upgrade offering `asp-v1`
+/// with the bearer token; fails unless the server selects `asp-v1`.
+pub(crate) async fn dial_websocket<N: Network>(
+    net: &N,
+    url: &str,
+    token: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+    config: WebSocketConfig,
+) -> Result<BoxTransport, ConnectError> {
+    let mut request = url.into_client_request()?;
+    let headers = request.headers_mut();
+    headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    if let Some(token) = token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ConnectError::Url(e.to_string()))?;
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let uri = request.uri();
+    let secure = uri.scheme_str() == Some("wss");
+    let host = uri.host().ok_or_else(|| ConnectError::Url(format!("{url}: no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = net.connect(host.clone(), port).await.map_err(tungstenite::Error::Io)?;
+    let (transport, response): (BoxTransport, _) = if secure {
+        let name = ServerName::try_from(host).map_err(|e| ConnectError::Url(e.to_string()))?;
+        let stream =
+            futures_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(tungstenite::Error::Io)?;
+        let (ws, response) = async_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+        (Box::new(ws), response)
+    } else {
+        let (ws, response) = async_tungstenite::client_async_with_config(request, tcp, Some(config)).await?;
+        (Box::new(ws), response)
+    };
+    let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
+    if selected != Some(SUBPROTOCOL) {
+        return Err(ConnectError::Subprotocol);
+    }
+    Ok(transport)
+}
+
+/// A raw WebSocket to an ASP server (upgrade and TLS done, no session):
+/// for tests that speak bytes the session never would.
+#[doc(hidden)]
+pub async fn dial_raw<N: Network>(
+    net: &N,
+    url: &str,
+    token: Option<&str>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<BoxTransport, ConnectError> {
+    dial_websocket(net, url, token, tls, WebSocketConfig::default()).await
+}
