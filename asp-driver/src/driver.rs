@@ -482,9 +482,14 @@ where
                 }
                 Event::Writable { .. } => self.retry_pending(),
                 Event::PeerToolsChanged => {
+                    // The handshake's tools were published with `Connected`
+                    // already; a watcher added after `connect` returned must
+                    // not see them as a change.
                     let mut shared = self.conn.shared.lock().expect("lock");
-                    shared.peer_tools = self.session.peer_tools().clone();
-                    shared.tool_watchers.retain(|w| w.unbounded_send(()).is_ok());
+                    if shared.peer_tools != *self.session.peer_tools() {
+                        shared.peer_tools = self.session.peer_tools().clone();
+                        shared.tool_watchers.retain(|w| w.unbounded_send(()).is_ok());
+                    }
                 }
                 Event::Closed(reason) => self.on_closed(reason),
                 _ => {}

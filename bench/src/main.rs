@@ -15,8 +15,10 @@ mod raw;
 
 use std::time::{Duration, Instant};
 
+use asp_async_std::{AsyncStd, Smol};
+use asp_driver::{Client, ClientBuilder, Network, ServerBuilder, ServerHandle, ToolContext, ToolError};
 use asp_proto::{ToolSpec, Value};
-use asp_tokio::{ClientBuilder, ServerBuilder, ToolContext, ToolError};
+use asp_tokio::TokioRuntime;
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -34,6 +36,7 @@ fn args() -> (usize, usize, usize) {
     (get("--calls", 5000), get("--warmup", 500), get("--chunks", 200_000))
 }
 
+#[derive(Clone)]
 pub(crate) struct Latency {
     pub(crate) p50: Duration,
     pub(crate) p90: Duration,
@@ -46,8 +49,8 @@ pub(crate) fn latency(mut samples: Vec<Duration>) -> Latency {
     Latency { p50: at(0.5), p90: at(0.9), p99: at(0.99) }
 }
 
-async fn asp_server(tls: Option<&Tls>, chunks: usize) -> asp_tokio::ServerHandle {
-    let builder = ServerBuilder::new("127.0.0.1:0".parse().expect("address"))
+async fn asp_server<N: Network>(tls: Option<&Tls>, chunks: usize) -> ServerHandle<N> {
+    let builder = ServerBuilder::<N>::new("127.0.0.1:0".parse().expect("address"))
         .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
         .tool(ToolSpec::named("stream"), move |ctx: ToolContext, _a: Value| async move {
             let chunk = Bytes::from_static(&[b'x'; PAYLOAD]);
@@ -63,8 +66,8 @@ async fn asp_server(tls: Option<&Tls>, chunks: usize) -> asp_tokio::ServerHandle
     builder.bind().await.expect("bind").spawn()
 }
 
-async fn asp_client(url: &str, tls: Option<&Tls>) -> asp_tokio::Client {
-    let builder = ClientBuilder::new(url);
+async fn asp_client<N: Network>(url: &str, tls: Option<&Tls>) -> Client<N> {
+    let builder = ClientBuilder::<N>::new(url);
     let builder = match tls {
         Some(t) => builder.trust_pem(t.cert_pem.as_bytes()).expect("tls"),
         None => builder.allow_plaintext(),
@@ -72,9 +75,9 @@ async fn asp_client(url: &str, tls: Option<&Tls>) -> asp_tokio::Client {
     builder.connect().await.expect("connect")
 }
 
-async fn asp_round_trips(tls: Option<&Tls>, calls: usize, warmup: usize) -> Latency {
-    let server = asp_server(tls, 0).await;
-    let client = asp_client(server.url(), tls).await;
+async fn asp_round_trips<N: Network>(tls: Option<&Tls>, calls: usize, warmup: usize) -> Latency {
+    let server = asp_server::<N>(tls, 0).await;
+    let client = asp_client::<N>(server.url(), tls).await;
     let payload = Value::Binary(vec![7; PAYLOAD]);
     let mut samples = Vec::with_capacity(calls);
     for i in 0..warmup + calls {
@@ -89,9 +92,9 @@ async fn asp_round_trips(tls: Option<&Tls>, calls: usize, warmup: usize) -> Late
     latency(samples)
 }
 
-async fn asp_streaming(tls: Option<&Tls>, chunks: usize) -> f64 {
-    let server = asp_server(tls, chunks).await;
-    let client = asp_client(server.url(), tls).await;
+async fn asp_streaming<N: Network>(tls: Option<&Tls>, chunks: usize) -> f64 {
+    let server = asp_server::<N>(tls, chunks).await;
+    let client = asp_client::<N>(server.url(), tls).await;
     let started = Instant::now();
     let mut inv = client.invoke("stream", Value::Nil).await.expect("invoke");
     let mut bytes = 0;
@@ -109,47 +112,79 @@ fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
-#[tokio::main]
-async fn main() {
+/// Runs `future` on a fresh two-thread Tokio runtime.
+fn on_tokio<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+fn main() {
     let (calls, warmup, chunks) = args();
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
     let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
+    let tls = &tls;
 
     eprintln!("round trips: {calls} calls after {warmup} warm-up, {PAYLOAD}-byte payload …");
-    let raw_ws = raw::round_trips(None, calls, warmup).await;
-    let raw_wss = raw::round_trips(Some(&tls), calls, warmup).await;
-    let asp_ws = asp_round_trips(None, calls, warmup).await;
-    let asp_wss = asp_round_trips(Some(&tls), calls, warmup).await;
+    let raw_ws = on_tokio(raw::round_trips(None, calls, warmup));
+    let raw_wss = on_tokio(raw::round_trips(Some(tls), calls, warmup));
+    let round_trips = [
+        ("raw tokio-tungstenite echo, ws://", raw_ws.clone(), &raw_ws),
+        ("raw tokio-tungstenite echo, wss://", raw_wss.clone(), &raw_wss),
+        ("ASP invoke echo, asp-tokio, ws://", on_tokio(asp_round_trips::<TokioRuntime>(None, calls, warmup)), &raw_ws),
+        (
+            "ASP invoke echo, asp-tokio, wss://",
+            on_tokio(asp_round_trips::<TokioRuntime>(Some(tls), calls, warmup)),
+            &raw_wss,
+        ),
+        (
+            "ASP invoke echo, asp-async-std, ws://",
+            async_std::task::block_on(asp_round_trips::<AsyncStd>(None, calls, warmup)),
+            &raw_ws,
+        ),
+        (
+            "ASP invoke echo, asp-async-std, wss://",
+            async_std::task::block_on(asp_round_trips::<AsyncStd>(Some(tls), calls, warmup)),
+            &raw_wss,
+        ),
+        (
+            "ASP invoke echo, asp-async-std on smol, wss://",
+            smol::block_on(asp_round_trips::<Smol>(Some(tls), calls, warmup)),
+            &raw_wss,
+        ),
+    ];
     eprintln!("streaming: {chunks} chunks of {PAYLOAD} bytes …");
-    let raw_stream = raw::streaming(Some(&tls), chunks).await;
-    let asp_stream = asp_streaming(Some(&tls), chunks).await;
+    let raw_stream = on_tokio(raw::streaming(Some(tls), chunks));
+    let streams = [
+        ("raw binary messages (batched writes)", raw_stream),
+        ("ASP STREAM frames, asp-tokio", on_tokio(asp_streaming::<TokioRuntime>(Some(tls), chunks))),
+        ("ASP STREAM frames, asp-async-std", async_std::task::block_on(asp_streaming::<AsyncStd>(Some(tls), chunks))),
+        ("ASP STREAM frames, asp-async-std on smol", smol::block_on(asp_streaming::<Smol>(Some(tls), chunks))),
+    ];
 
     println!("| round trip ({PAYLOAD} B, sequential) | p50 µs | p90 µs | p99 µs | p50 vs raw |");
     println!("|---|---:|---:|---:|---:|");
     let ratio = |a: &Latency, b: &Latency| a.p50.as_secs_f64() / b.p50.as_secs_f64();
-    for (name, l, floor) in [
-        ("raw tokio-tungstenite echo, ws://", &raw_ws, &raw_ws),
-        ("raw tokio-tungstenite echo, wss://", &raw_wss, &raw_wss),
-        ("ASP invoke echo, ws://", &asp_ws, &raw_ws),
-        ("ASP invoke echo, wss://", &asp_wss, &raw_wss),
-    ] {
+    for (name, l, floor) in &round_trips {
         println!("| {name} | {} | {} | {} | {:.2}x |", us(l.p50), us(l.p90), us(l.p99), ratio(l, floor));
     }
     println!();
     println!("| streaming {PAYLOAD} B chunks, wss:// | chunks/s | MB/s | vs raw |");
     println!("|---|---:|---:|---:|");
-    for (name, rate) in [("raw binary messages (batched writes)", raw_stream), ("ASP STREAM frames", asp_stream)] {
+    for (name, rate) in &streams {
         println!("| {name} | {:.0} | {:.1} | {:.2}x |", rate, rate * PAYLOAD as f64 / 1e6, rate / raw_stream);
     }
     let json = serde_json::json!({
         "payload_bytes": PAYLOAD, "calls": calls, "chunks": chunks,
-        "round_trip_us": {
-            "raw_ws": [us(raw_ws.p50), us(raw_ws.p90), us(raw_ws.p99)],
-            "raw_wss": [us(raw_wss.p50), us(raw_wss.p90), us(raw_wss.p99)],
-            "asp_ws": [us(asp_ws.p50), us(asp_ws.p90), us(asp_ws.p99)],
-            "asp_wss": [us(asp_wss.p50), us(asp_wss.p90), us(asp_wss.p99)],
-        },
-        "streaming_chunks_per_s": { "raw_wss": raw_stream, "asp_wss": asp_stream },
+        "round_trip_us": round_trips.iter().map(|(name, l, floor)| serde_json::json!({
+            "name": name, "p50": us(l.p50), "p90": us(l.p90), "p99": us(l.p99), "p50_vs_raw": ratio(l, floor),
+        })).collect::<Vec<_>>(),
+        "streaming_chunks_per_s": streams.iter().map(|(name, rate)| serde_json::json!({
+            "name": name, "chunks_per_s": rate, "vs_raw": rate / raw_stream,
+        })).collect::<Vec<_>>(),
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/asp-bench.json");
     let _ = std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"));

@@ -1,0 +1,95 @@
+//! Spawning, timers and sockets on `async-io`, with the executor of
+//! async-std or of smol.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use asp_driver::{BoxFuture, Network, Runtime};
+use async_net::{TcpListener, TcpStream};
+
+use crate::dns::AsyncIoDns;
+
+/// Where connection tasks run: the only thing async-std and smol do
+/// differently for this crate.
+pub trait Executor: Copy + Default + Send + Sync + 'static {
+    /// Runs `future` in the background, detached.
+    fn spawn(future: BoxFuture<()>);
+}
+
+/// async-std's global executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStdExecutor;
+
+impl Executor for AsyncStdExecutor {
+    fn spawn(future: BoxFuture<()>) {
+        // Dropping async-std's JoinHandle detaches the task.
+        drop(async_std::task::spawn(future));
+    }
+}
+
+/// smol's global executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmolExecutor;
+
+impl Executor for SmolExecutor {
+    fn spawn(future: BoxFuture<()>) {
+        ::smol::spawn(future).detach();
+    }
+}
+
+/// [`Runtime`] and [`Network`] on `async-io`'s reactor with the executor `E`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FuturesIo<E>(E);
+
+/// The async-std runtime.
+pub type AsyncStd = FuturesIo<AsyncStdExecutor>;
+/// The smol runtime.
+pub type Smol = FuturesIo<SmolExecutor>;
+
+impl<E: Executor> Runtime for FuturesIo<E> {
+    fn spawn(&self, future: BoxFuture<()>) {
+        E::spawn(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<()> {
+        Box::pin(async move {
+            async_io::Timer::at(deadline).await;
+        })
+    }
+}
+
+impl<E: Executor> Network for FuturesIo<E> {
+    type Tcp = TcpStream;
+    type Listener = TcpListener;
+    type Dns = AsyncIoDns<E>;
+
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<TcpListener>> {
+        Box::pin(TcpListener::bind(addr))
+    }
+
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn accept(&self, listener: Arc<TcpListener>) -> BoxFuture<io::Result<(TcpStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (tcp, peer) = listener.accept().await?;
+            tcp.set_nodelay(true)?;
+            Ok((tcp, peer))
+        })
+    }
+
+    fn connect(&self, host: String, port: u16) -> BoxFuture<io::Result<TcpStream>> {
+        Box::pin(async move {
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(tcp)
+        })
+    }
+
+    fn dns(&self) -> AsyncIoDns<E> {
+        AsyncIoDns::default()
+    }
+}

@@ -1,0 +1,2 @@
+//! The scenarios with server and client on Tokio.
+asp_scenarios::scenario_tests!(asp_tokio::TokioRuntime, asp_tokio::TokioRuntime, asp_scenarios::tokio_block_on);
