@@ -48,6 +48,13 @@ if cargo tree -p asp-proto -e normal --prefix none --format '{p}' | grep -E "$fo
 fi
 echo "ok: $(cargo tree -p asp-proto -e normal --prefix none --format '{p}' | sort -u | wc -l) crates, none of them I/O"
 
+step "asp-async-std has no Tokio in its tree (dev-dependencies included)"
+if cargo tree -p asp-async-std --prefix none --format '{p}' | grep -E '^tokio(-[a-z]+)? '; then
+  echo "asp-async-std must run without Tokio: the crates above must not be in its tree" >&2
+  exit 1
+fi
+echo "ok: $(cargo tree -p asp-async-std --prefix none --format '{p}' | sort -u | wc -l) crates, no tokio"
+
 if [ "$have_nightly" = yes ]; then
   step "fuzz smoke: ${FUZZ_SECONDS}s per target"
   work=$(mktemp -d)

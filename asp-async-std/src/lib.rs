@@ -44,37 +44,9 @@ pub use asp_proto as proto;
 pub use dns::AsyncIoDns;
 pub use runtime::{AsyncStd, AsyncStdExecutor, Executor, FuturesIo, Smol, SmolExecutor};
 
-/// Configures and binds a [`Server`] on async-std.
-pub type ServerBuilder = asp_driver::ServerBuilder<AsyncStd>;
-/// A bound server on async-std.
-pub type Server = asp_driver::Server<AsyncStd>;
-/// A running server on async-std.
-pub type ServerHandle = asp_driver::ServerHandle<AsyncStd>;
-/// Configures a [`Client`] on async-std.
-pub type ClientBuilder = asp_driver::ClientBuilder<AsyncStd>;
-/// A connected client on async-std.
-pub type Client = asp_driver::Client<AsyncStd>;
-/// AID discovery with hickory on async-std.
-pub type Discovery = asp_driver::Discovery<AsyncStd>;
-/// Configures a [`Discovery`] on async-std.
-pub type DiscoveryBuilder = asp_driver::DiscoveryBuilder<AsyncStd>;
+asp_driver::runtime_types!(AsyncStd, "async-std");
 
 /// The same types on smol.
 pub mod smol {
-    use super::Smol;
-
-    /// Configures and binds a [`Server`] on smol.
-    pub type ServerBuilder = asp_driver::ServerBuilder<Smol>;
-    /// A bound server on smol.
-    pub type Server = asp_driver::Server<Smol>;
-    /// A running server on smol.
-    pub type ServerHandle = asp_driver::ServerHandle<Smol>;
-    /// Configures a [`Client`] on smol.
-    pub type ClientBuilder = asp_driver::ClientBuilder<Smol>;
-    /// A connected client on smol.
-    pub type Client = asp_driver::Client<Smol>;
-    /// AID discovery with hickory on smol.
-    pub type Discovery = asp_driver::Discovery<Smol>;
-    /// Configures a [`Discovery`] on smol.
-    pub type DiscoveryBuilder = asp_driver::DiscoveryBuilder<Smol>;
+    asp_driver::runtime_types!(super::Smol, "smol");
 }

@@ -65,3 +65,26 @@ impl asp_proto::Entropy for OsEntropy {
         getrandom::fill(buf).expect("the operating system's random number generator failed");
     }
 }
+
+/// Names the generic endpoint types for one runtime: `ServerBuilder`,
+/// `Server`, `ServerHandle`, `ClientBuilder`, `Client`, `Discovery`,
+/// `DiscoveryBuilder`. Each adapter invokes it once per runtime it serves.
+#[macro_export]
+macro_rules! runtime_types {
+    ($rt:ty, $name:literal) => {
+        #[doc = concat!("Configures and binds a [`Server`] on ", $name, ".")]
+        pub type ServerBuilder = $crate::ServerBuilder<$rt>;
+        #[doc = concat!("A bound server on ", $name, "; spawn it to accept connections.")]
+        pub type Server = $crate::Server<$rt>;
+        #[doc = concat!("A running server on ", $name, ".")]
+        pub type ServerHandle = $crate::ServerHandle<$rt>;
+        #[doc = concat!("Configures a [`Client`] on ", $name, ".")]
+        pub type ClientBuilder = $crate::ClientBuilder<$rt>;
+        #[doc = concat!("A connected client on ", $name, ".")]
+        pub type Client = $crate::Client<$rt>;
+        #[doc = concat!("AID discovery with hickory on ", $name, ".")]
+        pub type Discovery = $crate::Discovery<$rt>;
+        #[doc = concat!("Configures a [`Discovery`] on ", $name, ".")]
+        pub type DiscoveryBuilder = $crate::DiscoveryBuilder<$rt>;
+    };
+}

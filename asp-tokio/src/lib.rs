@@ -37,20 +37,7 @@ pub use asp_driver::{
 pub use asp_proto as proto;
 pub use runtime::TokioRuntime;
 
-/// Configures and binds a [`Server`] on Tokio.
-pub type ServerBuilder = asp_driver::ServerBuilder<TokioRuntime>;
-/// A bound server on Tokio.
-pub type Server = asp_driver::Server<TokioRuntime>;
-/// A running server on Tokio.
-pub type ServerHandle = asp_driver::ServerHandle<TokioRuntime>;
-/// Configures a [`Client`] on Tokio.
-pub type ClientBuilder = asp_driver::ClientBuilder<TokioRuntime>;
-/// A connected client on Tokio.
-pub type Client = asp_driver::Client<TokioRuntime>;
-/// AID discovery with hickory on Tokio.
-pub type Discovery = asp_driver::Discovery<TokioRuntime>;
-/// Configures a [`Discovery`] on Tokio.
-pub type DiscoveryBuilder = asp_driver::DiscoveryBuilder<TokioRuntime>;
+asp_driver::runtime_types!(TokioRuntime, "Tokio");
 
 /// The discovery module, under the name earlier releases used.
 pub mod discovery {
