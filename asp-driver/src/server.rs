@@ -250,6 +250,12 @@ impl<N: Network> ServerHandle<N> {
     }
 }
 
+/// The server's WebSocket read buffer. tungstenite zero-fills its read
+/// buffer up to this size on every read, so the default (128 KiB) would be
+/// resident in every idle connection; the buffer still grows for large
+/// messages when it must.
+const SERVER_READ_BUFFER: usize = 4 * 1024;
+
 async fn accept_loop<N: Network>(net: N, listener: Arc<N::Listener>, inner: Arc<Inner>) {
     loop {
         match net.accept(listener.clone()).await {
@@ -266,7 +272,7 @@ async fn accept_loop<N: Network>(net: N, listener: Arc<N::Listener>, inner: Arc<
 }
 
 async fn serve<N: Network>(net: N, tcp: N::Tcp, inner: Arc<Inner>) {
-    let ws_config = websocket_config(&inner.driver.session);
+    let ws_config = websocket_config(&inner.driver.session).read_buffer_size(SERVER_READ_BUFFER);
     let (transport, token) = match accept_websocket(tcp, inner.tls.clone(), inner.policy.clone(), ws_config).await {
         Ok(accepted) => accepted,
         Err(e) => {
@@ -279,11 +285,14 @@ async fn serve<N: Network>(net: N, tcp: N::Tcp, inner: Arc<Inner>) {
     let mut session = Session::server(config.session.clone(), Instant::now(), Box::new(OsEntropy));
     session.set_transport_token(token);
     let resumption = Resumption::Server(inner.resume.clone());
-    let (conn, driver) = run_connection(net, transport, session, config, None, resumption);
+    let (conn, driver) = run_connection(net.clone(), transport, session, config, None, resumption);
     {
         let mut list = inner.connections.lock().expect("lock");
         list.retain(|c| !c.is_closed());
         list.push(conn);
     }
-    driver.await;
+    // A task of its own, so that the handshake's state (TLS acceptor, HTTP
+    // upgrade: ~11 KB) is freed now instead of living as long as the
+    // connection inside this future.
+    net.spawn(Box::pin(driver.instrument(tracing::Span::current())));
 }

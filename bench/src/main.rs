@@ -1,26 +1,39 @@
-//! `cargo run --release -p asp-bench` — one run, on loopback, printing a
-//! markdown table (and `target/asp-bench.json`):
+//! `cargo run --release -p asp-bench` — one run, on loopback, printing
+//! markdown tables, writing `target/asp-bench.json` and
+//! `target/asp-bench-latency.svg`:
 //!
-//! - round trip of a 32-byte echo, sequential, after a warm-up: ASP `echo`
-//!   over `ws://` and `wss://` against a raw tokio-tungstenite echo server
-//!   (the floor) over the same transports;
-//! - streaming 32-byte chunks server → client: ASP STREAM frames against
-//!   raw binary WebSocket messages (written in batches and flushed, as the
-//!   ASP driver does).
+//! 1. round trip of a 32-byte echo, sequential, after a warm-up: ASP on
+//!    asp-tokio and asp-async-std (async-std and smol) over `ws://` and
+//!    `wss://`; a raw tokio-tungstenite echo (the floor); an MCP
+//!    `tools/call` with `rmcp` over Streamable HTTP, with a keep-alive
+//!    reqwest client and with rmcp's default client;
+//! 2. the same with 1, 10 and 100 concurrent clients;
+//! 3. streaming 32-byte chunks server → client: ASP STREAM frames, raw
+//!    binary messages (written in batches), MCP progress notifications;
+//! 4. bytes on the wire per echo call and per streamed chunk, counted at
+//!    the socket by a proxy;
+//! 5. resident memory per idle ASP connection in the server process, and
+//!    the time to open them.
 //!
 //! Loopback numbers are noisy: compare rows of one run, not runs.
 #![forbid(unsafe_code)]
 
+mod asp;
+mod echo;
+mod idle;
+mod mcp;
+mod plot;
 mod raw;
+mod wire;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asp_async_std::{AsyncStd, Smol};
-use asp_driver::{Client, ClientBuilder, Network, ServerBuilder, ServerHandle, ToolContext, ToolError};
-use asp_proto::{ToolSpec, Value};
 use asp_tokio::TokioRuntime;
-use bytes::Bytes;
-use futures::StreamExt;
+use serde_json::json;
+
+use crate::echo::{Echo, Latency};
+use crate::mcp::{HttpClient, McpClient};
 
 const PAYLOAD: usize = 32;
 
@@ -29,87 +42,23 @@ pub(crate) struct Tls {
     pub(crate) key_pem: String,
 }
 
-fn args() -> (usize, usize, usize) {
+struct Args {
+    calls: usize,
+    warmup: usize,
+    chunks: usize,
+    idle: usize,
+}
+
+fn args() -> Args {
     let get = |name: &str, default: usize| {
         std::env::args().skip_while(|a| a != name).nth(1).and_then(|v| v.parse().ok()).unwrap_or(default)
     };
-    (get("--calls", 5000), get("--warmup", 500), get("--chunks", 200_000))
-}
-
-#[derive(Clone)]
-pub(crate) struct Latency {
-    pub(crate) p50: Duration,
-    pub(crate) p90: Duration,
-    pub(crate) p99: Duration,
-}
-
-pub(crate) fn latency(mut samples: Vec<Duration>) -> Latency {
-    samples.sort();
-    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
-    Latency { p50: at(0.5), p90: at(0.9), p99: at(0.99) }
-}
-
-async fn asp_server<N: Network>(tls: Option<&Tls>, chunks: usize) -> ServerHandle<N> {
-    let builder = ServerBuilder::<N>::new("127.0.0.1:0".parse().expect("address"))
-        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
-        .tool(ToolSpec::named("stream"), move |ctx: ToolContext, _a: Value| async move {
-            let chunk = Bytes::from_static(&[b'x'; PAYLOAD]);
-            for _ in 0..chunks {
-                ctx.send(chunk.clone()).await?;
-            }
-            Ok::<_, ToolError>(Value::Nil)
-        });
-    let builder = match tls {
-        Some(t) => builder.tls_pem(t.cert_pem.as_bytes(), t.key_pem.as_bytes()).expect("tls"),
-        None => builder.allow_plaintext(),
-    };
-    builder.bind().await.expect("bind").spawn()
-}
-
-async fn asp_client<N: Network>(url: &str, tls: Option<&Tls>) -> Client<N> {
-    let builder = ClientBuilder::<N>::new(url);
-    let builder = match tls {
-        Some(t) => builder.trust_pem(t.cert_pem.as_bytes()).expect("tls"),
-        None => builder.allow_plaintext(),
-    };
-    builder.connect().await.expect("connect")
-}
-
-async fn asp_round_trips<N: Network>(tls: Option<&Tls>, calls: usize, warmup: usize) -> Latency {
-    let server = asp_server::<N>(tls, 0).await;
-    let client = asp_client::<N>(server.url(), tls).await;
-    let payload = Value::Binary(vec![7; PAYLOAD]);
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..warmup + calls {
-        let started = Instant::now();
-        let done = client.invoke("echo", payload.clone()).await.expect("invoke").result().await.expect("echo");
-        if i >= warmup {
-            samples.push(started.elapsed());
-        }
-        assert_eq!(done.result, payload);
+    Args {
+        calls: get("--calls", 5000),
+        warmup: get("--warmup", 500),
+        chunks: get("--chunks", 200_000),
+        idle: get("--idle", 10_000),
     }
-    server.shutdown(Duration::from_millis(100)).await;
-    latency(samples)
-}
-
-async fn asp_streaming<N: Network>(tls: Option<&Tls>, chunks: usize) -> f64 {
-    let server = asp_server::<N>(tls, chunks).await;
-    let client = asp_client::<N>(server.url(), tls).await;
-    let started = Instant::now();
-    let mut inv = client.invoke("stream", Value::Nil).await.expect("invoke");
-    let mut bytes = 0;
-    while let Some(chunk) = inv.next().await {
-        bytes += chunk.len();
-    }
-    inv.result().await.expect("stream");
-    let elapsed = started.elapsed();
-    assert_eq!(bytes, chunks * PAYLOAD, "every chunk arrived");
-    server.shutdown(Duration::from_millis(100)).await;
-    chunks as f64 / elapsed.as_secs_f64()
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 /// Runs `future` on a fresh two-thread Tokio runtime.
@@ -122,8 +71,140 @@ fn on_tokio<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn ratio(a: &Latency, b: &Latency) -> f64 {
+    a.p50.as_secs_f64() / b.p50.as_secs_f64()
+}
+
+/// Sequential MCP echo latency with the given HTTP client.
+async fn mcp_round_trips(http: HttpClient, calls: usize, warmup: usize) -> Latency {
+    let url = mcp::serve(0).await;
+    let client = McpClient::connect(&url, http).await;
+    echo::sequential(&client, calls, warmup).await
+}
+
+/// `n` clients of each system at once.
+async fn concurrency(n: usize, calls: usize) -> [(String, Latency); 3] {
+    let raw_url = raw::serve_echo(None).await;
+    let mut raws = Vec::new();
+    for _ in 0..n {
+        raws.push(raw::RawEcho::connect(&raw_url, None).await);
+    }
+    let raw = echo::concurrent(raws, calls, 20).await;
+    let server = asp::server::<TokioRuntime>(None, 0).await;
+    let mut asps = Vec::new();
+    for _ in 0..n {
+        asps.push(asp::AspEcho(asp::client::<TokioRuntime>(server.url(), None).await));
+    }
+    let asp = echo::concurrent(asps, calls, 20).await;
+    let mcp_url = mcp::serve(0).await;
+    let mut mcps = Vec::new();
+    for _ in 0..n {
+        mcps.push(McpClient::connect(&mcp_url, HttpClient::KeepAlive).await);
+    }
+    let mcp = echo::concurrent(mcps, calls, 20).await;
+    [
+        (format!("raw WebSocket echo, ws://, {n} clients"), raw),
+        (format!("ASP echo (asp-tokio), ws://, {n} clients"), asp),
+        (format!("MCP tools/call (rmcp, keep-alive), http://, {n} clients"), mcp),
+    ]
+}
+
+/// Bytes per echo call and per streamed chunk, through a counting proxy.
+struct Wire {
+    name: &'static str,
+    per_call: f64,
+    per_chunk: f64,
+}
+
+async fn wire_bytes(calls: usize, chunks: usize) -> Vec<Wire> {
+    let mut out = Vec::new();
+    // Raw WebSocket, for reference.
+    {
+        let echo_url = raw::serve_echo(None).await;
+        let proxy = wire::Counter::start(wire::addr_of(&echo_url)).await;
+        let client = raw::RawEcho::connect(&wire::through(&echo_url, proxy.addr), None).await;
+        client.echo().await;
+        let before = proxy.total();
+        for _ in 0..calls {
+            client.echo().await;
+        }
+        let per_call = (proxy.total() - before) as f64 / calls as f64;
+        let stream_url = raw::serve_stream(None, chunks).await;
+        let proxy = wire::Counter::start(wire::addr_of(&stream_url)).await;
+        raw::stream_from(&wire::through(&stream_url, proxy.addr), None, chunks).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        out.push(Wire {
+            name: "raw WebSocket (binary messages)",
+            per_call,
+            per_chunk: proxy.total() as f64 / chunks as f64,
+        });
+    }
+    // ASP over ws://: the handshake and the stream's INVOKE/COMPLETE are
+    // counted in the per-chunk figure, which is why it uses many chunks.
+    {
+        let server = asp::server::<TokioRuntime>(None, chunks).await;
+        let proxy = wire::Counter::start(server.local_addr()).await;
+        let url = wire::through(server.url(), proxy.addr);
+        let client = asp::AspEcho(asp::client::<TokioRuntime>(&url, None).await);
+        client.echo().await;
+        let before = proxy.total();
+        for _ in 0..calls {
+            client.echo().await;
+        }
+        let per_call = (proxy.total() - before) as f64 / calls as f64;
+        let before = proxy.total();
+        asp::stream_from::<TokioRuntime>(&url, None, chunks).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        out.push(Wire { name: "ASP (ws://)", per_call, per_chunk: (proxy.total() - before) as f64 / chunks as f64 });
+    }
+    // MCP over http:// with the keep-alive client.
+    {
+        let mcp_chunks = chunks.min(20_000);
+        let url = mcp::serve(mcp_chunks).await;
+        let proxy = wire::Counter::start(wire::addr_of(&url)).await;
+        let client = McpClient::connect(&wire::through(&url, proxy.addr), HttpClient::KeepAlive).await;
+        client.echo().await;
+        let before = proxy.total();
+        for _ in 0..calls {
+            client.echo().await;
+        }
+        let per_call = (proxy.total() - before) as f64 / calls as f64;
+        let before = proxy.total();
+        client.stream(mcp_chunks).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        out.push(Wire {
+            name: "MCP (rmcp, Streamable HTTP, http://)",
+            per_call,
+            per_chunk: (proxy.total() - before) as f64 / mcp_chunks as f64,
+        });
+    }
+    out
+}
+
 fn main() {
-    let (calls, warmup, chunks) = args();
+    if std::env::args().any(|a| a == "--idle-server") {
+        let tls = std::env::args().any(|a| a == "--tls");
+        on_tokio(idle::run_server(tls));
+        return;
+    }
+    let a = args();
+    if std::env::args().any(|a| a == "--idle-only") {
+        for tls in [false, true] {
+            let i = on_tokio(idle::measure(a.idle, tls));
+            println!(
+                "tls={tls}: {} connections, {:.1} KiB each, opened in {:.2} s",
+                i.connections,
+                i.bytes_per_connection / 1024.0,
+                i.open_seconds
+            );
+        }
+        return;
+    }
+    let (calls, warmup, chunks) = (a.calls, a.warmup, a.chunks);
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
     let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
     let tls = &tls;
@@ -131,61 +212,141 @@ fn main() {
     eprintln!("round trips: {calls} calls after {warmup} warm-up, {PAYLOAD}-byte payload …");
     let raw_ws = on_tokio(raw::round_trips(None, calls, warmup));
     let raw_wss = on_tokio(raw::round_trips(Some(tls), calls, warmup));
-    let round_trips = [
-        ("raw tokio-tungstenite echo, ws://", raw_ws.clone(), &raw_ws),
-        ("raw tokio-tungstenite echo, wss://", raw_wss.clone(), &raw_wss),
-        ("ASP invoke echo, asp-tokio, ws://", on_tokio(asp_round_trips::<TokioRuntime>(None, calls, warmup)), &raw_ws),
+    let mcp_keep = on_tokio(mcp_round_trips(HttpClient::KeepAlive, calls, warmup));
+    let mcp_default = on_tokio(mcp_round_trips(HttpClient::Default, calls, warmup));
+    let asp_ws = on_tokio(asp::round_trips::<TokioRuntime>(None, calls, warmup));
+    let asp_wss = on_tokio(asp::round_trips::<TokioRuntime>(Some(tls), calls, warmup));
+    let round_trips: Vec<(String, Latency, Option<&Latency>)> = vec![
+        ("raw tokio-tungstenite echo, ws://".into(), raw_ws.clone(), None),
+        ("raw tokio-tungstenite echo, wss://".into(), raw_wss.clone(), None),
+        ("ASP echo, asp-tokio, ws://".into(), asp_ws.clone(), Some(&raw_ws)),
+        ("ASP echo, asp-tokio, wss://".into(), asp_wss.clone(), Some(&raw_wss)),
         (
-            "ASP invoke echo, asp-tokio, wss://",
-            on_tokio(asp_round_trips::<TokioRuntime>(Some(tls), calls, warmup)),
-            &raw_wss,
+            "ASP echo, asp-async-std, ws://".into(),
+            async_std::task::block_on(asp::round_trips::<AsyncStd>(None, calls, warmup)),
+            Some(&raw_ws),
         ),
         (
-            "ASP invoke echo, asp-async-std, ws://",
-            async_std::task::block_on(asp_round_trips::<AsyncStd>(None, calls, warmup)),
-            &raw_ws,
+            "ASP echo, asp-async-std, wss://".into(),
+            async_std::task::block_on(asp::round_trips::<AsyncStd>(Some(tls), calls, warmup)),
+            Some(&raw_wss),
         ),
         (
-            "ASP invoke echo, asp-async-std, wss://",
-            async_std::task::block_on(asp_round_trips::<AsyncStd>(Some(tls), calls, warmup)),
-            &raw_wss,
+            "ASP echo, asp-async-std on smol, wss://".into(),
+            smol::block_on(asp::round_trips::<Smol>(Some(tls), calls, warmup)),
+            Some(&raw_wss),
         ),
-        (
-            "ASP invoke echo, asp-async-std on smol, wss://",
-            smol::block_on(asp_round_trips::<Smol>(Some(tls), calls, warmup)),
-            &raw_wss,
-        ),
-    ];
-    eprintln!("streaming: {chunks} chunks of {PAYLOAD} bytes …");
-    let raw_stream = on_tokio(raw::streaming(Some(tls), chunks));
-    let streams = [
-        ("raw binary messages (batched writes)", raw_stream),
-        ("ASP STREAM frames, asp-tokio", on_tokio(asp_streaming::<TokioRuntime>(Some(tls), chunks))),
-        ("ASP STREAM frames, asp-async-std", async_std::task::block_on(asp_streaming::<AsyncStd>(Some(tls), chunks))),
-        ("ASP STREAM frames, asp-async-std on smol", smol::block_on(asp_streaming::<Smol>(Some(tls), chunks))),
+        ("MCP tools/call, rmcp, keep-alive client, http://".into(), mcp_keep.clone(), Some(&raw_ws)),
+        ("MCP tools/call, rmcp, default client, http://".into(), mcp_default.clone(), Some(&raw_ws)),
     ];
 
-    println!("| round trip ({PAYLOAD} B, sequential) | p50 µs | p90 µs | p99 µs | p50 vs raw |");
-    println!("|---|---:|---:|---:|---:|");
-    let ratio = |a: &Latency, b: &Latency| a.p50.as_secs_f64() / b.p50.as_secs_f64();
+    eprintln!("concurrent clients …");
+    let concurrent: Vec<(String, Latency)> =
+        [1, 10, 100].into_iter().flat_map(|n| on_tokio(concurrency(n, calls))).collect();
+
+    eprintln!("streaming: {chunks} chunks of {PAYLOAD} bytes …");
+    let raw_stream = on_tokio(raw::streaming(Some(tls), chunks));
+    let mcp_chunks = chunks.min(50_000);
+    let mcp_stream = on_tokio(async {
+        let url = mcp::serve(mcp_chunks).await;
+        McpClient::connect(&url, HttpClient::KeepAlive).await.stream(mcp_chunks).await
+    });
+    let asp_stream = on_tokio(asp::streaming::<TokioRuntime>(Some(tls), chunks));
+    let streams = [
+        ("raw binary messages (batched writes), wss://", raw_stream),
+        ("ASP STREAM frames, asp-tokio, wss://", asp_stream),
+        (
+            "ASP STREAM frames, asp-async-std, wss://",
+            async_std::task::block_on(asp::streaming::<AsyncStd>(Some(tls), chunks)),
+        ),
+        ("ASP STREAM frames, asp-async-std on smol, wss://", smol::block_on(asp::streaming::<Smol>(Some(tls), chunks))),
+        ("MCP progress notifications, rmcp, http://", mcp_stream),
+    ];
+
+    eprintln!("bytes on the wire …");
+    let wire = on_tokio(wire_bytes(1000, 100_000));
+
+    eprintln!("{} idle connections …", a.idle);
+    let idle = [("ws://", on_tokio(idle::measure(a.idle, false))), ("wss://", on_tokio(idle::measure(a.idle, true)))];
+
+    // Tables.
+    println!("| round trip ({PAYLOAD} B echo, sequential) | p50 µs | p90 µs | p99 µs | p50 vs raw WS | p50 vs rmcp keep-alive |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for (name, l, floor) in &round_trips {
-        println!("| {name} | {} | {} | {} | {:.2}x |", us(l.p50), us(l.p90), us(l.p99), ratio(l, floor));
+        let vs_raw = floor.map(|f| format!("{:.2}x", ratio(l, f))).unwrap_or_else(|| "1.00x".into());
+        println!("| {name} | {} | {} | {} | {vs_raw} | {:.3}x |", us(l.p50), us(l.p90), us(l.p99), ratio(l, &mcp_keep));
     }
     println!();
-    println!("| streaming {PAYLOAD} B chunks, wss:// | chunks/s | MB/s | vs raw |");
+    println!("| concurrent clients ({PAYLOAD} B echo) | p50 µs | p99 µs | calls/s |");
     println!("|---|---:|---:|---:|");
-    for (name, rate) in &streams {
-        println!("| {name} | {:.0} | {:.1} | {:.2}x |", rate, rate * PAYLOAD as f64 / 1e6, rate / raw_stream);
+    for (name, l) in &concurrent {
+        println!("| {name} | {} | {} | {:.0} |", us(l.p50), us(l.p99), l.rate);
     }
-    let json = serde_json::json!({
-        "payload_bytes": PAYLOAD, "calls": calls, "chunks": chunks,
-        "round_trip_us": round_trips.iter().map(|(name, l, floor)| serde_json::json!({
-            "name": name, "p50": us(l.p50), "p90": us(l.p90), "p99": us(l.p99), "p50_vs_raw": ratio(l, floor),
-        })).collect::<Vec<_>>(),
-        "streaming_chunks_per_s": streams.iter().map(|(name, rate)| serde_json::json!({
-            "name": name, "chunks_per_s": rate, "vs_raw": rate / raw_stream,
-        })).collect::<Vec<_>>(),
+    println!();
+    println!("| streaming {PAYLOAD} B chunks, server → client | chunks/s | MB/s | vs raw WS | vs MCP |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, rate) in &streams {
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.2}x | {:.1}x |",
+            rate,
+            rate * PAYLOAD as f64 / 1e6,
+            rate / raw_stream,
+            rate / mcp_stream
+        );
+    }
+    println!();
+    let mcp_wire = wire.last().expect("mcp row");
+    println!("| bytes on the wire (both directions, plaintext) | per echo call | per 32 B chunk | chunk vs MCP |");
+    println!("|---|---:|---:|---:|");
+    for w in &wire {
+        println!("| {} | {:.1} | {:.1} | {:.2}x |", w.name, w.per_call, w.per_chunk, w.per_chunk / mcp_wire.per_chunk);
+    }
+    println!();
+    println!("| idle ASP connections (server process) | connections | RSS per connection | time to open all |");
+    println!("|---|---:|---:|---:|");
+    for (scheme, i) in &idle {
+        println!(
+            "| asp-tokio, {scheme} | {} | {:.1} KiB | {:.2} s |",
+            i.connections,
+            i.bytes_per_connection / 1024.0,
+            i.open_seconds
+        );
+    }
+    println!();
+    println!("Aims (ratios from this run):");
+    println!(
+        "- ASP round trip vs raw WebSocket: {:.2}x over ws://, {:.2}x over wss:// (aim <= 1.15x)",
+        ratio(&asp_ws, &raw_ws),
+        ratio(&asp_wss, &raw_wss)
+    );
+    println!("- ASP round trip (ws://) vs rmcp keep-alive: {:.2}x (aim <= 0.45x)", ratio(&asp_ws, &mcp_keep));
+    println!(
+        "- ASP streaming vs raw WebSocket: {:.2}x (aim >= 0.8x); vs MCP progress: {:.0}x (aim >= 50x)",
+        asp_stream / raw_stream,
+        asp_stream / mcp_stream
+    );
+    let asp_wire = wire.iter().find(|w| w.name.starts_with("ASP")).expect("asp row");
+    println!("- ASP wire bytes per chunk vs MCP: {:.3}x (aim <= 0.25x)", asp_wire.per_chunk / mcp_wire.per_chunk);
+    println!(
+        "- idle connection: {:.1} KiB over ws://, {:.1} KiB over wss:// (aim <= 16 KiB)",
+        idle[0].1.bytes_per_connection / 1024.0,
+        idle[1].1.bytes_per_connection / 1024.0
+    );
+
+    let lat =
+        |l: &Latency| json!({ "p50_us": us(l.p50), "p90_us": us(l.p90), "p99_us": us(l.p99), "calls_per_s": l.rate });
+    let report = json!({
+        "payload_bytes": PAYLOAD, "calls": calls, "warmup": warmup, "chunks": chunks,
+        "round_trip": round_trips.iter().map(|(n, l, _)| json!({ "name": n, "latency": lat(l) })).collect::<Vec<_>>(),
+        "concurrent": concurrent.iter().map(|(n, l)| json!({ "name": n, "latency": lat(l) })).collect::<Vec<_>>(),
+        "streaming": streams.iter().map(|(n, r)| json!({ "name": n, "chunks_per_s": r })).collect::<Vec<_>>(),
+        "wire_bytes": wire.iter().map(|w| json!({ "name": w.name, "per_call": w.per_call, "per_chunk": w.per_chunk })).collect::<Vec<_>>(),
+        "idle": idle.iter().map(|(s, i)| json!({ "scheme": s, "connections": i.connections, "bytes_per_connection": i.bytes_per_connection, "open_seconds": i.open_seconds })).collect::<Vec<_>>(),
     });
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/asp-bench.json");
-    let _ = std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"));
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let _ = std::fs::write(target.join("asp-bench.json"), serde_json::to_string_pretty(&report).expect("json"));
+    let rows: Vec<(String, Latency)> = round_trips.iter().map(|(n, l, _)| (n.clone(), l.clone())).collect();
+    if let Err(e) = plot::latency_svg(&target.join("asp-bench-latency.svg"), &rows) {
+        eprintln!("plot: {e}");
+    }
 }

@@ -8,13 +8,18 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{latency, Latency, Tls, PAYLOAD};
+use crate::echo::Echo;
+use crate::{Tls, PAYLOAD};
 
 /// What the raw server does with each connection.
 #[derive(Clone, Copy)]
 enum Mode {
     Echo,
     Stream(usize),
+}
+
+pub(crate) async fn serve_echo(tls: Option<&Tls>) -> String {
+    serve(tls, Mode::Echo).await
 }
 
 async fn serve(tls: Option<&Tls>, mode: Mode) -> String {
@@ -72,10 +77,7 @@ where
     }
 }
 
-async fn connect(
-    url: &str,
-    tls: Option<&Tls>,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn connect(url: &str, tls: Option<&Tls>) -> Ws {
     let connector = tls.map(|t| {
         let config: Arc<_> = asp_tokio::tls::client_config(Some(t.cert_pem.as_bytes())).expect("tls");
         tokio_tungstenite::Connector::Rustls(config)
@@ -84,28 +86,49 @@ async fn connect(
     ws
 }
 
-pub(crate) async fn round_trips(tls: Option<&Tls>, calls: usize, warmup: usize) -> Latency {
-    let url = serve(tls, Mode::Echo).await;
-    let mut ws = connect(&url, tls).await;
-    let payload = Bytes::from(vec![7u8; PAYLOAD]);
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..warmup + calls {
-        let started = Instant::now();
-        ws.send(Message::Binary(payload.clone())).await.expect("send");
-        match ws.next().await {
-            Some(Ok(Message::Binary(b))) => assert_eq!(b, payload),
-            other => panic!("echo: {other:?}"),
-        }
-        if i >= warmup {
-            samples.push(started.elapsed());
-        }
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw WebSocket client: send 32 bytes, wait for them back.
+pub(crate) struct RawEcho(tokio::sync::Mutex<Ws>);
+
+impl RawEcho {
+    pub(crate) async fn connect(url: &str, tls: Option<&Tls>) -> RawEcho {
+        RawEcho(tokio::sync::Mutex::new(connect(url, tls).await))
     }
-    latency(samples)
+}
+
+impl Echo for RawEcho {
+    fn echo(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let payload = Bytes::from_static(&[7u8; PAYLOAD]);
+            let mut ws = self.0.lock().await;
+            ws.send(Message::Binary(payload.clone())).await.expect("send");
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => assert_eq!(b, payload),
+                other => panic!("echo: {other:?}"),
+            }
+        })
+    }
+}
+
+pub(crate) async fn round_trips(tls: Option<&Tls>, calls: usize, warmup: usize) -> crate::echo::Latency {
+    let url = serve(tls, Mode::Echo).await;
+    let client = RawEcho::connect(&url, tls).await;
+    crate::echo::sequential(&client, calls, warmup).await
+}
+
+pub(crate) async fn serve_stream(tls: Option<&Tls>, chunks: usize) -> String {
+    serve(tls, Mode::Stream(chunks)).await
 }
 
 pub(crate) async fn streaming(tls: Option<&Tls>, chunks: usize) -> f64 {
     let url = serve(tls, Mode::Stream(chunks)).await;
-    let mut ws = connect(&url, tls).await;
+    stream_from(&url, tls, chunks).await
+}
+
+/// Asks the stream server at `url` for its chunks; chunks/s.
+pub(crate) async fn stream_from(url: &str, tls: Option<&Tls>, chunks: usize) -> f64 {
+    let mut ws = connect(url, tls).await;
     let started = Instant::now();
     ws.send(Message::Binary(Bytes::from_static(b"go"))).await.expect("send");
     let mut received = 0;

@@ -1,0 +1,76 @@
+//! One interface over every system's echo call, so the same loop measures
+//! them all, sequentially and with many clients at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+/// Latency percentiles of one set of calls.
+#[derive(Clone, Debug)]
+pub(crate) struct Latency {
+    pub(crate) p50: Duration,
+    pub(crate) p90: Duration,
+    pub(crate) p99: Duration,
+    /// Calls per second over the whole set (all clients together).
+    pub(crate) rate: f64,
+}
+
+/// A connected client of some system that can echo a 32-byte payload and
+/// checks the answer.
+pub(crate) trait Echo: Send + Sync + 'static {
+    fn echo(&self) -> BoxFuture<'_, ()>;
+}
+
+fn percentiles(mut samples: Vec<Duration>, elapsed: Duration) -> Latency {
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    Latency { p50: at(0.5), p90: at(0.9), p99: at(0.99), rate: samples.len() as f64 / elapsed.as_secs_f64() }
+}
+
+/// Sequential calls on one client after a warm-up.
+pub(crate) async fn sequential(client: &dyn Echo, calls: usize, warmup: usize) -> Latency {
+    for _ in 0..warmup {
+        client.echo().await;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    let started = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        client.echo().await;
+        samples.push(t.elapsed());
+    }
+    percentiles(samples, started.elapsed())
+}
+
+/// `clients` clients at once, each making `calls / clients` sequential
+/// calls after its own warm-up (Tokio tasks on the current runtime).
+pub(crate) async fn concurrent<E: Echo>(clients: Vec<E>, calls: usize, warmup: usize) -> Latency {
+    let per_client = (calls / clients.len()).max(10);
+    let clients: Vec<Arc<E>> = clients.into_iter().map(Arc::new).collect();
+    for c in &clients {
+        for _ in 0..warmup {
+            c.echo().await;
+        }
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut samples = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    let t = Instant::now();
+                    c.echo().await;
+                    samples.push(t.elapsed());
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await.expect("client task"));
+    }
+    percentiles(samples, started.elapsed())
+}
