@@ -1,7 +1,7 @@
 //! A minimal client on async-std: invoke `shout` on the server example and
 //! print the output as it streams in.
 //!
-//!     cargo run -p asp-async-std --example client
+//!     cargo run -p asp-async-std --example async_std_client
 use asp_async_std::proto::Value;
 use asp_async_std::ClientBuilder;
 use futures::StreamExt;

@@ -2,7 +2,7 @@
 //! self-signed certificate written to `agent-cert.pem` for the client
 //! example to trust.
 //!
-//!     cargo run -p asp-async-std --example server
+//!     cargo run -p asp-async-std --example smol_server
 use asp_async_std::proto::{ToolSpec, Value};
 use asp_async_std::smol::ServerBuilder;
 use asp_async_std::{ToolContext, ToolError};
