@@ -1,12 +1,13 @@
 //! The task that owns one session: a loop over the socket, the session's
 //! deadline and the application's commands (quinn's `ConnectionDriver`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asp_proto::{
-    CloseReason, ErrorCode, Event, HelloInfo, RequestId, ResumeKey, ResumeRequest, SendError, Session, SessionConfig,
+    CloseReason, ErrorCode, Event, HelloInfo, RequestId, RequestIdMap, ResumeKey, ResumeRequest, SendError, Session,
+    SessionConfig,
 };
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
@@ -68,9 +69,9 @@ where
         tools: config.tools,
         auth: config.auth,
         ready,
-        invocations: HashMap::new(),
-        handlers: HashMap::new(),
-        pending: HashMap::new(),
+        invocations: RequestIdMap::default(),
+        handlers: RequestIdMap::default(),
+        pending: RequestIdMap::default(),
         next_token: 1,
         handoffs: mpsc::unbounded(),
         resumption,
@@ -92,12 +93,12 @@ struct Driver<T, R> {
     auth: Option<AuthHook>,
     ready: Option<ReadySignal>,
     /// Invocations we made: where their output goes, and their token.
-    invocations: HashMap<RequestId, (u64, mpsc::UnboundedSender<InvocationEvent>)>,
+    invocations: RequestIdMap<(u64, mpsc::UnboundedSender<InvocationEvent>)>,
     /// Invocations we handle: the running tool's token and abort handle.
-    handlers: HashMap<RequestId, Handler>,
+    handlers: RequestIdMap<Handler>,
     /// Handler output not yet taken by the session (no credit), in order.
     /// Bounded per invocation by [`SEND_BUDGET`](crate::tools::SEND_BUDGET).
-    pending: HashMap<RequestId, Outgoing>,
+    pending: RequestIdMap<Outgoing>,
     /// Request ids are reused; tokens tell a command for the current
     /// invocation from a late one for an earlier invocation with that id.
     next_token: u64,

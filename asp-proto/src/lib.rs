@@ -54,8 +54,8 @@ pub use codec::{decode_all, Decoder, EncodeError, FrameError, PayloadError};
 pub use error_code::{ErrorClass, ErrorCode};
 pub use frame::{
     flags, ClientHello, Complete, ErrorInfo, Frame, FrameHeader, FrameType, GoAway, Interrupt, Invoke, Metrics,
-    PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello, ToolDef,
-    ToolOp, ToolSpec, Value, Window,
+    PeerLimits, Ping, Pong, Progress, RequestId, RequestIdMap, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello,
+    ToolDef, ToolOp, ToolSpec, Value, Window,
 };
 pub use session::{
     CloseReason, DetachReason, Entropy, Event, HelloInfo, Initiator, InvocationInfo, InvocationRole, InvocationState,

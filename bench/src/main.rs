@@ -192,6 +192,14 @@ fn main() {
         return;
     }
     let a = args();
+    if std::env::args().any(|a| a == "--stream-only") {
+        // For profilers: ASP streaming on asp-tokio over wss://, nothing else.
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+        let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
+        let rate = on_tokio(asp::streaming::<TokioRuntime>(Some(&tls), a.chunks));
+        println!("ASP streaming: {rate:.0} chunks/s");
+        return;
+    }
     if std::env::args().any(|a| a == "--idle-only") {
         for tls in [false, true] {
             let i = on_tokio(idle::measure(a.idle, tls));

@@ -19,7 +19,7 @@ pub use payload::{
     ClientHello, Complete, ErrorInfo, GoAway, Interrupt, Invoke, Metrics, PeerLimits, Ping, Pong, Progress,
     ResumeOffer, ResumeRequest, Resumed, ServerHello, ToolDef, ToolOp, ToolSpec, Value, Window,
 };
-pub use request_id::{RequestId, Role};
+pub use request_id::{RequestId, RequestIdHasher, RequestIdMap, Role};
 
 pub(crate) use header::check_request_id;
 use msgpack::{decode_map, encode_map};

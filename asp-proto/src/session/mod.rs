@@ -14,7 +14,9 @@ mod resume;
 mod timer;
 mod tools;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::RequestIdMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -182,7 +184,7 @@ pub struct Session {
     /// A PING asking for an acknowledgement is on its way (replay full).
     ack_requested: bool,
 
-    invocations: HashMap<RequestId, Invocation>,
+    invocations: RequestIdMap<Invocation>,
     deadlines: BTreeSet<(Instant, RequestId)>,
     next_id: u16,
     conn_send_window: u32,
@@ -263,7 +265,7 @@ impl Session {
             recv_bytes_since_ack: 0,
             replay_blocked: false,
             ack_requested: false,
-            invocations: HashMap::new(),
+            invocations: RequestIdMap::default(),
             deadlines: BTreeSet::new(),
             next_id: if role == Role::Client { 1 } else { 2 },
             conn_send_window: 0,
