@@ -119,10 +119,8 @@ mod hasher_tests {
         let map: RequestIdMap<u16> = (0..=u16::MAX).map(|i| (RequestId(i), i)).collect();
         assert!((0..=u16::MAX).all(|i| map.get(&RequestId(i)) == Some(&i)));
         let top7 = |i: u16| {
-            use std::hash::{BuildHasher, Hash, Hasher};
-            let mut h = std::hash::BuildHasherDefault::<RequestIdHasher>::default().build_hasher();
-            RequestId(i).hash(&mut h);
-            h.finish() >> 57
+            use std::hash::BuildHasher;
+            std::hash::BuildHasherDefault::<RequestIdHasher>::default().hash_one(RequestId(i)) >> 57
         };
         let distinct: std::collections::HashSet<u64> = (1..=64u16).map(top7).collect();
         assert!(distinct.len() > 32, "consecutive ids share control bytes: {}", distinct.len());
