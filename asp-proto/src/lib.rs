@@ -38,6 +38,7 @@ pub mod codec;
 mod error_code;
 pub mod frame;
 pub mod limits;
+pub mod relay;
 pub mod session;
 
 #[doc(hidden)]

@@ -161,8 +161,14 @@ impl Session {
 
     /// Ends invocation `id` (which we handle) with an error.
     pub fn fail(&mut self, id: RequestId, code: ErrorCode, message: impl Into<String>) -> Result<(), SendError> {
+        self.fail_with(id, ErrorInfo::new(code, message))
+    }
+
+    /// Ends invocation `id` (which we handle) with an error that carries
+    /// structured `data` (a relay's `BACKEND_STATUS` holds the HTTP status).
+    pub fn fail_with(&mut self, id: RequestId, error: ErrorInfo) -> Result<(), SendError> {
         self.handler(id)?;
-        self.send(&Frame::Error(id, ErrorInfo::new(code, message)))?;
+        self.send(&Frame::Error(id, error))?;
         self.close_invocation(id);
         self.maybe_finish_drain();
         Ok(())

@@ -1,0 +1,161 @@
+//! The management API (SPEC.md §15.3): how a function reaches a client after
+//! its call ended. Requests arrive as plain data; the adapter runs the HTTP
+//! server.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::session::SessionState;
+use crate::{ErrorCode, Frame};
+
+use super::{ConnKey, Relay};
+
+/// One HTTP request to the management API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManagementRequest {
+    /// `GET`, `POST` or `DELETE`.
+    pub method: String,
+    /// The request path, e.g. `/v1/connections/c-1f…/frames`.
+    pub path: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The body (frames for `POST …/frames`).
+    pub body: Bytes,
+}
+
+/// The answer: a status and a JSON body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagementResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `application/json`, possibly empty (204).
+    pub body: Bytes,
+}
+
+impl ManagementResponse {
+    fn json(status: u16, value: serde_json::Value) -> Self {
+        ManagementResponse { status, body: Bytes::from(value.to_string()) }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, json!({ "error": message.into() }))
+    }
+}
+
+enum Target {
+    Live(ConnKey),
+    Closed,
+    Unknown,
+}
+
+impl Relay {
+    /// Answers one management request: `GET /v1/connections/{cid}` (200
+    /// with JSON), `POST /v1/connections/{cid}/frames` (202; TOOL_DEF and
+    /// GOAWAY frames only, else 400), `DELETE /v1/connections/{cid}` (204:
+    /// GOAWAY, then close). Unknown connections are 404, recently closed
+    /// ones 410, a missing or wrong secret 401.
+    pub fn handle_management(&mut self, now: Instant, request: &ManagementRequest) -> ManagementResponse {
+        let authorized = match (&self.config.management_secret, request.authorization.as_deref()) {
+            (Some(secret), Some(header)) => header
+                .strip_prefix("Bearer ")
+                .is_some_and(|given| bool::from(given.as_bytes().ct_eq(secret.as_bytes()))),
+            _ => false,
+        };
+        if !authorized {
+            return ManagementResponse::error(401, "a valid `Authorization: Bearer <management secret>` is required");
+        }
+        let Some(rest) = request.path.strip_prefix("/v1/connections/") else {
+            return ManagementResponse::error(404, "no such endpoint");
+        };
+        let (cid, action) = match rest.split_once('/') {
+            Some((cid, action)) => (cid, Some(action)),
+            None => (rest, None),
+        };
+        let target = match self.by_cid.get(cid) {
+            Some(key) => Target::Live(*key),
+            None if self.closed_set.contains(cid) => Target::Closed,
+            None => Target::Unknown,
+        };
+        let key = match target {
+            Target::Live(key) => key,
+            Target::Closed => return ManagementResponse::error(410, format!("connection {cid} is closed")),
+            Target::Unknown => return ManagementResponse::error(404, format!("no connection {cid}")),
+        };
+        match (request.method.as_str(), action) {
+            ("GET", None) => self.connection_info(key),
+            ("DELETE", None) => self.disconnect(now, key),
+            ("POST", Some("frames")) => self.push_frames(now, key, request.body.clone()),
+            (_, None | Some("frames")) => ManagementResponse::error(405, "method not allowed"),
+            _ => ManagementResponse::error(404, "no such endpoint"),
+        }
+    }
+
+    fn connection_info(&self, key: ConnKey) -> ManagementResponse {
+        let conn = &self.conns[&key];
+        let stats = conn.session.stats();
+        let state = match conn.session.state() {
+            SessionState::Open => "open",
+            SessionState::Draining => "draining",
+            SessionState::Detached => "detached",
+            _ => "closing",
+        };
+        let tools: Vec<&str> = conn.session.local_tools().iter().map(|t| t.name.as_str()).collect();
+        ManagementResponse::json(
+            200,
+            json!({
+                "connection_id": conn.cid,
+                "state": state,
+                "client": { "name": conn.name, "caps": conn.caps },
+                "tools": tools,
+                "open_invocations": stats.open_invocations,
+                "calls": conn.calls.len(),
+                "buffered_bytes": stats.buffered_bytes,
+                "state_bytes": conn.state.as_ref().map_or(0, Vec::len),
+                "rtt_us": stats.rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            }),
+        )
+    }
+
+    fn push_frames(&mut self, now: Instant, key: ConnKey, body: Bytes) -> ManagementResponse {
+        let frames = match crate::decode_all(body, self.config.session.max_frame_payload) {
+            Ok(frames) => frames,
+            Err(e) => return ManagementResponse::error(400, format!("invalid frames: {e}")),
+        };
+        if let Some(bad) = frames.iter().find(|f| !matches!(f, Frame::ToolDef(_) | Frame::GoAway(_))) {
+            return ManagementResponse::error(
+                400,
+                format!("only TOOL_DEF and GOAWAY may be pushed, not {:?}", bad.frame_type()),
+            );
+        }
+        let count = frames.len();
+        let conn = self.conns.get_mut(&key).expect("live");
+        for frame in frames {
+            let result = match frame {
+                Frame::ToolDef(def) => conn.session.push_tools(def.op, def.tools),
+                Frame::GoAway(goaway) => conn.session.goaway(now, goaway.message, Some(self.config.disconnect_drain)),
+                _ => unreachable!("checked above"),
+            };
+            if let Err(e) = result {
+                self.settle(now, key);
+                return ManagementResponse::error(409, format!("the connection cannot take frames now: {e}"));
+            }
+        }
+        self.settle(now, key);
+        ManagementResponse::json(202, json!({ "frames": count }))
+    }
+
+    fn disconnect(&mut self, now: Instant, key: ConnKey) -> ManagementResponse {
+        let conn = self.conns.get_mut(&key).expect("live");
+        if conn.session.state() == SessionState::Detached {
+            conn.session.close(ErrorCode::NO_ERROR, "closed by the function");
+        } else {
+            let message = Some("closed by the function".to_owned());
+            let _ = conn.session.goaway(now, message, Some(self.config.disconnect_drain));
+        }
+        self.settle(now, key);
+        ManagementResponse { status: 204, body: Bytes::new() }
+    }
+}

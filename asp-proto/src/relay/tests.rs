@@ -1,0 +1,650 @@
+//! The relay core against real client sessions, in memory, on a virtual clock.
+
+use std::time::Duration;
+
+use super::*;
+use crate::testing::TestEntropy;
+use crate::{Complete, ErrorCode, Metrics, Progress, SessionConfig, ToolDef, ToolOp, ToolSpec};
+
+struct Client {
+    transport: Option<ClientId>,
+    session: Session,
+    events: Vec<Event>,
+}
+
+struct Harness {
+    now: Instant,
+    relay: Relay,
+    clients: Vec<Client>,
+    commands: Vec<Command>,
+}
+
+fn entropy() -> impl FnMut() -> Box<dyn Entropy> + Send {
+    let mut seed = 0u64;
+    move || {
+        seed += 1;
+        Box::new(TestEntropy(seed)) as Box<dyn Entropy>
+    }
+}
+
+impl Harness {
+    fn new(config: RelayConfig) -> Harness {
+        Harness { now: Instant::now(), relay: Relay::new(config, entropy()), clients: Vec::new(), commands: Vec::new() }
+    }
+
+    fn with_secret() -> Harness {
+        Harness::new(RelayConfig { management_secret: Some("s3cret".into()), ..RelayConfig::default() })
+    }
+
+    /// Opens a client and completes its handshake; returns its index.
+    fn connect(&mut self, config: SessionConfig) -> usize {
+        let session = Session::client(config, self.now);
+        let transport = self.relay.handle_client_open(self.now, None);
+        self.clients.push(Client { transport: Some(transport), session, events: Vec::new() });
+        self.pump();
+        self.clients.len() - 1
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some((to, bytes)) = self.relay.poll_transmit() {
+                moved = true;
+                if let Some(c) = self.clients.iter_mut().find(|c| c.transport == Some(to)) {
+                    c.session.handle_message(self.now, bytes);
+                }
+            }
+            while let Some(command) = self.relay.poll_command() {
+                if let Command::Close { client, .. } = &command {
+                    if let Some(c) = self.clients.iter_mut().find(|c| c.transport == Some(*client)) {
+                        c.transport = None;
+                        c.session.handle_transport_closed(self.now);
+                    }
+                }
+                self.commands.push(command);
+            }
+            for c in &mut self.clients {
+                while let Some(e) = c.session.poll_event() {
+                    c.events.push(e);
+                }
+                while let Some(bytes) = c.session.poll_transmit() {
+                    if let Some(t) = c.transport {
+                        moved = true;
+                        self.relay.handle_client_message(self.now, t, bytes);
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn invoke(&mut self, client: usize, tool: &str, args: Value) -> RequestId {
+        let id = self.clients[client].session.invoke(self.now, Invoke::new(tool, args)).unwrap();
+        self.pump();
+        id
+    }
+
+    /// The calls issued so far (and forgets them).
+    fn calls(&mut self) -> Vec<FunctionCall> {
+        let mut calls = Vec::new();
+        self.commands.retain(|c| match c {
+            Command::Call(call) => {
+                calls.push(call.clone());
+                false
+            }
+            _ => true,
+        });
+        calls
+    }
+
+    fn one_call(&mut self) -> FunctionCall {
+        let mut calls = self.calls();
+        assert_eq!(calls.len(), 1, "expected one call, got {calls:?}");
+        calls.pop().unwrap()
+    }
+
+    fn head(&mut self, call: CallId, head: ResponseHead) {
+        self.relay.handle_call_head(self.now, call, head);
+        self.pump();
+    }
+
+    fn ok(&mut self, call: CallId) {
+        self.head(call, ResponseHead { status: 200, ..Default::default() });
+    }
+
+    fn chunk(&mut self, call: CallId, data: &[u8]) {
+        self.relay.handle_call_chunk(self.now, call, Bytes::copy_from_slice(data));
+        self.pump();
+    }
+
+    fn end(&mut self, call: CallId) {
+        self.relay.handle_call_end(self.now, call);
+        self.pump();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.relay.handle_timeout(self.now);
+        for c in &mut self.clients {
+            c.session.handle_timeout(self.now);
+        }
+        self.pump();
+    }
+
+    fn output(&self, client: usize, id: RequestId) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in &self.clients[client].events {
+            if let Event::Chunk { id: i, data } = e {
+                if *i == id {
+                    out.extend_from_slice(data);
+                }
+            }
+        }
+        out
+    }
+
+    fn outcome(&self, client: usize, id: RequestId) -> Option<Result<(Value, Metrics), ErrorInfo>> {
+        self.clients[client].events.iter().find_map(|e| match e {
+            Event::Completed { id: i, result, metrics } if *i == id => Some(Ok((result.clone(), metrics.clone()))),
+            Event::Failed { id: i, error } if *i == id => Some(Err(error.clone())),
+            _ => None,
+        })
+    }
+
+    fn error_code(&self, client: usize, id: RequestId) -> ErrorCode {
+        match self.outcome(client, id) {
+            Some(Err(e)) => e.code,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn aborted(&self, call: CallId) -> bool {
+        self.commands.iter().any(|c| *c == Command::Abort(call))
+    }
+
+    fn credited(&self, call: CallId) -> usize {
+        self.commands
+            .iter()
+            .map(|c| match c {
+                Command::Credit { call: c, bytes } if *c == call => *bytes,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn cid(&self, client: usize) -> String {
+        self.clients[client]
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::Connected { cid, .. } => Some(cid.clone()),
+                _ => None,
+            })
+            .expect("connected")
+    }
+
+    fn manage(&mut self, method: &str, path: &str, body: Bytes) -> ManagementResponse {
+        let request = ManagementRequest {
+            method: method.into(),
+            path: path.into(),
+            authorization: Some("Bearer s3cret".into()),
+            body,
+        };
+        let response = self.relay.handle_management(self.now, &request);
+        self.pump();
+        response
+    }
+}
+
+fn header<'a>(call: &'a FunctionCall, name: &str) -> Option<&'a str> {
+    call.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+}
+
+fn body_json(call: &FunctionCall) -> serde_json::Value {
+    serde_json::from_slice(&call.body).unwrap()
+}
+
+fn frames(frames: &[Frame]) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    for f in frames {
+        f.encode(&mut out).unwrap();
+    }
+    out.freeze()
+}
+
+#[test]
+fn hello_is_answered_without_calling_the_function() {
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+    assert!(h.cid(c).starts_with("c-"));
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+    assert!(h.commands.is_empty(), "{:?}", h.commands);
+}
+
+#[test]
+fn invoke_becomes_a_call_and_its_body_streams_back() {
+    let mut h = Harness::new(RelayConfig { function_token: Some("fn-token".into()), ..RelayConfig::default() });
+    let c = h.connect(SessionConfig::default());
+    let mut invoke = Invoke::new("search", Value::from("rust"));
+    invoke.trace = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    let id = h.clients[c].session.invoke(h.now, invoke).unwrap();
+    h.pump();
+    let call = h.one_call();
+    assert_eq!(call.kind, CallKind::Invoke);
+    assert_eq!(header(&call, "content-type"), Some("application/json"));
+    assert_eq!(header(&call, "x-asp-connection-id"), Some(h.cid(c).as_str()));
+    assert_eq!(header(&call, "x-asp-request-id"), Some(id.0.to_string().as_str()));
+    assert_eq!(header(&call, "authorization"), Some("Bearer fn-token"));
+    assert!(header(&call, "traceparent").unwrap().starts_with("00-0af7"));
+    let body = body_json(&call);
+    assert_eq!(body["tool"], "search");
+    assert_eq!(body["args"], "rust");
+    assert_eq!(body["state"], serde_json::Value::Null);
+
+    h.head(call.call, ResponseHead { status: 200, cpu_time: Some("12.5ms".into()), ..Default::default() });
+    h.chunk(call.call, b"hello ");
+    h.chunk(call.call, b"world");
+    assert_eq!(h.output(c, id), b"hello world");
+    assert!(h.outcome(c, id).is_none());
+    h.now += Duration::from_millis(40);
+    h.end(call.call);
+    let (result, metrics) = h.outcome(c, id).unwrap().unwrap();
+    assert_eq!(result, Value::Nil);
+    assert_eq!(metrics.cpu_us, Some(12_500));
+    assert_eq!(metrics.wall_us, 40_000);
+    assert!(!h.aborted(call.call));
+    assert_eq!(h.credited(call.call), 11);
+    assert_eq!(h.relay.stats().calls, 0);
+}
+
+#[test]
+fn state_returned_by_the_function_comes_back_on_the_next_call() {
+    let mut h = Harness::new(RelayConfig { max_state_bytes: 16, ..RelayConfig::default() });
+    let c = h.connect(SessionConfig::default());
+    let first = h.invoke(c, "count", Value::Nil);
+    let call = h.one_call();
+    h.head(call.call, ResponseHead { status: 200, state: Some(encode_state(b"n=1")), ..Default::default() });
+    h.end(call.call);
+    assert!(h.outcome(c, first).unwrap().is_ok());
+
+    h.invoke(c, "count", Value::Nil);
+    let call = h.one_call();
+    assert_eq!(decode_state(body_json(&call)["state"].as_str().unwrap()).unwrap(), b"n=1");
+    // Over the bound: that invocation fails, the old state stays.
+    let big = encode_state(&[7u8; 17]);
+    h.head(call.call, ResponseHead { status: 200, state: Some(big), ..Default::default() });
+    let id = RequestId(call.headers.iter().find(|(n, _)| *n == "x-asp-request-id").unwrap().1.parse().unwrap());
+    assert_eq!(h.error_code(c, id), ErrorCode::STATE_TOO_LARGE);
+    assert!(h.aborted(call.call));
+
+    h.invoke(c, "count", Value::Nil);
+    let call = h.one_call();
+    assert_eq!(decode_state(body_json(&call)["state"].as_str().unwrap()).unwrap(), b"n=1");
+}
+
+#[test]
+fn msgpack_bodies_on_request() {
+    let mut h = Harness::new(RelayConfig { encoding: BodyEncoding::MsgPack, ..RelayConfig::default() });
+    let c = h.connect(SessionConfig::default());
+    h.invoke(c, "echo", Value::Binary(vec![1, 2]));
+    let call = h.one_call();
+    assert_eq!(header(&call, "content-type"), Some("application/msgpack"));
+    let value = rmpv::decode::read_value(&mut &call.body[..]).unwrap();
+    let args = value.as_map().unwrap().iter().find(|(k, _)| k.as_str() == Some("args")).unwrap().1.clone();
+    assert_eq!(args, Value::Binary(vec![1, 2]));
+}
+
+#[test]
+fn non_2xx_fails_that_invocation_only() {
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+    let bad = h.invoke(c, "x", Value::Nil);
+    let good = h.invoke(c, "y", Value::Nil);
+    let calls = h.calls();
+    h.head(calls[0].call, ResponseHead { status: 503, ..Default::default() });
+    let error = h.outcome(c, bad).unwrap().unwrap_err();
+    assert_eq!(error.code, ErrorCode::BACKEND_STATUS);
+    assert_eq!(error.data, Value::Map(vec![(Value::from("status"), Value::from(503))]));
+    assert!(h.aborted(calls[0].call));
+    h.ok(calls[1].call);
+    h.chunk(calls[1].call, b"fine");
+    h.end(calls[1].call);
+    assert_eq!(h.output(c, good), b"fine");
+    assert!(h.outcome(c, good).unwrap().is_ok());
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+}
+
+#[test]
+fn transport_failures_map_to_relay_codes() {
+    let cases = [
+        (CallFailure::Unavailable("refused".into()), ErrorCode::BACKEND_UNAVAILABLE),
+        (CallFailure::Truncated("cut".into()), ErrorCode::BACKEND_TRUNCATED),
+        (CallFailure::Timeout("slow".into()), ErrorCode::BACKEND_TIMEOUT),
+        (CallFailure::Invalid("garbage".into()), ErrorCode::BACKEND_INVALID_RESPONSE),
+    ];
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+    for (failure, code) in cases {
+        let id = h.invoke(c, "t", Value::Nil);
+        let call = h.one_call();
+        h.ok(call.call);
+        h.chunk(call.call, b"partial");
+        h.relay.handle_call_failed(h.now, call.call, failure);
+        h.pump();
+        // What arrived before the failure is delivered, then the error.
+        assert_eq!(h.output(c, id), b"partial");
+        assert_eq!(h.error_code(c, id), code);
+        assert!(!h.aborted(call.call), "the adapter already ended it");
+    }
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+    assert_eq!(h.relay.stats().calls, 0);
+}
+
+#[test]
+fn a_function_that_never_answers_or_stalls_times_out() {
+    let config = RelayConfig {
+        response_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(1),
+        call_timeout: Duration::from_secs(10),
+        ..RelayConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let c = h.connect(SessionConfig::default());
+    let silent = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.advance(Duration::from_millis(1999));
+    assert!(h.outcome(c, silent).is_none());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.error_code(c, silent), ErrorCode::BACKEND_TIMEOUT);
+    assert!(h.aborted(call.call));
+
+    // A trickle that keeps the idle timer alive still hits the call limit.
+    let trickle = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.ok(call.call);
+    for _ in 0..19 {
+        h.advance(Duration::from_millis(500));
+        h.chunk(call.call, b".");
+    }
+    assert!(h.outcome(c, trickle).is_none());
+    h.advance(Duration::from_millis(500));
+    let error = h.outcome(c, trickle).unwrap().unwrap_err();
+    assert_eq!((error.code, error.message.contains("longer than")), (ErrorCode::BACKEND_TIMEOUT, true));
+
+    // A body that stops.
+    let stalled = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.ok(call.call);
+    h.chunk(call.call, b"a");
+    h.advance(Duration::from_millis(999));
+    assert!(h.outcome(c, stalled).is_none());
+    h.advance(Duration::from_millis(1));
+    let error = h.outcome(c, stalled).unwrap().unwrap_err();
+    assert_eq!((error.code, error.message.contains("stalled")), (ErrorCode::BACKEND_TIMEOUT, true));
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+}
+
+#[test]
+fn a_slow_client_holds_the_body_back_without_timing_the_function_out() {
+    let config = RelayConfig { idle_timeout: Duration::from_secs(1), body_window: 64 * 1024, ..RelayConfig::default() };
+    let mut h = Harness::new(config);
+    let c = h.connect(SessionConfig { invocation_window: 4096, ..SessionConfig::default() });
+    let id = h.invoke(c, "flood", Value::Nil);
+    let call = h.one_call();
+    h.ok(call.call);
+    // The client does not grant: only its window goes out and only that much is credited.
+    for _ in 0..16 {
+        h.chunk(call.call, &[b'x'; 1024]);
+    }
+    assert_eq!(h.output(c, id).len(), 4096);
+    assert_eq!(h.credited(call.call), 4096);
+    // Waiting on the client is not a stalled function.
+    h.advance(Duration::from_secs(5));
+    assert!(h.outcome(c, id).is_none());
+    // The client consumes: the rest flows and is credited.
+    for _ in 0..8 {
+        let delivered = h.output(c, id).len();
+        h.clients[c].session.grant(id, delivered);
+        h.pump();
+    }
+    assert_eq!(h.output(c, id).len(), 16 * 1024);
+    assert_eq!(h.credited(call.call), 16 * 1024);
+    h.end(call.call);
+    assert!(h.outcome(c, id).unwrap().is_ok());
+}
+
+#[test]
+fn frames_mode_carries_progress_tools_and_the_result() {
+    let mut h = Harness::new(RelayConfig::default());
+    let mut config = SessionConfig::default();
+    config.caps.push(crate::session::caps::PROGRESS.into());
+    let c = h.connect(config);
+    let id = h.invoke(c, "plan", Value::Nil);
+    let call = h.one_call();
+    h.head(
+        call.call,
+        ResponseHead {
+            status: 200,
+            content_type: Some("application/vnd.asp.frames; charset=binary".into()),
+            cpu_time: Some("3ms".into()),
+            ..Default::default()
+        },
+    );
+    let tool = ToolSpec::named("summarize");
+    let body = frames(&[
+        Frame::Stream(id, Bytes::from_static(b"step 1")),
+        Frame::Progress(id, Progress { progress: 0.5, total: Some(1.0), message: None }),
+        Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![tool] }),
+        Frame::Complete(id, Complete { result: Value::from("done"), metrics: Metrics::default() }),
+    ]);
+    // Split mid-frame: the decoder reassembles.
+    h.chunk(call.call, &body[..7]);
+    h.chunk(call.call, &body[7..]);
+    assert_eq!(h.output(c, id), b"step 1");
+    assert!(h.clients[c].events.iter().any(|e| matches!(e, Event::Progress { id: i, .. } if *i == id)));
+    assert!(h.clients[c].session.peer_tools().contains("summarize"));
+    let (result, metrics) = h.outcome(c, id).unwrap().unwrap();
+    assert_eq!(result, Value::from("done"));
+    assert_eq!(metrics.cpu_us, Some(3_000), "filled from X-Cpu-Time");
+    // COMPLETE arrived before the body's end: the rest of the request is dropped.
+    assert!(h.aborted(call.call));
+}
+
+#[test]
+fn bad_frames_and_missing_terminals_are_backend_errors() {
+    let frames_head =
+        ResponseHead { status: 200, content_type: Some(FRAMES_CONTENT_TYPE.into()), ..Default::default() };
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+
+    let id = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.head(call.call, frames_head.clone());
+    h.chunk(call.call, &frames(&[Frame::Stream(id, Bytes::from_static(b"ok"))]));
+    h.end(call.call);
+    assert_eq!(h.output(c, id), b"ok");
+    assert_eq!(h.error_code(c, id), ErrorCode::BACKEND_TRUNCATED);
+
+    let id = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.head(call.call, frames_head.clone());
+    h.chunk(call.call, b"\xff\xff\xff\xff\xff\xff\xff\xff");
+    assert_eq!(h.error_code(c, id), ErrorCode::BACKEND_INVALID_RESPONSE);
+    assert!(h.aborted(call.call));
+
+    let id = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.head(call.call, frames_head.clone());
+    h.chunk(call.call, &frames(&[Frame::Stream(RequestId(999), Bytes::from_static(b"x"))]));
+    assert_eq!(h.error_code(c, id), ErrorCode::BACKEND_INVALID_RESPONSE);
+
+    let id = h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    h.head(call.call, frames_head);
+    let err = ErrorInfo::new(ErrorCode::TOOL_FAILED, "no such city");
+    h.chunk(call.call, &frames(&[Frame::Error(id, err)]));
+    let error = h.outcome(c, id).unwrap().unwrap_err();
+    assert_eq!((error.code, error.message.as_str()), (ErrorCode::TOOL_FAILED, "no such city"));
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+}
+
+#[test]
+fn interrupt_aborts_the_call() {
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+    let id = h.invoke(c, "long", Value::Nil);
+    let call = h.one_call();
+    h.ok(call.call);
+    h.chunk(call.call, b"tick");
+    h.clients[c].session.interrupt(id, None).unwrap();
+    h.pump();
+    assert!(h.aborted(call.call));
+    assert_eq!(h.error_code(c, id), ErrorCode::CANCELLED);
+    // Late body from the aborted call goes nowhere.
+    h.chunk(call.call, b"late");
+    assert_eq!(h.output(c, id), b"tick");
+    assert_eq!(h.relay.stats().calls, 0);
+}
+
+#[test]
+fn limits_on_calls_and_connections() {
+    let mut h = Harness::new(RelayConfig { max_calls: 1, max_connections: 1, ..RelayConfig::default() });
+    let c = h.connect(SessionConfig::default());
+    let first = h.invoke(c, "t", Value::Nil);
+    let second = h.invoke(c, "t", Value::Nil);
+    assert_eq!(h.calls().len(), 1);
+    assert_eq!(h.error_code(c, second), ErrorCode::BACKEND_OVERLOADED);
+    assert!(h.outcome(c, first).is_none());
+
+    let other = h.connect(SessionConfig::default());
+    assert_eq!(h.clients[other].session.state(), SessionState::Closed);
+    let closed = h.clients[other].events.iter().find_map(|e| match e {
+        Event::Closed(reason) => Some(reason.code),
+        _ => None,
+    });
+    assert_eq!(closed, Some(ErrorCode::RATE_LIMITED));
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+}
+
+#[test]
+fn client_tokens_are_checked() {
+    let mut h = Harness::new(RelayConfig { client_tokens: vec!["good".into()], ..RelayConfig::default() });
+    let bad = h.connect(SessionConfig { token: Some("bad".into()), ..SessionConfig::default() });
+    let good = h.connect(SessionConfig { token: Some("good".into()), ..SessionConfig::default() });
+    assert_eq!(h.clients[bad].session.state(), SessionState::Closed);
+    assert_eq!(h.clients[good].session.state(), SessionState::Open);
+}
+
+#[test]
+fn management_api_pushes_looks_up_and_disconnects() {
+    let mut h = Harness::with_secret();
+    let c = h.connect(SessionConfig::default());
+    let cid = h.cid(c);
+    let path = format!("/v1/connections/{cid}");
+
+    let anonymous = ManagementRequest { method: "GET".into(), path: path.clone(), ..Default::default() };
+    assert_eq!(h.relay.handle_management(h.now, &anonymous).status, 401);
+    let wrong = ManagementRequest { authorization: Some("Bearer nope".into()), ..anonymous };
+    assert_eq!(h.relay.handle_management(h.now, &wrong).status, 401);
+    assert_eq!(h.manage("GET", "/v1/connections/c-unknown", Bytes::new()).status, 404);
+
+    let info = h.manage("GET", &path, Bytes::new());
+    assert_eq!(info.status, 200);
+    let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    assert_eq!((info["connection_id"].as_str(), info["state"].as_str()), (Some(cid.as_str()), Some("open")));
+
+    let push = frames(&[Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named("late_tool")] })]);
+    assert_eq!(h.manage("POST", &format!("{path}/frames"), push).status, 202);
+    assert!(h.clients[c].session.peer_tools().contains("late_tool"));
+    let info: serde_json::Value = serde_json::from_slice(&h.manage("GET", &path, Bytes::new()).body).unwrap();
+    assert_eq!(info["tools"], serde_json::json!(["late_tool"]));
+
+    let not_allowed = frames(&[Frame::Stream(RequestId(2), Bytes::from_static(b"x"))]);
+    assert_eq!(h.manage("POST", &format!("{path}/frames"), not_allowed).status, 400);
+    assert_eq!(h.manage("POST", &format!("{path}/frames"), Bytes::from_static(b"\x00\x01")).status, 400);
+    assert_eq!(h.manage("PUT", &path, Bytes::new()).status, 405);
+
+    assert_eq!(h.manage("DELETE", &path, Bytes::new()).status, 204);
+    assert_eq!(h.clients[c].session.state(), SessionState::Closed);
+    assert!(h.clients[c].events.iter().any(|e| matches!(e, Event::GoAway { .. })));
+    assert_eq!(h.manage("GET", &path, Bytes::new()).status, 410);
+    assert_eq!(h.manage("POST", &format!("{path}/frames"), Bytes::new()).status, 410);
+}
+
+#[test]
+fn sessions_resume_through_the_relay_and_calls_keep_running() {
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+    let cid = h.cid(c);
+    let id = h.invoke(c, "long", Value::Nil);
+    let call = h.one_call();
+    h.ok(call.call);
+    h.chunk(call.call, b"before ");
+
+    // The transport dies; the function keeps writing into the held session.
+    let old = h.clients[c].transport.take().unwrap();
+    h.relay.handle_client_closed(h.now, old);
+    h.clients[c].session.handle_transport_closed(h.now);
+    h.pump();
+    assert_eq!(h.relay.stats().attached, 0);
+    h.chunk(call.call, b"during ");
+
+    // A new transport resumes it.
+    let transport = h.relay.handle_client_open(h.now, None);
+    h.clients[c].transport = Some(transport);
+    h.clients[c].session.reconnect(h.now).unwrap();
+    h.pump();
+    assert!(h.clients[c].events.iter().any(|e| matches!(e, Event::Connected { resumed: true, .. })));
+    h.chunk(call.call, b"after");
+    h.end(call.call);
+    assert_eq!(h.output(c, id), b"before during after");
+    assert!(h.outcome(c, id).unwrap().is_ok());
+    assert_eq!(h.relay.stats().connections, 1, "the throwaway session is gone");
+    let info = h.manage("GET", &format!("/v1/connections/{cid}"), Bytes::new());
+    assert_eq!(info.status, 401, "no secret configured: the API is closed");
+}
+
+#[test]
+fn lifecycle_calls_bracket_the_session() {
+    let mut h = Harness::new(RelayConfig { lifecycle_calls: true, ..RelayConfig::with_secret_for_tests() });
+    let c = h.connect(SessionConfig { name: Some("tester".into()), ..SessionConfig::default() });
+    let connect = h.one_call();
+    assert_eq!(connect.kind, CallKind::Connect);
+    assert_eq!(body_json(&connect)["client"]["name"], "tester");
+    h.head(connect.call, ResponseHead { status: 200, state: Some(encode_state(b"hi")), ..Default::default() });
+    h.end(connect.call);
+
+    h.invoke(c, "t", Value::Nil);
+    let call = h.one_call();
+    assert_eq!(decode_state(body_json(&call)["state"].as_str().unwrap()).unwrap(), b"hi");
+    h.ok(call.call);
+    h.end(call.call);
+
+    let cid = h.cid(c);
+    assert_eq!(h.manage("DELETE", &format!("/v1/connections/{cid}"), Bytes::new()).status, 204);
+    let disconnect = h.one_call();
+    assert_eq!(disconnect.kind, CallKind::Disconnect);
+    assert_eq!(body_json(&disconnect)["connection_id"], cid.as_str());
+}
+
+impl RelayConfig {
+    fn with_secret_for_tests() -> RelayConfig {
+        RelayConfig { management_secret: Some("s3cret".into()), ..RelayConfig::default() }
+    }
+}
+
+#[test]
+fn unknown_transports_and_calls_are_ignored() {
+    let mut h = Harness::new(RelayConfig::default());
+    h.relay.handle_client_message(h.now, ClientId(77), Bytes::from_static(b"x"));
+    h.relay.handle_client_closed(h.now, ClientId(77));
+    h.relay.handle_call_head(h.now, CallId(5), ResponseHead::default());
+    h.relay.handle_call_chunk(h.now, CallId(5), Bytes::from_static(b"x"));
+    h.relay.handle_call_end(h.now, CallId(5));
+    h.relay.handle_call_failed(h.now, CallId(5), CallFailure::Timeout("x".into()));
+    h.pump();
+    assert!(h.commands.is_empty());
+    assert_eq!(h.relay.stats(), RelayStats::default());
+}
