@@ -64,9 +64,11 @@ pub fn websocket_config(session: &asp_proto::SessionConfig) -> WebSocketConfig {
 
 /// Which upgrade requests a server accepts.
 #[derive(Debug)]
-pub(crate) struct UpgradePolicy {
-    pub(crate) path: String,
-    pub(crate) origins: Option<Vec<String>>,
+pub struct UpgradePolicy {
+    /// The only path served; others are 404.
+    pub path: String,
+    /// Allowed `Origin` values; `None` allows any (and requests without one).
+    pub origins: Option<Vec<String>>,
 }
 
 fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
@@ -112,8 +114,9 @@ impl UpgradePolicy {
 }
 
 /// Server side of one connection: TLS if configured, then the upgrade.
-/// Returns the WebSocket and the upgrade's bearer token.
-pub(crate) async fn accept_websocket<S>(
+/// Returns the WebSocket and the upgrade's bearer token. Servers built on
+/// the driver (the relay) use it so every ASP endpoint checks the same way.
+pub async fn accept_websocket<S>(
     tcp: S,
     tls: Option<Arc<rustls::ServerConfig>>,
     policy: Arc<UpgradePolicy>,

@@ -1,9 +1,296 @@
-//! Agent Socket (ASP/1) relay mode: hold client sessions over `wss://` and
-//! run tools by calling serverless functions over HTTP (SPEC.md §15).
+//! Agent Socket (ASP/1) relay mode (SPEC.md §15): hold client sessions over
+//! `wss://` and run their tools by calling a serverless function over HTTP.
 //!
-//! Not written yet: the library and the `asp-relay` binary arrive with the
-//! relay issue. Until then it only re-exports the protocol crate so the
-//! workspace layout is in place.
+//! An agent deployed as an HTTP function (Lambda, Workers, Cloud Run) cannot
+//! keep a WebSocket open. The relay keeps it instead: clients speak ordinary
+//! ASP/1 to it and get their HELLO answered at once (no cold start on
+//! connect); each INVOKE becomes `POST {function}/invoke`, whose response
+//! body streams back as STREAM frames and whose end is the COMPLETE. The
+//! function can keep per-connection state in the relay (`X-Asp-State`) and
+//! reach a client after its call ended through the management API.
+//!
+//! The protocol work is [`asp_proto::relay::Relay`], a Sans-IO core; this
+//! crate moves its bytes on Tokio:
+//!
+//! - one task owns the core and nothing else touches it;
+//! - one task per client WebSocket (TLS and the upgrade checks are
+//!   `asp-driver`'s, shared with every ASP server);
+//! - one task per function call (reqwest, with its keep-alive pool), which
+//!   reads the body only as fast as the core returns credit, so a slow client
+//!   slows the function instead of filling the relay;
+//! - a hyper server for the management API.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use asp_relay::RelayBuilder;
+//! # let (cert_pem, key_pem) = (Vec::new(), Vec::new());
+//! let relay = RelayBuilder::new("0.0.0.0:8443".parse().unwrap(), "https://fn.example.com/agent")
+//!     .tls_pem(&cert_pem, &key_pem)?
+//!     .management("127.0.0.1:8444".parse().unwrap(), "a long shared secret")
+//!     .bind()
+//!     .await?
+//!     .spawn();
+//! println!("clients connect to {}", relay.url());
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
+mod client;
+mod core_task;
+mod function;
+mod management;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use asp_driver::net::{UpgradePolicy, DEFAULT_PATH};
+use asp_driver::{Network, OsEntropy};
+use asp_proto::relay::{Relay, RelayStats};
+use asp_proto::Entropy;
+use asp_tokio::TokioRuntime;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
 pub use asp_proto as proto;
+pub use asp_proto::relay::{BodyEncoding, RelayConfig};
+
+use core_task::{CoreTask, Input};
+use function::FunctionClient;
+
+/// Configures a relay: where clients connect, which function it calls, the
+/// management API, and the limits of [`RelayConfig`].
+pub struct RelayBuilder {
+    listen: SocketAddr,
+    function: String,
+    path: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    plaintext: bool,
+    origins: Option<Vec<String>>,
+    management: Option<ManagementBind>,
+    function_ca: Option<Vec<u8>>,
+    config: RelayConfig,
+}
+
+enum ManagementBind {
+    Addr(SocketAddr),
+    Listener(std::net::TcpListener),
+}
+
+impl RelayBuilder {
+    /// A relay for clients on `listen` that calls the function at
+    /// `function` (a base URL: the relay posts to `{function}/invoke`).
+    pub fn new(listen: SocketAddr, function: impl Into<String>) -> Self {
+        RelayBuilder {
+            listen,
+            function: function.into().trim_end_matches('/').to_owned(),
+            path: DEFAULT_PATH.to_owned(),
+            tls: None,
+            plaintext: false,
+            origins: None,
+            management: None,
+            function_ca: None,
+            config: RelayConfig::default(),
+        }
+    }
+
+    /// Serve `wss://` with this certificate chain and key (PEM).
+    pub fn tls_pem(mut self, cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Self> {
+        self.tls = Some(asp_driver::tls::server_config_from_pem(cert_pem, key_pem)?);
+        Ok(self)
+    }
+
+    /// Serve `wss://` with a rustls configuration.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Serve plain `ws://` (tests, or behind a TLS-terminating proxy).
+    pub fn allow_plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// The upgrade path (default `/v1/agent-socket`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Accept upgrades only from these `Origin`s (browsers).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serve the management API on `addr` (plain HTTP: bind it to a private
+    /// interface), authenticated with `secret`.
+    pub fn management(mut self, addr: SocketAddr, secret: impl Into<String>) -> Self {
+        self.management = Some(ManagementBind::Addr(addr));
+        self.config.management_secret = Some(secret.into());
+        self
+    }
+
+    /// Serve the management API on a listener bound already (so a function
+    /// can be told its address before the relay starts).
+    pub fn management_listener(mut self, listener: std::net::TcpListener, secret: impl Into<String>) -> Self {
+        self.management = Some(ManagementBind::Listener(listener));
+        self.config.management_secret = Some(secret.into());
+        self
+    }
+
+    /// Also trust this CA (PEM) for an `https://` function.
+    pub fn function_ca_pem(mut self, pem: &[u8]) -> Self {
+        self.function_ca = Some(pem.to_vec());
+        self
+    }
+
+    /// Limits, timeouts, body encoding, tokens: see [`RelayConfig`]. The
+    /// management secret set by [`management`](Self::management) is kept
+    /// unless `config` brings its own.
+    pub fn config(mut self, mut config: RelayConfig) -> Self {
+        if config.management_secret.is_none() {
+            config.management_secret = self.config.management_secret.take();
+        }
+        self.config = config;
+        self
+    }
+
+    /// Binds the listeners.
+    pub async fn bind(self) -> io::Result<RelayServer> {
+        if self.tls.is_none() && !self.plaintext {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a relay needs TLS; plain ws:// must be enabled with allow_plaintext()",
+            ));
+        }
+        if !(self.function.starts_with("http://") || self.function.starts_with("https://")) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the function URL must be http:// or https://, not {:?}", self.function),
+            ));
+        }
+        let listener = TokioRuntime.bind(self.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let management = match self.management {
+            Some(ManagementBind::Addr(addr)) => Some(TcpListener::bind(addr).await?),
+            Some(ManagementBind::Listener(listener)) => {
+                listener.set_nonblocking(true)?;
+                Some(TcpListener::from_std(listener)?)
+            }
+            None => None,
+        };
+        let management_addr = management.as_ref().map(TcpListener::local_addr).transpose()?;
+        let http = FunctionClient::new(&self.function, self.function_ca.as_deref(), self.config.body_window)?;
+        Ok(RelayServer {
+            listener: Arc::new(listener),
+            local_addr,
+            management,
+            management_addr,
+            secure: self.tls.is_some(),
+            tls: self.tls,
+            policy: Arc::new(UpgradePolicy { path: self.path, origins: self.origins }),
+            http,
+            config: self.config,
+        })
+    }
+}
+
+/// A bound relay; [`spawn`](Self::spawn) it to serve.
+pub struct RelayServer {
+    listener: Arc<TcpListener>,
+    local_addr: SocketAddr,
+    management: Option<TcpListener>,
+    management_addr: Option<SocketAddr>,
+    secure: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    policy: Arc<UpgradePolicy>,
+    http: FunctionClient,
+    config: RelayConfig,
+}
+
+fn client_url(secure: bool, addr: SocketAddr, path: &str) -> String {
+    format!("{}://{addr}{path}", if secure { "wss" } else { "ws" })
+}
+
+impl RelayServer {
+    /// The client listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        client_url(self.secure, self.local_addr, &self.policy.path)
+    }
+
+    /// Starts serving on the current Tokio runtime.
+    pub fn spawn(self) -> RelayHandle {
+        let url = self.url();
+        let (tx, rx) = mpsc::channel(4096);
+        let ws_config = asp_driver::net::websocket_config(&self.config.session);
+        let relay = Relay::new(self.config, || Box::new(OsEntropy) as Box<dyn Entropy>);
+        let core = tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http).run());
+        let accept = tokio::spawn(client::accept_loop(self.listener, self.tls, self.policy, ws_config, tx.clone()));
+        let management = self.management.map(|listener| tokio::spawn(management::serve(listener, tx.clone())));
+        RelayHandle {
+            url,
+            local_addr: self.local_addr,
+            management_addr: self.management_addr,
+            tx,
+            tasks: [Some(core), Some(accept), management].into_iter().flatten().collect(),
+        }
+    }
+}
+
+/// A running relay. Dropping the handle leaves it running; [`shutdown`](Self::shutdown) stops it.
+pub struct RelayHandle {
+    url: String,
+    local_addr: SocketAddr,
+    management_addr: Option<SocketAddr>,
+    tx: mpsc::Sender<Input>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RelayHandle {
+    /// The URL clients connect to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The client listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The management API's base URL (`http://…`), when it is served.
+    pub fn management_url(&self) -> Option<String> {
+        self.management_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// Counters from the core.
+    pub async fn stats(&self) -> RelayStats {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Input::Stats(reply)).await.is_err() {
+            return RelayStats::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops accepting and drops every connection and call at once.
+    pub fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1` (PEM chain, PEM
+/// key): for demos and tests, never production.
+pub fn self_signed_certificate() -> io::Result<(String, String)> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let cert = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+    Ok((cert.cert.pem(), cert.signing_key.serialize_pem()))
+}

@@ -1,0 +1,119 @@
+//! Client transports: accept (TLS and the upgrade checks shared with every
+//! ASP server), then one task per WebSocket that forwards messages to the
+//! core and writes what the core routes back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asp_driver::net::{accept_websocket, UpgradePolicy};
+use asp_driver::{BoxTransport, Network};
+use asp_proto::relay::ClientId;
+use asp_tokio::TokioRuntime;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::Message;
+
+use crate::core_task::{Input, ToClient};
+
+/// TLS plus the HTTP upgrade must finish within this, or the socket is dropped.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Small read buffer: idle connections stay cheap (it grows for large messages).
+const READ_BUFFER: usize = 4 * 1024;
+
+pub(crate) async fn accept_loop(
+    listener: Arc<TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    policy: Arc<UpgradePolicy>,
+    config: WebSocketConfig,
+    core: mpsc::Sender<Input>,
+) {
+    let config = config.read_buffer_size(READ_BUFFER);
+    loop {
+        match TokioRuntime.accept(listener.clone()).await {
+            Ok((tcp, peer)) => {
+                let (tls, policy, core) = (tls.clone(), policy.clone(), core.clone());
+                let span = tracing::info_span!("relay_client", %peer);
+                tokio::spawn(
+                    async move {
+                        let accepted =
+                            tokio::time::timeout(UPGRADE_TIMEOUT, accept_websocket(tcp, tls, policy, config));
+                        match accepted.await {
+                            Ok(Ok((ws, token))) => {
+                                // Its own task: the handshake's state is freed now.
+                                tokio::spawn(serve(ws, token, core).in_current_span());
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "refused before the session"),
+                            Err(_) => tracing::debug!("upgrade timed out"),
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(ws: BoxTransport, token: Option<String>, core: mpsc::Sender<Input>) {
+    let (writer, mut outgoing) = mpsc::unbounded_channel();
+    let (reply, id) = oneshot::channel();
+    if core.send(Input::Opened { token, writer, reply }).await.is_err() {
+        return;
+    }
+    let Ok(id) = id.await else { return };
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        tokio::select! {
+            message = stream.next() => {
+                let input = match message {
+                    Some(Ok(Message::Binary(bytes))) => Input::Message(id, bytes),
+                    Some(Ok(Message::Text(_))) => Input::Text(id),
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => continue, // WebSocket PING/PONG: tungstenite answers
+                };
+                if core.send(input).await.is_err() {
+                    break;
+                }
+            }
+            out = outgoing.recv() => {
+                let Some(mut out) = out else { break };
+                // Everything routed so far goes out in one flush.
+                loop {
+                    match out {
+                        ToClient::Message(bytes) => {
+                            if sink.feed(Message::Binary(bytes)).await.is_err() {
+                                return closed(&core, id).await;
+                            }
+                        }
+                        ToClient::Close(code, reason) => {
+                            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+                            let _ = sink.send(Message::Close(Some(frame))).await;
+                            // Let the peer's close arrive, briefly, so the TCP close is clean.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+                            return closed(&core, id).await;
+                        }
+                    }
+                    match outgoing.try_recv() {
+                        Ok(next) => out = next,
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    closed(&core, id).await;
+}
+
+async fn closed(core: &mpsc::Sender<Input>, id: ClientId) {
+    let _ = core.send(Input::Closed(id)).await;
+}

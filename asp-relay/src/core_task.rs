@@ -1,0 +1,167 @@
+//! The one task that owns the relay core: it applies inputs from client and
+//! call tasks, then routes the core's transmits and commands back out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use asp_proto::relay::{
+    CallFailure, CallId, ClientId, Command, ManagementRequest, ManagementResponse, Relay, RelayStats, ResponseHead,
+};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::AbortHandle;
+
+use crate::function::{self, FunctionClient};
+
+/// What the other tasks tell the core.
+pub(crate) enum Input {
+    /// A client WebSocket is up; answer with its id.
+    Opened {
+        token: Option<String>,
+        writer: mpsc::UnboundedSender<ToClient>,
+        reply: oneshot::Sender<ClientId>,
+    },
+    Message(ClientId, Bytes),
+    Text(ClientId),
+    Closed(ClientId),
+    Head(CallId, ResponseHead),
+    Chunk(CallId, Bytes),
+    End(CallId),
+    Failed(CallId, CallFailure),
+    Manage(ManagementRequest, oneshot::Sender<ManagementResponse>),
+    Stats(oneshot::Sender<RelayStats>),
+}
+
+/// What the core tells a client task.
+pub(crate) enum ToClient {
+    Message(Bytes),
+    Close(u16, String),
+}
+
+struct RunningCall {
+    task: AbortHandle,
+    credit: Arc<Semaphore>,
+}
+
+/// Inputs applied before the outputs are routed: batching them keeps one
+/// busy client from paying a full loop per message.
+const BATCH: usize = 64;
+
+pub(crate) struct CoreTask {
+    relay: Relay,
+    rx: mpsc::Receiver<Input>,
+    tx: mpsc::Sender<Input>,
+    http: FunctionClient,
+    writers: HashMap<ClientId, mpsc::UnboundedSender<ToClient>>,
+    calls: HashMap<CallId, RunningCall>,
+}
+
+impl CoreTask {
+    pub(crate) fn new(relay: Relay, rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>, http: FunctionClient) -> Self {
+        CoreTask { relay, rx, tx, http, writers: HashMap::new(), calls: HashMap::new() }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let deadline = self.relay.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let input = tokio::select! {
+                input = self.rx.recv() => match input {
+                    Some(input) => Some(input),
+                    None => return,
+                },
+                () = sleep => None,
+            };
+            let now = Instant::now();
+            if let Some(input) = input {
+                self.apply(now, input);
+                for _ in 1..BATCH {
+                    match self.rx.try_recv() {
+                        Ok(input) => self.apply(now, input),
+                        Err(_) => break,
+                    }
+                }
+            }
+            // Re-read the clock rather than trust the sleep (quinn does the same).
+            self.relay.handle_timeout(Instant::now());
+            self.route();
+        }
+    }
+
+    fn apply(&mut self, now: Instant, input: Input) {
+        let relay = &mut self.relay;
+        match input {
+            Input::Opened { token, writer, reply } => {
+                let client = relay.handle_client_open(now, token);
+                self.writers.insert(client, writer);
+                // Anything already queued for it (a refusal) is routed after
+                // this input, when its writer is known.
+                let _ = reply.send(client);
+            }
+            Input::Message(client, bytes) => relay.handle_client_message(now, client, bytes),
+            Input::Text(client) => relay.handle_client_text(now, client),
+            Input::Closed(client) => {
+                self.writers.remove(&client);
+                relay.handle_client_closed(now, client);
+            }
+            Input::Head(call, head) => relay.handle_call_head(now, call, head),
+            Input::Chunk(call, bytes) => relay.handle_call_chunk(now, call, bytes),
+            Input::End(call) => {
+                self.calls.remove(&call);
+                relay.handle_call_end(now, call);
+            }
+            Input::Failed(call, failure) => {
+                self.calls.remove(&call);
+                relay.handle_call_failed(now, call, failure);
+            }
+            Input::Manage(request, reply) => {
+                let _ = reply.send(relay.handle_management(now, &request));
+            }
+            Input::Stats(reply) => {
+                let _ = reply.send(relay.stats());
+            }
+        }
+    }
+
+    /// Transmits first, then commands: a client's last ERROR goes out before
+    /// the close that follows it.
+    fn route(&mut self) {
+        while let Some((client, bytes)) = self.relay.poll_transmit() {
+            if let Some(writer) = self.writers.get(&client) {
+                let _ = writer.send(ToClient::Message(bytes));
+            }
+        }
+        while let Some(command) = self.relay.poll_command() {
+            match command {
+                Command::Call(call) => {
+                    let id = call.call;
+                    let credit = Arc::new(Semaphore::new(self.http.body_window()));
+                    let task = tokio::spawn(function::run(self.http.clone(), call, credit.clone(), self.tx.clone()));
+                    self.calls.insert(id, RunningCall { task: task.abort_handle(), credit });
+                }
+                Command::Abort(call) => {
+                    if let Some(running) = self.calls.remove(&call) {
+                        running.task.abort();
+                    }
+                }
+                Command::Credit { call, bytes } => {
+                    if let Some(running) = self.calls.get(&call) {
+                        running.credit.add_permits(bytes);
+                    }
+                }
+                Command::Close { client, code, reason } => {
+                    if let Some(writer) = self.writers.remove(&client) {
+                        let _ = writer.send(ToClient::Close(code, reason));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

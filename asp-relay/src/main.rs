@@ -1,0 +1,145 @@
+//! `asp-relay`: hold ASP/1 client sessions and run their tools on a
+//! serverless function over HTTP. Every flag can also be set from the
+//! environment (`ASP_RELAY_…`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use asp_relay::proto::ToolSpec;
+use asp_relay::{BodyEncoding, RelayBuilder, RelayConfig};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "asp-relay", version, about = "Agent Socket relay: wss:// sessions for serverless agent functions")]
+struct Args {
+    /// The function's base URL; the relay posts to {function}/invoke.
+    #[arg(long, env = "ASP_RELAY_FUNCTION")]
+    function: String,
+    /// Where clients connect.
+    #[arg(long, env = "ASP_RELAY_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// The WebSocket upgrade path.
+    #[arg(long, env = "ASP_RELAY_PATH", default_value = "/v1/agent-socket")]
+    path: String,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "ASP_RELAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "ASP_RELAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Generate a self-signed certificate for localhost and write it here (PEM), for trying things out.
+    #[arg(long, env = "ASP_RELAY_SELF_SIGNED", conflicts_with_all = ["tls_cert", "plaintext"])]
+    self_signed: Option<PathBuf>,
+    /// Serve plain ws:// (behind a TLS-terminating proxy).
+    #[arg(long, env = "ASP_RELAY_PLAINTEXT")]
+    plaintext: bool,
+    /// Serve the management API here (plain HTTP; keep it private).
+    #[arg(long, env = "ASP_RELAY_MANAGEMENT_LISTEN", requires = "management_secret")]
+    management_listen: Option<SocketAddr>,
+    /// The management API's shared secret (Authorization: Bearer ...).
+    #[arg(long, env = "ASP_RELAY_MANAGEMENT_SECRET", hide_env_values = true)]
+    management_secret: Option<String>,
+    /// Sent to the function as Authorization: Bearer ...
+    #[arg(long, env = "ASP_RELAY_FUNCTION_TOKEN", hide_env_values = true)]
+    function_token: Option<String>,
+    /// Extra CA certificate (PEM) trusted for an https:// function.
+    #[arg(long, env = "ASP_RELAY_FUNCTION_CA")]
+    function_ca: Option<PathBuf>,
+    /// Client bearer tokens accepted (repeat, or comma-separated); none: any client.
+    #[arg(long = "client-token", env = "ASP_RELAY_CLIENT_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    client_tokens: Vec<String>,
+    /// Tools announced in HELLO: a JSON array of {"name", "desc", "input", ...}.
+    #[arg(long, env = "ASP_RELAY_TOOLS")]
+    tools: Option<PathBuf>,
+    /// Encode request bodies as MsgPack instead of JSON.
+    #[arg(long, env = "ASP_RELAY_MSGPACK")]
+    msgpack: bool,
+    /// Call {function}/connect and /disconnect around each session.
+    #[arg(long, env = "ASP_RELAY_LIFECYCLE_CALLS")]
+    lifecycle_calls: bool,
+    /// Connections held at once.
+    #[arg(long, env = "ASP_RELAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Function calls in flight at once.
+    #[arg(long, env = "ASP_RELAY_MAX_CALLS", default_value_t = 1_000)]
+    max_calls: usize,
+    /// Largest function state kept per connection, in bytes.
+    #[arg(long, env = "ASP_RELAY_MAX_STATE_BYTES", default_value_t = 64 * 1024)]
+    max_state_bytes: usize,
+    /// Bytes of one call's body held while its client has no credit.
+    #[arg(long, env = "ASP_RELAY_BODY_WINDOW", default_value_t = 64 * 1024)]
+    body_window: usize,
+    /// Milliseconds the function has to send its response head.
+    #[arg(long, env = "ASP_RELAY_RESPONSE_TIMEOUT_MS", default_value_t = 30_000)]
+    response_timeout_ms: u64,
+    /// Milliseconds the function's body may stall.
+    #[arg(long, env = "ASP_RELAY_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    idle_timeout_ms: u64,
+    /// Milliseconds a call may run in all.
+    #[arg(long, env = "ASP_RELAY_CALL_TIMEOUT_MS", default_value_t = 900_000)]
+    call_timeout_ms: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "asp_relay=info".into()),
+        )
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("asp-relay: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = RelayConfig {
+        encoding: if args.msgpack { BodyEncoding::MsgPack } else { BodyEncoding::Json },
+        max_connections: args.max_connections,
+        max_calls: args.max_calls,
+        max_state_bytes: args.max_state_bytes,
+        body_window: args.body_window,
+        response_timeout: Duration::from_millis(args.response_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        call_timeout: Duration::from_millis(args.call_timeout_ms),
+        lifecycle_calls: args.lifecycle_calls,
+        function_token: args.function_token,
+        client_tokens: args.client_tokens.into_iter().filter(|t| !t.is_empty()).collect(),
+        ..RelayConfig::default()
+    };
+    if let Some(path) = &args.tools {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tools: Vec<ToolSpec> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.session.tools = tools;
+    }
+    let mut builder = RelayBuilder::new(args.listen, args.function.clone()).path(args.path).config(config);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        builder = builder.tls_pem(&std::fs::read(cert)?, &std::fs::read(key)?)?;
+    } else if let Some(path) = &args.self_signed {
+        let (cert, key) = asp_relay::self_signed_certificate()?;
+        std::fs::write(path, &cert)?;
+        builder = builder.tls_pem(cert.as_bytes(), key.as_bytes())?;
+    } else if args.plaintext {
+        builder = builder.allow_plaintext();
+    } else {
+        return Err("give --tls-cert/--tls-key, --self-signed FILE, or --plaintext".into());
+    }
+    if let Some(addr) = args.management_listen {
+        builder = builder.management(addr, args.management_secret.unwrap_or_default());
+    }
+    if let Some(path) = &args.function_ca {
+        builder = builder.function_ca_pem(&std::fs::read(path)?);
+    }
+    let relay = builder.bind().await?.spawn();
+    // One line per endpoint on stdout, for scripts and tests that start the relay.
+    println!("relay {}", relay.url());
+    if let Some(url) = relay.management_url() {
+        println!("management {url}");
+    }
+    println!("function {}", args.function);
+    tokio::signal::ctrl_c().await?;
+    relay.shutdown();
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! End to end: ASP clients → the relay (real TLS on loopback) → real
+//! function servers: the Python example (a child process, standard library
+//! only) and the Rust example (hyper, in-process).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use asp_relay::proto::{ErrorCode, Value};
+use asp_relay::{RelayBuilder, RelayConfig, RelayHandle};
+use asp_scenarios::{within, Proxy, Tls};
+use asp_tokio::{Client, ClientBuilder};
+use futures::StreamExt;
+
+#[path = "../examples/function.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod rust_function;
+
+const SECRET: &str = "management-secret-for-tests";
+
+/// The Python example function as a child process; killed on drop.
+struct PyFunction {
+    child: Child,
+    url: String,
+}
+
+impl PyFunction {
+    fn start(management: &str) -> PyFunction {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/function.py");
+        let mut child = Command::new("python3")
+            .args([script, "--port", "0", "--management-url", management, "--management-secret", SECRET])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the example function");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening ").expect("the function says where it listens").to_owned();
+        PyFunction { child, url }
+    }
+
+    async fn observed(&self) -> serde_json::Value {
+        http().get(format!("{}/observed", self.url)).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for PyFunction {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    tls: Tls,
+    relay: RelayHandle,
+    function: PyFunction,
+}
+
+impl Setup {
+    /// The relay in front of a fresh Python function.
+    async fn python(config: RelayConfig) -> Setup {
+        let tls = Tls::new();
+        let management = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let function = PyFunction::start(&format!("http://{}", management.local_addr().unwrap()));
+        let relay = relay_for(&tls, &function.url, config).management_listener(management, SECRET);
+        let relay = relay.bind().await.unwrap().spawn();
+        Setup { tls, relay, function }
+    }
+
+    async fn client(&self) -> Client {
+        connect(&self.tls, self.relay.url()).await
+    }
+
+    fn management(&self, path: &str) -> String {
+        format!("{}{path}", self.relay.management_url().unwrap())
+    }
+}
+
+fn relay_for(tls: &Tls, function: &str, config: RelayConfig) -> RelayBuilder {
+    RelayBuilder::new("127.0.0.1:0".parse().unwrap(), function)
+        .tls_pem(tls.cert_pem.as_bytes(), tls.key_pem.as_bytes())
+        .unwrap()
+        .config(config)
+}
+
+async fn connect(tls: &Tls, url: &str) -> Client {
+    ClientBuilder::new(url).trust_pem(tls.cert_pem.as_bytes()).unwrap().connect().await.unwrap()
+}
+
+/// An HTTP client for the management API and the function's `/observed`.
+fn http() -> reqwest::Client {
+    let tls = asp_driver::tls::client_config(None).unwrap();
+    reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().unwrap()
+}
+
+/// The Rust example function on a loopback port of this runtime.
+async fn rust_function() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(rust_function::serve(listener));
+    url
+}
+
+/// Output and outcome of one invocation.
+async fn run(client: &Client, tool: &str, args: Value) -> (Vec<Vec<u8>>, Result<asp_driver::Completion, ErrorCode>) {
+    let mut inv = client.invoke(tool, args).await.unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = within(20, inv.next()).await {
+        chunks.push(chunk.to_vec());
+    }
+    let outcome = within(20, inv.result()).await.map_err(|e| e.code);
+    (chunks, outcome)
+}
+
+fn args(json: serde_json::Value) -> Value {
+    serde_json::from_value(json).unwrap()
+}
+
+async fn echo_works(client: &Client) {
+    let (chunks, outcome) = run(client, "echo", Value::from("still here")).await;
+    assert_eq!(chunks.concat(), b"\"still here\"");
+    assert!(outcome.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_chunk_by_chunk_with_cpu_time() {
+    let setup = Setup::python(RelayConfig::default()).await;
+    let client = setup.client().await;
+    let text = "agents stream tokens through the relay";
+    let (chunks, outcome) = run(&client, "stream", args(serde_json::json!({"text": text, "delay_ms": 20}))).await;
+    assert_eq!(String::from_utf8(chunks.concat()).unwrap().trim_end(), text);
+    assert!(chunks.len() >= 3, "the words arrived as they were written, not at the end: {chunks:?}");
+    let done = outcome.unwrap();
+    assert_eq!(done.result, Value::Nil);
+    let cpu = done.metrics.cpu_us.expect("X-Cpu-Time became metrics.cpu_us");
+    assert!((12_000..1_000_000).contains(&cpu), "cpu_us {cpu}");
+    assert!(done.metrics.wall_us >= 6 * 20_000, "wall_us {} covers the body", done.metrics.wall_us);
+    echo_works(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_rehydrated_across_invocations() {
+    let setup = Setup::python(RelayConfig::default()).await;
+    let (a, b) = (setup.client().await, setup.client().await);
+    for expected in ["1", "2", "3"] {
+        let (chunks, outcome) = run(&a, "count", Value::Nil).await;
+        assert_eq!(chunks.concat(), expected.as_bytes());
+        assert!(outcome.is_ok());
+    }
+    let (chunks, _) = run(&b, "count", Value::Nil).await;
+    assert_eq!(chunks.concat(), b"1", "each connection has its own state");
+    // The relay stored it: the management API reports its size.
+    let info: serde_json::Value = http()
+        .get(setup.management(&format!("/v1/connections/{}", a.connection_id().unwrap())))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info["state_bytes"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_pushes_a_tool_after_its_call_and_manages_connections() {
+    let setup = Setup::python(RelayConfig::default()).await;
+    let client = setup.client().await;
+    let mut changes = client.tool_changes();
+    let (chunks, outcome) = run(&client, "push_tool", args(serde_json::json!({"name": "late_tool"}))).await;
+    assert_eq!(chunks.concat(), b"scheduled");
+    assert!(outcome.is_ok());
+    within(10, changes.next()).await.expect("a TOOL_DEF arrived after the call ended");
+    assert!(client.peer_tools().iter().any(|t| t.name == "late_tool"));
+
+    let http = http();
+    let cid = client.connection_id().unwrap();
+    let path = setup.management(&format!("/v1/connections/{cid}"));
+    assert_eq!(http.get(&path).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(&path).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    let unknown = setup.management("/v1/connections/c-0000000000000000");
+    assert_eq!(http.get(&unknown).bearer_auth(SECRET).send().await.unwrap().status(), 404);
+    let info: serde_json::Value = http.get(&path).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["state"], "open");
+    assert_eq!(info["tools"], serde_json::json!(["late_tool"]));
+    let garbage = http.post(format!("{path}/frames")).bearer_auth(SECRET).body("not frames").send().await.unwrap();
+    assert_eq!(garbage.status(), 400);
+
+    let deleted = http.delete(&path).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let reason = within(10, client.closed()).await;
+    assert_eq!(reason.code, ErrorCode::NO_ERROR);
+    assert_eq!(http.get(&path).bearer_auth(SECRET).send().await.unwrap().status(), 410);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_reaches_the_function_as_an_aborted_request() {
+    let setup = Setup::python(RelayConfig::default()).await;
+    let client = setup.client().await;
+    let mut inv = client.invoke("slow", Value::Nil).await.unwrap();
+    let id = inv.id().0;
+    for _ in 0..3 {
+        within(10, inv.next()).await.expect("ticks");
+    }
+    inv.interrupt();
+    assert_eq!(within(10, inv.result()).await.unwrap_err().code, ErrorCode::CANCELLED);
+    let aborted = within(10, async {
+        loop {
+            let observed = setup.function.observed().await;
+            if observed["aborted"].as_array().unwrap().iter().any(|a| a == id) {
+                return observed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(!aborted["completed"].as_array().unwrap().iter().any(|a| a == id), "it did not run to the end");
+    echo_works(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fault_fails_only_its_invocation() {
+    let config = RelayConfig {
+        response_timeout: Duration::from_millis(600),
+        idle_timeout: Duration::from_millis(600),
+        call_timeout: Duration::from_millis(1500),
+        ..RelayConfig::default()
+    };
+    let setup = Setup::python(config).await;
+    let client = setup.client().await;
+    let bystander = setup.client().await;
+    // Another client streams, call after call, the whole time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streaming = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut calls = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let (chunks, outcome) =
+                    run(&bystander, "stream", args(serde_json::json!({"text": "a b c", "delay_ms": 20}))).await;
+                assert_eq!(chunks.concat(), b"a b c ");
+                outcome.expect("the bystander's calls succeed");
+                calls += 1;
+            }
+            calls
+        })
+    };
+    let faults = [
+        ("fail", ErrorCode::BACKEND_STATUS, "HTTP 500"),
+        ("truncate", ErrorCode::BACKEND_TRUNCATED, ""),
+        ("hang", ErrorCode::BACKEND_TIMEOUT, "no response"),
+        ("trickle", ErrorCode::BACKEND_TIMEOUT, "longer than"),
+    ];
+    for (tool, code, message) in faults {
+        let mut inv = client.invoke(tool, args(serde_json::json!({"seconds": 3}))).await.unwrap();
+        while within(10, inv.next()).await.is_some() {}
+        let error = within(10, inv.result()).await.unwrap_err();
+        assert_eq!(error.code, code, "{tool}: {error}");
+        assert!(error.message.contains(message), "{tool}: {error}");
+        if tool == "fail" {
+            assert_eq!(error.data, Value::Map(vec![(Value::from("status"), Value::from(500))]));
+        }
+        echo_works(&client).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let calls = within(20, streaming).await.unwrap();
+    assert!(calls >= 5, "the other client kept working ({calls} calls)");
+
+    // A function that refuses connections.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let relay = relay_for(&setup.tls, &dead_url, RelayConfig::default()).bind().await.unwrap().spawn();
+    let lonely = connect(&setup.tls, relay.url()).await;
+    for _ in 0..2 {
+        let (_, outcome) = run(&lonely, "echo", Value::Nil).await;
+        assert_eq!(outcome.unwrap_err(), ErrorCode::BACKEND_UNAVAILABLE);
+    }
+    assert!(!lonely.is_closed(), "the session outlives the function");
+    assert_eq!(relay.stats().await.connections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_client_input_closes_that_client_only() {
+    let setup = Setup::python(RelayConfig::default()).await;
+    let healthy = setup.client().await;
+    let tls_config = asp_driver::tls::client_config(Some(setup.tls.cert_pem.as_bytes())).unwrap();
+    let cases: [(tungstenite::Message, u16); 2] = [
+        (tungstenite::Message::text("{\"json\": true}"), 1003),
+        (tungstenite::Message::binary(vec![0xffu8; 16]), 4101),
+    ];
+    for (message, close_code) in cases {
+        let mut raw = asp_driver::net::dial_raw(&asp_tokio::TokioRuntime, setup.relay.url(), None, tls_config.clone())
+            .await
+            .unwrap();
+        futures::SinkExt::send(&mut raw, message).await.unwrap();
+        let code = within(10, async {
+            while let Some(Ok(message)) = raw.next().await {
+                if let tungstenite::Message::Close(Some(frame)) = message {
+                    return u16::from(frame.code);
+                }
+            }
+            0
+        })
+        .await;
+        assert_eq!(code, close_code);
+        echo_works(&healthy).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_mode_and_state_with_the_rust_function() {
+    let tls = Tls::new();
+    let relay = relay_for(&tls, &rust_function().await, RelayConfig::default()).bind().await.unwrap().spawn();
+    let client = connect(&tls, relay.url()).await;
+    let mut inv = client.invoke("frames", Value::Nil).await.unwrap();
+    let mut output = Vec::new();
+    while let Some(chunk) = within(10, inv.next()).await {
+        output.extend_from_slice(&chunk);
+    }
+    let done = within(10, inv.result()).await.unwrap();
+    assert_eq!(output, b"partial answer");
+    assert_eq!(done.result, Value::Map(vec![(Value::from("answer"), Value::from(42))]));
+    assert_eq!(done.metrics.cpu_us, Some(7));
+    for expected in ["1", "2"] {
+        let (chunks, _) = run(&client, "count", Value::Nil).await;
+        assert_eq!(chunks.concat(), expected.as_bytes());
+    }
+    let (_, outcome) = run(&client, "no_such_tool", Value::Nil).await;
+    assert_eq!(outcome.unwrap_err(), ErrorCode::BACKEND_STATUS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_slows_the_function_instead_of_filling_the_relay() {
+    let tls = Tls::new();
+    let config = RelayConfig { body_window: 16 * 1024, ..RelayConfig::default() };
+    let relay = relay_for(&tls, &rust_function().await, config).bind().await.unwrap().spawn();
+    let client = connect(&tls, relay.url()).await;
+    const CHUNK: u64 = 16 * 1024;
+    const CHUNKS: u64 = 2048; // 32 MiB
+    let before = rust_function::STREAMED_BYTES.load(Ordering::SeqCst);
+    let mut inv = client.invoke("stream", args(serde_json::json!({"chunks": CHUNKS, "size": CHUNK}))).await.unwrap();
+    let first = within(10, inv.next()).await.unwrap().len() as u64;
+    // The client stops reading. The function soon stops too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let written = rust_function::STREAMED_BYTES.load(Ordering::SeqCst) - before;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = rust_function::STREAMED_BYTES.load(Ordering::SeqCst) - before;
+    assert_eq!(written, later, "the function is held back while the client does not read");
+    // Client window (256 KiB) + relay window (16 KiB) + socket buffers on two hops.
+    assert!(written < 12 << 20, "{written} bytes left the function for a client that read 16 KiB");
+    let mut total = first;
+    while let Some(chunk) = within(30, inv.next()).await {
+        total += chunk.len() as u64;
+    }
+    within(10, inv.result()).await.unwrap();
+    assert_eq!(total, CHUNK * CHUNKS, "everything arrives once the client reads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_through_the_relay_after_a_killed_transport() {
+    let tls = Tls::new();
+    let relay = relay_for(&tls, &rust_function().await, RelayConfig::default()).bind().await.unwrap().spawn();
+    let proxy = Proxy::start(relay.local_addr());
+    let client = connect(&tls, &format!("wss://{}/v1/agent-socket", proxy.addr)).await;
+    let cid = client.connection_id();
+    const CHUNKS: usize = 20_000;
+    let mut inv = client.invoke("stream", args(serde_json::json!({"chunks": CHUNKS, "size": 32}))).await.unwrap();
+    let (mut bytes, mut cuts) = (0usize, 0);
+    while let Some(chunk) = within(30, inv.next()).await {
+        assert!(chunk.iter().all(|b| *b == b'x'));
+        bytes += chunk.len();
+        if cuts < 2 && bytes >= (cuts + 1) * CHUNKS * 32 / 3 {
+            assert!(proxy.cut() > 0, "there was a connection to cut");
+            cuts += 1;
+        }
+    }
+    within(30, inv.result()).await.unwrap();
+    assert_eq!((cuts, bytes), (2, CHUNKS * 32), "every byte arrived exactly once");
+    assert_eq!(client.connection_id(), cid, "the same session, resumed");
+    assert_eq!(relay.stats().await.connections, 1);
+    let (chunks, _) = run(&client, "echo", Value::from(1)).await;
+    assert_eq!(chunks.concat(), b"1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_is_configured_by_flags_and_environment() {
+    let management = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let management_addr: SocketAddr = management.local_addr().unwrap();
+    drop(management); // the relay binary binds it again
+    let function = PyFunction::start(&format!("http://{management_addr}"));
+    let dir = std::env::temp_dir().join(format!("asp-relay-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert_path = dir.join("relay.pem");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_asp-relay"))
+        .args(["--listen", "127.0.0.1:0", "--self-signed"])
+        .arg(&cert_path)
+        .args(["--management-listen", &management_addr.to_string(), "--lifecycle-calls"])
+        .env("ASP_RELAY_FUNCTION", &function.url)
+        .env("ASP_RELAY_MANAGEMENT_SECRET", SECRET)
+        .env("ASP_RELAY_CLIENT_TOKENS", "alpha,beta")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().strip_prefix("relay ").unwrap().to_owned();
+    let cert = std::fs::read(&cert_path).unwrap();
+    let client = ClientBuilder::new(&url).trust_pem(&cert).unwrap().token("beta").connect().await.unwrap();
+    echo_works(&client).await;
+    let cid = client.connection_id().unwrap();
+    let refused = ClientBuilder::new(&url).trust_pem(&cert).unwrap().token("gamma").connect().await;
+    assert!(refused.is_err(), "a token not in ASP_RELAY_CLIENT_TOKENS is refused");
+    client.close(ErrorCode::NO_ERROR, "done").unwrap();
+    let observed = within(10, async {
+        loop {
+            let observed = function.observed().await;
+            if observed["disconnects"].as_array().unwrap().iter().any(|c| c == cid.as_str()) {
+                return observed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(observed["connects"].as_array().unwrap().iter().any(|c| c == cid.as_str()));
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
