@@ -4,7 +4,9 @@
 //! Tools: `echo` (the arguments back as JSON), `stream` (`{"chunks", "size"}`:
 //! that many chunks, each its own HTTP chunk, written only as fast as the
 //! relay reads), `frames` (frames mode: progress, output and a result),
-//! `count` (a counter in the connection's state).
+//! `stream_frames` (`{"chunks", "size", "batch"}`: frames mode, `batch`
+//! STREAM frames per HTTP chunk, so small tokens stream without one HTTP
+//! chunk each), `count` (a counter in the connection's state).
 //!
 //! ```text
 //! cargo run -p asp-relay --example function -- 8080
@@ -58,6 +60,12 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
         "echo" => text(StatusCode::OK, args.to_string()),
         "stream" => stream(args["chunks"].as_u64().unwrap_or(10), args["size"].as_u64().unwrap_or(32) as usize),
         "frames" => frames(call["request_id"].as_u64().unwrap_or(0) as u16),
+        "stream_frames" => stream_frames(
+            call["request_id"].as_u64().unwrap_or(0) as u16,
+            args["chunks"].as_u64().unwrap_or(10),
+            args["size"].as_u64().unwrap_or(32) as usize,
+            args["batch"].as_u64().unwrap_or(256),
+        ),
         "count" => count(call["state"].as_str()),
         other => text(StatusCode::NOT_FOUND, format!("no tool {other}")),
     })
@@ -84,6 +92,36 @@ fn stream(chunks: u64, size: usize) -> Response<Body> {
     });
     let body = StreamBody::new(tokio_stream(rx));
     Response::new(BodyExt::boxed(body))
+}
+
+/// Frames mode for many small chunks: `batch` STREAM frames per HTTP chunk,
+/// then COMPLETE.
+fn stream_frames(request_id: u16, chunks: u64, size: usize, batch: u64) -> Response<Body> {
+    use asp_relay::proto::{Complete, Frame as AspFrame, Metrics, RequestId, Value as V};
+    let id = RequestId(request_id);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'x'; size]);
+        let mut sent = 0;
+        while sent < chunks {
+            let n = batch.max(1).min(chunks - sent);
+            let mut body = BytesMut::with_capacity(n as usize * (size + 8));
+            for _ in 0..n {
+                AspFrame::Stream(id, chunk.clone()).encode(&mut body).expect("valid frame");
+            }
+            if tx.send(Ok(Frame::data(body.freeze()))).await.is_err() {
+                return;
+            }
+            sent += n;
+        }
+        let mut end = BytesMut::new();
+        let complete = Complete { result: V::Nil, metrics: Metrics::default() };
+        AspFrame::Complete(id, complete).encode(&mut end).expect("valid frame");
+        let _ = tx.send(Ok(Frame::data(end.freeze()))).await;
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(tokio_stream(rx))));
+    response.headers_mut().insert("content-type", "application/vnd.asp.frames".parse().expect("header"));
+    response
 }
 
 fn tokio_stream<T: Send + 'static>(

@@ -13,7 +13,10 @@
 //! 4. bytes on the wire per echo call and per streamed chunk, counted at
 //!    the socket by a proxy;
 //! 5. resident memory per idle ASP connection in the server process, and
-//!    the time to open them.
+//!    the time to open them;
+//! 6. relay mode next to direct mode: echo round trip and streaming through
+//!    `asp-relay` to a Rust function over HTTP, beside the function's bare
+//!    HTTP round trip.
 //!
 //! Loopback numbers are noisy: compare rows of one run, not runs.
 #![forbid(unsafe_code)]
@@ -24,6 +27,7 @@ mod idle;
 mod mcp;
 mod plot;
 mod raw;
+mod relay;
 mod wire;
 
 use std::time::Duration;
@@ -185,7 +189,33 @@ async fn wire_bytes(calls: usize, chunks: usize) -> Vec<Wire> {
     out
 }
 
+/// Relay rows: direct ASP, through the relay, and the function's HTTP alone.
+/// `streams` = [relay plain mode, relay frames mode, the function's HTTP stream alone].
+fn print_relay(direct: &Latency, through: &Latency, http: &Latency, direct_stream: f64, streams: [f64; 3]) {
+    println!("| relay mode vs direct (asp-tokio client, wss://) | direct | relay | relay / direct |");
+    println!("|---|---:|---:|---:|");
+    for (name, d, r) in [("echo p50 µs", direct.p50, through.p50), ("echo p99 µs", direct.p99, through.p99)] {
+        println!("| {name} | {} | {} | {:.2}x |", us(d), us(r), r.as_secs_f64() / d.as_secs_f64());
+    }
+    println!("| the function's HTTP round trip alone (reqwest keep-alive), p50 µs | | {} | |", us(http.p50));
+    let extra = through.p50.saturating_sub(direct.p50 + http.p50);
+    println!("| relay p50 − direct p50 − HTTP p50, µs | | {} | |", us(extra));
+    let [plain, frames, bare] = streams;
+    println!(
+        "| streaming {PAYLOAD} B chunks/s, plain mode (one HTTP chunk each) | {direct_stream:.0} | {plain:.0} | {:.2}x |",
+        plain / direct_stream
+    );
+    println!(
+        "| streaming {PAYLOAD} B chunks/s, frames mode (256 frames per HTTP chunk) | {direct_stream:.0} | {frames:.0} | {:.2}x |",
+        frames / direct_stream
+    );
+    println!("| the function's plain stream read over HTTP alone, chunks/s | | {bare:.0} | |");
+}
+
 fn main() {
+    // reqwest (rmcp's client, the function's HTTP row) is built without a
+    // default TLS provider in this workspace (asp-relay brings its own).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::args().any(|a| a == "--idle-server") {
         let tls = std::env::args().any(|a| a == "--tls");
         on_tokio(idle::run_server(tls));
@@ -198,6 +228,18 @@ fn main() {
         let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
         let rate = on_tokio(asp::streaming::<TokioRuntime>(Some(&tls), a.chunks));
         println!("ASP streaming: {rate:.0} chunks/s");
+        return;
+    }
+    if std::env::args().any(|a| a == "--relay-only") {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+        let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
+        let direct = on_tokio(asp::round_trips::<TokioRuntime>(Some(&tls), a.calls, a.warmup));
+        let (through, bare) = on_tokio(relay::round_trips(&tls, a.calls, a.warmup));
+        let direct_stream = on_tokio(asp::streaming::<TokioRuntime>(Some(&tls), a.chunks));
+        let relay_stream = on_tokio(relay::streaming(&tls, a.chunks, relay::Streaming::HttpChunks));
+        let relay_frames = on_tokio(relay::streaming(&tls, a.chunks, relay::Streaming::Frames));
+        let bare_stream = on_tokio(relay::bare_streaming(a.chunks));
+        print_relay(&direct, &through, &bare, direct_stream, [relay_stream, relay_frames, bare_stream]);
         return;
     }
     if std::env::args().any(|a| a == "--idle-only") {
@@ -271,6 +313,14 @@ fn main() {
         ("MCP progress notifications, rmcp, http://", mcp_stream),
     ];
 
+    eprintln!("relay mode …");
+    let (relay_echo, function_http) = on_tokio(relay::round_trips(tls, calls, warmup));
+    let relay_stream = [
+        on_tokio(relay::streaming(tls, chunks, relay::Streaming::HttpChunks)),
+        on_tokio(relay::streaming(tls, chunks, relay::Streaming::Frames)),
+        on_tokio(relay::bare_streaming(chunks)),
+    ];
+
     eprintln!("bytes on the wire …");
     let wire = on_tokio(wire_bytes(1000, 100_000));
 
@@ -321,6 +371,8 @@ fn main() {
         );
     }
     println!();
+    print_relay(&asp_wss, &relay_echo, &function_http, asp_stream, relay_stream);
+    println!();
     println!("Aims (ratios from this run):");
     println!(
         "- ASP round trip vs raw WebSocket: {:.2}x over ws://, {:.2}x over wss:// (aim <= 1.15x)",
@@ -349,6 +401,11 @@ fn main() {
         "concurrent": concurrent.iter().map(|(n, l)| json!({ "name": n, "latency": lat(l) })).collect::<Vec<_>>(),
         "streaming": streams.iter().map(|(n, r)| json!({ "name": n, "chunks_per_s": r })).collect::<Vec<_>>(),
         "wire_bytes": wire.iter().map(|w| json!({ "name": w.name, "per_call": w.per_call, "per_chunk": w.per_chunk })).collect::<Vec<_>>(),
+        "relay": json!({
+            "echo_direct": lat(&asp_wss), "echo_relay": lat(&relay_echo), "function_http": lat(&function_http),
+            "stream_direct_chunks_per_s": asp_stream, "stream_relay_http_chunks_per_s": relay_stream[0],
+            "stream_relay_frames_per_s": relay_stream[1], "stream_function_http_alone_per_s": relay_stream[2],
+        }),
         "idle": idle.iter().map(|(s, i)| json!({ "scheme": s, "connections": i.connections, "bytes_per_connection": i.bytes_per_connection, "open_seconds": i.open_seconds })).collect::<Vec<_>>(),
     });
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
