@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check CI runs, in one command: formatting, clippy, all tests, the
-# dependency rule for asp-proto, a short fuzz run of every target (five), and the
+# dependency rule for asp-proto, a short fuzz run of every target (six), and the
 # README's main command. Installs what it needs on a fresh machine.
 #
 #   ./scripts/test.sh                      # everything
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${ASP_FUZZ_SECONDS:-20}
-FUZZ_TARGETS=(frame_decode frame_roundtrip decoder_chunked session session_ops)
+FUZZ_TARGETS=(frame_decode frame_roundtrip decoder_chunked session session_ops relay)
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain: rustfmt, clippy, nightly, cargo-fuzz"
@@ -22,6 +22,14 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
 fi
 if [ "$have_nightly" = yes ] && ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
+fi
+
+# The relay's end-to-end tests start the Python example function (standard
+# library only).
+if ! command -v python3 >/dev/null 2>&1; then
+  step "installing python3 (relay tests run the Python example function)"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq python3
 fi
 
 step "cargo fmt --check"

@@ -40,6 +40,11 @@ fn frame_roundtrip_corpus() {
 }
 
 #[test]
+fn relay_corpus() {
+    replay_at_least("relay", fuzzing::relay_ops, 15);
+}
+
+#[test]
 fn decoder_chunked_corpus() {
     replay("decoder_chunked", fuzzing::decoder_chunked);
 }
