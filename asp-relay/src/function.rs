@@ -53,12 +53,7 @@ pub(crate) async fn run(fc: FunctionClient, call: FunctionCall, credit: Arc<Sema
     let mut response = match request.body(call.body).send().await {
         Ok(response) => response,
         Err(e) => {
-            let failure = if e.is_timeout() {
-                CallFailure::Timeout(describe(&e))
-            } else {
-                CallFailure::Unavailable(describe(&e))
-            };
-            let _ = core.send(Input::Failed(id, failure)).await;
+            let _ = core.send(Input::Failed(id, failure(&e, CallFailure::Unavailable))).await;
             return;
         }
     };
@@ -105,15 +100,19 @@ pub(crate) async fn run(fc: FunctionClient, call: FunctionCall, credit: Arc<Sema
                 return;
             }
             Err(e) => {
-                let failure = if e.is_timeout() {
-                    CallFailure::Timeout(describe(&e))
-                } else {
-                    CallFailure::Truncated(describe(&e))
-                };
-                let _ = core.send(Input::Failed(id, failure)).await;
+                let _ = core.send(Input::Failed(id, failure(&e, CallFailure::Truncated))).await;
                 return;
             }
         }
+    }
+}
+
+/// A timeout, or else `otherwise` (which depends on how far the call got).
+fn failure(error: &reqwest::Error, otherwise: fn(String) -> CallFailure) -> CallFailure {
+    if error.is_timeout() {
+        CallFailure::Timeout(describe(error))
+    } else {
+        otherwise(describe(error))
     }
 }
 

@@ -62,8 +62,14 @@ pub(crate) async fn round_trips<N: Network>(tls: Option<&Tls>, calls: usize, war
 /// Streams `chunks` 32-byte chunks through a client of `url`; chunks/s.
 pub(crate) async fn stream_from<N: Network>(url: &str, tls: Option<&Tls>, chunks: usize) -> f64 {
     let client = client::<N>(url, tls).await;
+    timed_stream(&client, "stream", Value::Nil, chunks).await
+}
+
+/// Invokes `tool`, reads all its output (checking it is `chunks` 32-byte
+/// chunks) and the result; chunks/s.
+pub(crate) async fn timed_stream<N: Network>(client: &Client<N>, tool: &str, args: Value, chunks: usize) -> f64 {
     let started = Instant::now();
-    let mut inv = client.invoke("stream", Value::Nil).await.expect("invoke");
+    let mut inv = client.invoke(tool, args).await.expect("invoke");
     let mut bytes = 0;
     while let Some(chunk) = inv.next().await {
         bytes += chunk.len();

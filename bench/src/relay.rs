@@ -113,17 +113,9 @@ pub(crate) async fn streaming(tls: &Tls, chunks: usize, how: Streaming) -> f64 {
     };
     let args = serde_json::json!({"chunks": chunks, "size": PAYLOAD, "batch": 256});
     let args: Value = serde_json::from_value(args).expect("msgpack value");
-    let started = Instant::now();
-    let mut inv = client.invoke(tool, args).await.expect("invoke");
-    let mut bytes = 0;
-    while let Some(chunk) = inv.next().await {
-        bytes += chunk.len();
-    }
-    inv.result().await.expect("stream");
-    let elapsed = started.elapsed();
-    assert_eq!(bytes, chunks * PAYLOAD, "every chunk arrived");
+    let rate = crate::asp::timed_stream(&client, tool, args, chunks).await;
     relay.shutdown();
-    chunks as f64 / elapsed.as_secs_f64()
+    rate
 }
 
 /// The function's stream read over HTTP directly (reqwest), without the
