@@ -349,6 +349,7 @@ async fn a_slow_client_slows_the_function_instead_of_filling_the_relay() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let later = rust_function::STREAMED_BYTES.load(Ordering::SeqCst) - before;
     assert_eq!(written, later, "the function is held back while the client does not read");
+    eprintln!("the function wrote {written} bytes for a client that read {first} of {}", CHUNK * CHUNKS);
     // Client window (256 KiB) + relay window (16 KiB) + socket buffers on two hops.
     assert!(written < 12 << 20, "{written} bytes left the function for a client that read 16 KiB");
     let mut total = first;
