@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check CI runs, in one command: formatting, clippy, all tests, the
-# dependency rule for asp-proto, a short fuzz run of every target (six), and the
+# dependency rules of the Sans-IO crates, file sizes, a short fuzz run of every target (six), and the
 # README's main command. Installs what it needs on a fresh machine.
 #
 #   ./scripts/test.sh                      # everything
@@ -48,13 +48,31 @@ rm -f "$test_log"
 step "cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
-step "asp-proto depends on no runtime, socket or clock crate"
+step "the Sans-IO crates depend on no runtime, socket or clock crate"
 forbidden='^(tokio|async-std|async-io|smol|mio|socket2|futures|hyper|reqwest|tungstenite)( |$)'
-if cargo tree -p asp-proto -e normal --prefix none --format '{p}' | grep -E "$forbidden"; then
-  echo "asp-proto must stay Sans-IO: the crates above must not be in its tree" >&2
+for crate in asp-proto asp-relay-proto; do
+  if cargo tree -p "$crate" -e normal --prefix none --format '{p}' | grep -E "$forbidden"; then
+    echo "$crate must stay Sans-IO: the crates above must not be in its tree" >&2
+    exit 1
+  fi
+  echo "ok: $crate: $(cargo tree -p "$crate" -e normal --prefix none --format '{p}' | sort -u | wc -l) crates, none of them I/O"
+done
+
+step "asp-proto is the protocol only: no JSON, no base64 (those are the relay's)"
+if cargo tree -p asp-proto -e normal --prefix none --format '{p}' | grep -E '^(serde_json|base64) '; then
+  echo "asp-proto must not depend on serde_json or base64: move that code to asp-relay-proto" >&2
   exit 1
 fi
-echo "ok: $(cargo tree -p asp-proto -e normal --prefix none --format '{p}' | sort -u | wc -l) crates, none of them I/O"
+echo "ok: no serde_json, no base64 in asp-proto"
+
+step "no src/ file over 600 lines (split it by job)"
+long=$(git ls-files --cached --others --exclude-standard '*/src/*.rs' | xargs wc -l | awk '$2 != "total" && $1 > 600 {print}')
+if [ -n "$long" ]; then
+  echo "$long" >&2
+  echo "the files above are over 600 lines: split them by job" >&2
+  exit 1
+fi
+echo "ok: every src/ file is 600 lines or fewer"
 
 step "asp-async-std has no Tokio in its tree (dev-dependencies included)"
 if cargo tree -p asp-async-std --prefix none --format '{p}' | grep -E '^tokio(-[a-z]+)? '; then

@@ -395,7 +395,7 @@ where
         if let (Some(mut t), Some(reason)) = (self.transport.take(), reason) {
             let frame = CloseFrame {
                 code: CloseCode::from(reason.websocket_code()),
-                reason: close_text(&reason.message).into(),
+                reason: asp_proto::limits::truncate_close_reason(reason.message.clone()).into(),
             };
             let _ = t.send(Message::Close(Some(frame))).await;
             let _ = t.close().await;
@@ -703,13 +703,4 @@ where
             }
         }
     }
-}
-
-/// A WebSocket close reason is at most 123 bytes; cut on a char boundary.
-fn close_text(message: &str) -> String {
-    let mut end = message.len().min(123);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    message[..end].to_owned()
 }

@@ -8,8 +8,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use asp_proto::testing::TestEntropy;
 use asp_proto::{Event, Invoke, Session, SessionConfig, ToolSpec, Value};
+use asp_testkit::TestEntropy;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

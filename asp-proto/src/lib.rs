@@ -38,13 +38,7 @@ pub mod codec;
 mod error_code;
 pub mod frame;
 pub mod limits;
-pub mod relay;
 pub mod session;
-
-#[doc(hidden)]
-pub mod fuzzing;
-#[doc(hidden)]
-pub mod testing;
 
 /// The README's examples run as doc tests, so they cannot drift from the code.
 #[cfg(doctest)]

@@ -57,3 +57,45 @@ pub const MAX_CONNECTION_ID_LEN: usize = 64;
 /// recurses, so an unbounded depth would let 1 MiB of `0x91` bytes overflow
 /// the stack.
 pub const MAX_NESTING_DEPTH: usize = 32;
+
+/// Length of the resume tickets this implementation issues: 8 bytes of
+/// lookup key and 24 of secret (SPEC.md §11.2).
+pub const TICKET_LEN: usize = 32;
+
+/// A receiver acknowledges sequenced frames at least every this many frames
+/// (or every half replay bound of bytes, whichever comes first).
+pub const ACK_EVERY_FRAMES: u64 = 64;
+
+/// Default bound on the tools kept for the peer (`TOO_MANY_TOOLS` past it).
+pub const DEFAULT_MAX_PEER_TOOLS: usize = 1024;
+
+/// Longest WebSocket close reason, in bytes (RFC 6455: a control frame's
+/// payload is at most 125 bytes, two of which are the code).
+pub const CLOSE_REASON_MAX: usize = 123;
+
+/// Cuts `reason` to [`CLOSE_REASON_MAX`] bytes on a character boundary, as
+/// every adapter must before it writes a WebSocket close frame.
+pub fn truncate_close_reason(mut reason: String) -> String {
+    if reason.len() > CLOSE_REASON_MAX {
+        let mut cut = CLOSE_REASON_MAX;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_cut_on_a_char_boundary() {
+        assert_eq!(truncate_close_reason("short".into()), "short");
+        let long = "é".repeat(100); // 200 bytes
+        let cut = truncate_close_reason(long);
+        assert!(cut.len() <= CLOSE_REASON_MAX && cut.len() >= CLOSE_REASON_MAX - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,8 +1,8 @@
 //! Property tests of the codec: round trip, chunking invariance, and that no
 //! input panics the decoder or makes it hold more than one frame.
 
-use asp_proto::fuzzing;
 use asp_proto::*;
+use asp_testkit::fuzz as fuzzing;
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use serde_bytes::ByteBuf;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use asp_proto::testing::{Pair, Side, TestEntropy};
 use asp_proto::*;
+use asp_testkit::{Pair, Side, TestEntropy};
 use bytes::Bytes;
 
 fn tool(name: &str) -> ToolSpec {

@@ -1,10 +1,10 @@
 //! Random operation sequences over a client–server pair, checked against a
-//! reference model (see `asp_proto::testing::model` for the invariants):
+//! reference model (see `asp_testkit::model` for the invariants):
 //! invocations end exactly once on both sides, output arrives complete and
 //! in order across transport drops and resumes, no legal sequence closes a
 //! session, buffers stay bounded, timeouts are never in the past.
 
-use asp_proto::testing::model::{run, Op};
+use asp_testkit::model::{run, Op};
 use proptest::prelude::*;
 
 proptest! {

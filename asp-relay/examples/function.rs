@@ -154,13 +154,13 @@ fn frames(request_id: u16) -> Response<Body> {
 /// call and keeps what `X-Asp-State` returns.
 fn count(state: Option<&str>) -> Response<Body> {
     let previous = state
-        .and_then(|s| asp_relay::proto::relay::decode_state(s).ok())
+        .and_then(|s| asp_relay::relay_proto::decode_state(s).ok())
         .and_then(|s| String::from_utf8(s).ok())
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
     let next = previous + 1;
     let mut response = text(StatusCode::OK, next.to_string());
-    let state = asp_relay::proto::relay::encode_state(next.to_string().as_bytes());
+    let state = asp_relay::relay_proto::encode_state(next.to_string().as_bytes());
     response.headers_mut().insert("x-asp-state", state.parse().expect("base64url is a valid header"));
     response
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asp_driver::net::{accept_websocket, UpgradePolicy};
 use asp_driver::{BoxTransport, Network};
-use asp_proto::relay::ClientId;
+use asp_relay_proto::ClientId;
 use asp_tokio::TokioRuntime;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_proto::relay::{
+use asp_relay_proto::{
     CallFailure, CallId, ClientId, Command, ManagementRequest, ManagementResponse, Relay, RelayStats, ResponseHead,
 };
 use bytes::Bytes;

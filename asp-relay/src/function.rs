@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asp_proto::relay::{CallFailure, CallKind, FunctionCall, ResponseHead};
+use asp_relay_proto::{CallFailure, CallKind, FunctionCall, ResponseHead};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::core_task::Input;

@@ -9,7 +9,7 @@
 //! function can keep per-connection state in the relay (`X-Asp-State`) and
 //! reach a client after its call ended through the management API.
 //!
-//! The protocol work is [`asp_proto::relay::Relay`], a Sans-IO core; this
+//! The protocol work is [`asp_relay_proto::Relay`], a Sans-IO core; this
 //! crate moves its bytes on Tokio:
 //!
 //! - one task owns the core and nothing else touches it;
@@ -46,15 +46,16 @@ use std::sync::Arc;
 
 use asp_driver::net::{UpgradePolicy, DEFAULT_PATH};
 use asp_driver::{Network, OsEntropy};
-use asp_proto::relay::{Relay, RelayStats};
 use asp_proto::Entropy;
+use asp_relay_proto::{Relay, RelayStats};
 use asp_tokio::TokioRuntime;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use asp_proto as proto;
-pub use asp_proto::relay::{BodyEncoding, RelayConfig};
+pub use asp_relay_proto as relay_proto;
+pub use asp_relay_proto::{BodyEncoding, RelayConfig};
 
 use core_task::{CoreTask, Input};
 use function::FunctionClient;

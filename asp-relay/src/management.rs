@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use asp_proto::relay::ManagementRequest;
+use asp_relay_proto::ManagementRequest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;

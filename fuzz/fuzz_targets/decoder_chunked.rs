@@ -1,3 +1,3 @@
 #![no_main]
-//! See `asp_proto::fuzzing::decoder_chunked` for what this target checks.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| asp_proto::fuzzing::decoder_chunked(data));
+//! See `asp_testkit::fuzz::decoder_chunked` for what this target checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| asp_testkit::fuzz::decoder_chunked(data));

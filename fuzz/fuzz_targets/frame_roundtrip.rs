@@ -1,3 +1,3 @@
 #![no_main]
-//! See `asp_proto::fuzzing::frame_roundtrip` for what this target checks.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| asp_proto::fuzzing::frame_roundtrip(data));
+//! See `asp_testkit::fuzz::frame_roundtrip` for what this target checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| asp_testkit::fuzz::frame_roundtrip(data));

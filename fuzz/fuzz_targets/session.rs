@@ -1,3 +1,3 @@
 #![no_main]
-//! See `asp_proto::fuzzing::session` for what this target checks.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| asp_proto::fuzzing::session(data));
+//! See `asp_testkit::fuzz::session` for what this target checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| asp_testkit::fuzz::session(data));

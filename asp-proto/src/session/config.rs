@@ -63,7 +63,7 @@ impl Default for SessionConfig {
             resume: true,
             resume_grace: Duration::from_millis(limits::DEFAULT_RESUME_GRACE_MS.into()),
             replay_buffer_bytes: limits::DEFAULT_REPLAY_BUFFER_BYTES,
-            max_peer_tools: 1024,
+            max_peer_tools: limits::DEFAULT_MAX_PEER_TOOLS,
             check_tools: true,
             tools: Vec::new(),
             name: None,

@@ -32,7 +32,7 @@ use invocation::Invocation;
 use replay::ReplayBuffer;
 use timer::{Timer, TimerTable};
 
-use crate::limits::{self, MAX_WINDOW};
+use crate::limits::{self, ACK_EVERY_FRAMES, MAX_WINDOW, TICKET_LEN};
 use crate::{
     ClientHello, Complete, Decoder, ErrorCode, ErrorInfo, Frame, FrameError, FrameHeader, GoAway, Interrupt, Invoke,
     Metrics, PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello,
@@ -109,10 +109,6 @@ impl ResumeKey {
         ticket.get(..8).map(|k| ResumeKey(k.try_into().expect("8 bytes")))
     }
 }
-
-const TICKET_LEN: usize = 32;
-/// A receiver acknowledges at least every this many sequenced frames.
-const ACK_EVERY_FRAMES: u64 = 64;
 
 /// One ASP/1 session, client or server, without I/O.
 ///

@@ -4,7 +4,7 @@
 //! It plays both adapters: moves each transmit to the other side split at
 //! random points, accepts clients, routes a resuming HELLO to the detached
 //! server session the way a server adapter indexes sessions by
-//! [`ResumeKey`](crate::ResumeKey), and can drop the transport at any moment. Not part of the
+//! [`ResumeKey`](asp_proto::ResumeKey), and can drop the transport at any moment. Not part of the
 //! public API.
 
 use std::collections::VecDeque;
@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-pub mod model;
-
-use crate::{Entropy, Event, Session, SessionConfig, SessionState};
+use asp_proto::{Entropy, Event, Session, SessionConfig, SessionState};
 
 /// Deterministic "randomness" for server sessions in tests (splitmix64).
 #[derive(Debug, Clone)]
@@ -254,11 +252,11 @@ impl Pair {
         let request = fresh.resume_request().cloned();
         let resumed = match request {
             Some(req) if info.resume_requested => {
-                let key_matches = self.server.resume_key() == crate::ResumeKey::of(&req.ticket);
+                let key_matches = self.server.resume_key() == asp_proto::ResumeKey::of(&req.ticket);
                 let outcome = if key_matches && !self.server.is_closed() {
                     self.server.resume(now, &req)
                 } else {
-                    Err(crate::ErrorCode::RESUME_UNKNOWN_SESSION)
+                    Err(asp_proto::ErrorCode::RESUME_UNKNOWN_SESSION)
                 };
                 match outcome {
                     Ok(()) => true,

@@ -1,10 +1,14 @@
 //! The relay core against real client sessions, in memory, on a virtual clock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::*;
-use crate::testing::TestEntropy;
-use crate::{Complete, ErrorCode, Metrics, Progress, SessionConfig, ToolDef, ToolOp, ToolSpec};
+use asp_proto::{
+    Complete, Entropy, ErrorCode, ErrorInfo, Event, Frame, Invoke, Metrics, Progress, RequestId, Session,
+    SessionConfig, SessionState, ToolDef, ToolOp, ToolSpec, Value,
+};
+use asp_relay_proto::*;
+use asp_testkit::TestEntropy;
+use bytes::Bytes;
 
 struct Client {
     transport: Option<ClientId>,
@@ -419,7 +423,7 @@ fn a_slow_client_holds_the_body_back_without_timing_the_function_out() {
 fn frames_mode_carries_progress_tools_and_the_result() {
     let mut h = Harness::new(RelayConfig::default());
     let mut config = SessionConfig::default();
-    config.caps.push(crate::session::caps::PROGRESS.into());
+    config.caps.push(asp_proto::session::caps::PROGRESS.into());
     let c = h.connect(config);
     let id = h.invoke(c, "plan", Value::Nil);
     let call = h.one_call();
@@ -608,7 +612,7 @@ fn sessions_resume_through_the_relay_and_calls_keep_running() {
 
 #[test]
 fn lifecycle_calls_bracket_the_session() {
-    let mut h = Harness::new(RelayConfig { lifecycle_calls: true, ..RelayConfig::with_secret_for_tests() });
+    let mut h = Harness::new(RelayConfig { lifecycle_calls: true, ..with_secret_for_tests() });
     let c = h.connect(SessionConfig { name: Some("tester".into()), ..SessionConfig::default() });
     let connect = h.one_call();
     assert_eq!(connect.kind, CallKind::Connect);
@@ -629,10 +633,8 @@ fn lifecycle_calls_bracket_the_session() {
     assert_eq!(body_json(&disconnect)["connection_id"], cid.as_str());
 }
 
-impl RelayConfig {
-    fn with_secret_for_tests() -> RelayConfig {
-        RelayConfig { management_secret: Some("s3cret".into()), ..RelayConfig::default() }
-    }
+fn with_secret_for_tests() -> RelayConfig {
+    RelayConfig { management_secret: Some("s3cret".into()), ..RelayConfig::default() }
 }
 
 #[test]

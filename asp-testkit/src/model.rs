@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Pair, Side};
-use crate::{ErrorCode, Event, Invoke, RequestId, SessionConfig, ToolSpec, Value};
+use crate::{Pair, Side};
+use asp_proto::{ErrorCode, Event, Invoke, RequestId, SessionConfig, ToolSpec, Value};
 
 /// One thing the applications or the network do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,7 +193,7 @@ pub fn run(knob: u8, seed: u64, ops: &[Op]) {
     finish(&mut pair, &mut model);
 }
 
-fn session(pair: &mut Pair, side: Side) -> &mut crate::Session {
+fn session(pair: &mut Pair, side: Side) -> &mut asp_proto::Session {
     match side {
         Side::Client => &mut pair.client,
         Side::Server => &mut pair.server,
@@ -261,7 +261,7 @@ fn apply(pair: &mut Pair, model: &mut Model, op: &Op) {
         }
         Op::PushTools { side } => {
             let tools = vec![ToolSpec::named("work")];
-            session(pair, side).push_tools(crate::ToolOp::Replace, tools).expect("push tools");
+            session(pair, side).push_tools(asp_proto::ToolOp::Replace, tools).expect("push tools");
         }
     }
     flush_pending(pair, model);
@@ -300,9 +300,9 @@ fn flush_pending(pair: &mut Pair, model: &mut Model) {
         let rec = model.open.get_mut(&key).expect("listed");
         rec.sent.extend_from_slice(&original[..accepted]);
         rec.pending = match result {
-            Ok(()) | Err(crate::SendError::Blocked) => data,
+            Ok(()) | Err(asp_proto::SendError::Blocked) => data,
             // Interrupted or timed out meanwhile: the rest is dropped.
-            Err(crate::SendError::NotOpen(_)) => Bytes::new(),
+            Err(asp_proto::SendError::NotOpen(_)) => Bytes::new(),
             Err(e) => panic!("send_chunk failed unexpectedly: {e}"),
         };
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::testing::{model, TestEntropy};
-use crate::{decode_all, Decoder, ErrorCode, Event, Frame, FrameHeader, Session, SessionConfig, ToolSpec, Value};
+use crate::{model, TestEntropy};
+use asp_proto::{decode_all, Decoder, ErrorCode, Event, Frame, FrameHeader, Session, SessionConfig, ToolSpec, Value};
 
 /// The payload limit the targets use: small, so that inputs a fuzzer
 /// generates reach both the accepted and the too-large paths.
@@ -245,7 +245,9 @@ pub fn session_ops(data: &[u8]) {
 /// past after `handle_timeout`. Every three bytes are one operation (at most
 /// 200); an operation that needs bytes takes them from the input's tail.
 pub fn relay_ops(data: &[u8]) {
-    use crate::relay::{CallFailure, CallId, ClientId, Command, ManagementRequest, Relay, RelayConfig, ResponseHead};
+    use asp_relay_proto::{
+        CallFailure, CallId, ClientId, Command, ManagementRequest, Relay, RelayConfig, ResponseHead,
+    };
     use std::collections::HashMap;
 
     struct Client {
@@ -266,7 +268,7 @@ pub fn relay_ops(data: &[u8]) {
     let mut seed = 0u64;
     let mut relay = Relay::new(config, move || {
         seed += 1;
-        Box::new(TestEntropy(seed)) as Box<dyn crate::Entropy>
+        Box::new(TestEntropy(seed)) as Box<dyn asp_proto::Entropy>
     });
     let mut now = Instant::now();
     let mut clients: Vec<Client> = Vec::new();
@@ -291,14 +293,14 @@ pub fn relay_ops(data: &[u8]) {
             }
             1 => {
                 if let Some(c) = clients.get_mut(which) {
-                    let _ = c.session.invoke(now, crate::Invoke::new("t", Value::from(b)));
+                    let _ = c.session.invoke(now, asp_proto::Invoke::new("t", Value::from(b)));
                 }
             }
             3 => {
                 if let Some(call) = pick_call(&calls) {
                     let head = ResponseHead {
                         status: [200, 204, 500, 302][usize::from(b) % 4],
-                        content_type: (b & 4 != 0).then(|| crate::relay::FRAMES_CONTENT_TYPE.to_owned()),
+                        content_type: (b & 4 != 0).then(|| asp_relay_proto::FRAMES_CONTENT_TYPE.to_owned()),
                         cpu_time: (b & 8 != 0).then(|| String::from_utf8_lossy(&take(6)).into_owned()),
                         state: (b & 16 != 0).then(|| String::from_utf8_lossy(&take(usize::from(b % 40))).into_owned()),
                     };
@@ -350,7 +352,7 @@ pub fn relay_ops(data: &[u8]) {
             }
             10 => {
                 if let Some(c) = clients.get_mut(which) {
-                    let _ = c.session.interrupt(crate::RequestId(u16::from(b) * 2 + 1), None);
+                    let _ = c.session.interrupt(asp_proto::RequestId(u16::from(b) * 2 + 1), None);
                 }
             }
             11 => {
@@ -364,7 +366,7 @@ pub fn relay_ops(data: &[u8]) {
                 };
                 let body = if b & 8 != 0 {
                     let tool = ToolSpec::named(format!("t{b}"));
-                    Frame::ToolDef(crate::ToolDef { op: crate::ToolOp::Add, tools: vec![tool] })
+                    Frame::ToolDef(asp_proto::ToolDef { op: asp_proto::ToolOp::Add, tools: vec![tool] })
                         .to_bytes()
                         .expect("valid")
                 } else {
@@ -377,7 +379,7 @@ pub fn relay_ops(data: &[u8]) {
             }
             12 => {
                 if let Some(c) = clients.get_mut(which) {
-                    c.session.grant(crate::RequestId(u16::from(b) * 2 + 1), 4096);
+                    c.session.grant(asp_proto::RequestId(u16::from(b) * 2 + 1), 4096);
                 }
             }
             13 => {
@@ -411,6 +413,7 @@ pub fn relay_ops(data: &[u8]) {
                             c.session.handle_transport_closed(now);
                         }
                     }
+                    other => panic!("a command this harness does not know: {other:?}"),
                 }
             }
             for c in &mut clients {

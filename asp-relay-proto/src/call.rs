@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::{Decoder, ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
+use asp_proto::{Decoder, ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
 
 use super::ConnKey;
 

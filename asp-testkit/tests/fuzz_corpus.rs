@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use asp_proto::fuzzing;
-use asp_proto::testing::model::Op;
-use asp_proto::testing::{Pair, Side};
 use asp_proto::{Invoke, SessionConfig, ToolSpec, Value};
+use asp_testkit::fuzz as fuzzing;
+use asp_testkit::model::Op;
+use asp_testkit::{Pair, Side};
 use bytes::Bytes;
 
 fn replay(target: &str, run: fn(&[u8])) {

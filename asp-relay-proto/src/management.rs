@@ -8,8 +8,8 @@ use bytes::Bytes;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::session::SessionState;
-use crate::{ErrorCode, Frame};
+use asp_proto::session::SessionState;
+use asp_proto::{ErrorCode, Frame};
 
 use super::{ConnKey, Relay};
 
@@ -120,7 +120,7 @@ impl Relay {
     }
 
     fn push_frames(&mut self, now: Instant, key: ConnKey, body: Bytes) -> ManagementResponse {
-        let frames = match crate::decode_all(body, self.config.session.max_frame_payload) {
+        let frames = match asp_proto::decode_all(body, self.config.session.max_frame_payload) {
             Ok(frames) => frames,
             Err(e) => return ManagementResponse::error(400, format!("invalid frames: {e}")),
         };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::SessionConfig;
+use asp_proto::SessionConfig;
 
 /// How the relay encodes the bodies of its calls to the function.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]

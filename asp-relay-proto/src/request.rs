@@ -10,7 +10,7 @@ use base64::{alphabet, Engine};
 use bytes::Bytes;
 use serde_json::{json, Map, Number};
 
-use crate::{Invoke, RequestId, Value};
+use asp_proto::{Invoke, RequestId, Value};
 
 use super::BodyEncoding;
 

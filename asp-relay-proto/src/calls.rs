@@ -1,0 +1,224 @@
+//! The life of a function call: issued for an INVOKE or a lifecycle event,
+//! its output moved into the session as the client's credit allows, body
+//! credit returned to the adapter, its three timers, its end.
+
+use std::time::Instant;
+
+use asp_proto::{ErrorCode, ErrorInfo, Invoke, RequestId, SendError};
+use bytes::Bytes;
+
+use crate::call::{Call, CallKind, FunctionCall, Pending};
+use crate::request::{self, InvokeBody};
+use crate::{CallId, Command, ConnKey, Relay, TimerKey};
+
+impl Relay {
+    pub(crate) fn on_invoked(&mut self, now: Instant, key: ConnKey, id: RequestId, invoke: Invoke) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        if self.invoke_calls >= self.config.max_calls {
+            let max = self.config.max_calls;
+            let _ = conn.session.fail(id, ErrorCode::BACKEND_OVERLOADED, format!("{max} function calls are in flight"));
+            return;
+        }
+        let cid = conn.cid.clone().unwrap_or_default();
+        let body =
+            InvokeBody { cid: &cid, id, invoke: &invoke, state: conn.state.as_deref() }.encode(self.config.encoding);
+        let call = self.issue_call(now, key, CallKind::Invoke, id, &cid, invoke.trace.as_deref(), body);
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.calls.insert(id, call);
+        }
+        self.invoke_calls += 1;
+    }
+
+    pub(crate) fn start_lifecycle_call(&mut self, now: Instant, key: ConnKey, kind: CallKind) {
+        let Some(conn) = self.conns.get(&key) else { return };
+        let cid = conn.cid.clone().unwrap_or_default();
+        let body = request::lifecycle_body(
+            self.config.encoding,
+            &cid,
+            conn.name.as_deref(),
+            &conn.caps,
+            conn.state.as_deref(),
+        );
+        self.issue_call(now, key, kind, RequestId::CONNECTION, &cid, None, body);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn issue_call(
+        &mut self,
+        now: Instant,
+        key: ConnKey,
+        kind: CallKind,
+        id: RequestId,
+        cid: &str,
+        trace: Option<&str>,
+        body: Bytes,
+    ) -> CallId {
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        let mut headers = vec![
+            ("content-type", self.config.encoding.content_type().to_owned()),
+            ("x-asp-connection-id", cid.to_owned()),
+        ];
+        if kind == CallKind::Invoke {
+            headers.push(("x-asp-request-id", id.0.to_string()));
+        }
+        if let Some(trace) = trace {
+            headers.push(("traceparent", trace.to_owned()));
+        }
+        if let Some(token) = &self.config.function_token {
+            headers.push(("authorization", format!("Bearer {token}")));
+        }
+        self.calls.insert(call, Call::new(key, kind, id, now));
+        self.commands.push_back(Command::Call(FunctionCall { call, kind, headers, body }));
+        self.arm_call(call);
+        call
+    }
+
+    /// Sends what a call has queued, then settles its session.
+    pub(crate) fn progress(&mut self, now: Instant, call_id: CallId) {
+        let conn = self.calls.get(&call_id).map(|c| c.conn);
+        self.flush_call(now, call_id);
+        if let Some(conn) = conn {
+            self.settle(now, conn);
+        }
+    }
+
+    /// Moves a call's queued output into its session as far as credit goes.
+    pub(crate) fn flush_call(&mut self, now: Instant, call_id: CallId) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let had_pending = !call.pending.is_empty();
+        let Some(conn) = self.conns.get_mut(&call.conn) else {
+            return self.end_call(call_id, true);
+        };
+        let mut credit = 0;
+        let mut ended = None;
+        while let Some((item, owed)) = call.pending.pop_front() {
+            let result = match item {
+                Pending::Data(mut data) => {
+                    let before = data.len();
+                    let result = conn.session.send_chunk(call.id, &mut data);
+                    if result == Err(SendError::Blocked) {
+                        let sent = (before - data.len()).min(owed);
+                        credit += sent;
+                        call.pending.push_front((Pending::Data(data), owed - sent));
+                        break;
+                    }
+                    result
+                }
+                Pending::Progress(p) => match conn.session.send_progress(call.id, p.clone()) {
+                    Err(SendError::Blocked) => {
+                        call.pending.push_front((Pending::Progress(p), owed));
+                        break;
+                    }
+                    result => result,
+                },
+                Pending::Tools(op, tools) => {
+                    // A tool push that fails (session draining) loses nothing the call needs.
+                    let _ = conn.session.push_tools(op, tools);
+                    Ok(())
+                }
+                Pending::Complete(result, cpu_us) => {
+                    let r = conn.session.complete(now, call.id, result, cpu_us);
+                    ended = Some(call.body_ended);
+                    r
+                }
+                Pending::Fail(error) => {
+                    let r = conn.session.fail_with(call.id, error);
+                    ended = Some(call.body_ended);
+                    r
+                }
+            };
+            credit += owed;
+            if result.is_err() {
+                // The invocation is gone (interrupted, session closed): stop the call.
+                ended = Some(false);
+            }
+            if ended.is_some() {
+                break;
+            }
+        }
+        if had_pending && call.pending.is_empty() {
+            // From here on the relay waits for the function, not the client.
+            call.last_body = now;
+        }
+        if let Some(body_ended) = ended {
+            let id = call.id;
+            let conn_key = call.conn;
+            if let Some(conn) = self.conns.get_mut(&conn_key) {
+                conn.calls.remove(&id);
+            }
+            return self.end_call(call_id, !body_ended);
+        }
+        self.credit(call_id, credit);
+        self.arm_call(call_id);
+    }
+
+    pub(crate) fn credit(&mut self, call_id: CallId, bytes: usize) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let bytes = bytes.min(call.uncredited);
+        if bytes > 0 {
+            call.uncredited -= bytes;
+            self.commands.push_back(Command::Credit { call: call_id, bytes });
+        }
+    }
+
+    pub(crate) fn end_call(&mut self, call_id: CallId, abort: bool) {
+        let Some(call) = self.calls.remove(&call_id) else { return };
+        if call.kind == CallKind::Invoke {
+            self.invoke_calls -= 1;
+        }
+        if let Some(at) = call.armed {
+            self.timers.remove(&(at, TimerKey::Call(call_id)));
+        }
+        if abort && !call.body_ended {
+            self.commands.push_back(Command::Abort(call_id));
+        }
+    }
+
+    pub(crate) fn arm_call(&mut self, call_id: CallId) {
+        let config = &self.config;
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let mut next = call.started + config.call_timeout;
+        if call.head_at.is_none() {
+            next = next.min(call.started + config.response_timeout);
+        } else if call.waiting_for_body() {
+            next = next.min(call.last_body + config.idle_timeout);
+        }
+        if Some(next) != call.armed {
+            if let Some(at) = call.armed {
+                self.timers.remove(&(at, TimerKey::Call(call_id)));
+            }
+            self.timers.insert((next, TimerKey::Call(call_id)));
+            call.armed = Some(next);
+        }
+    }
+
+    pub(crate) fn check_call_timers(&mut self, now: Instant, call_id: CallId) {
+        let config = &self.config;
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let why = if now >= call.started + config.call_timeout {
+            Some(format!("the call ran longer than {} ms", request::millis(config.call_timeout)))
+        } else if call.head_at.is_none() && now >= call.started + config.response_timeout {
+            Some(format!("no response within {} ms", request::millis(config.response_timeout)))
+        } else if call.head_at.is_some() && call.waiting_for_body() && now >= call.last_body + config.idle_timeout {
+            Some(format!("the body stalled for {} ms", request::millis(config.idle_timeout)))
+        } else {
+            None
+        };
+        let Some(why) = why else { return self.arm_call(call_id) };
+        if call.kind != CallKind::Invoke {
+            return self.end_call(call_id, true);
+        }
+        // Output still waiting for credit is dropped: the call is over.
+        call.pending.clear();
+        call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_TIMEOUT, why)), 0);
+        self.progress(now, call_id);
+    }
+}
+
+impl Call {
+    /// The relay waits for the function's body (not for the client's credit).
+    pub(crate) fn waiting_for_body(&self) -> bool {
+        !self.finished() && !self.body_ended && self.pending.is_empty()
+    }
+}

@@ -1,0 +1,200 @@
+//! Reading the function's response: the head (status, state, CPU time,
+//! plain or frames mode), body chunks, the end, and failures below HTTP.
+
+use std::time::Instant;
+
+use asp_proto::{ErrorCode, ErrorInfo, Frame, RequestId, Value};
+use bytes::Bytes;
+
+use crate::call::{BodyMode, CallFailure, CallKind, Pending, ResponseHead};
+use crate::request::{decode_state, parse_cpu_time};
+use crate::{CallId, Relay, FRAMES_CONTENT_TYPE};
+
+impl Relay {
+    /// The response head of a call arrived.
+    pub fn handle_call_head(&mut self, now: Instant, call_id: CallId, head: ResponseHead) {
+        let max_state = self.config.max_state_bytes;
+        let max_frame = self.config.session.max_frame_payload;
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        if call.head_at.is_some() {
+            return;
+        }
+        call.head_at = Some(now);
+        call.last_body = now;
+        let ok = (200..300).contains(&head.status);
+        let conn_key = call.conn;
+        if call.kind != CallKind::Invoke {
+            // Lifecycle calls only carry state; their bodies are ignored.
+            call.mode = BodyMode::Done;
+            if call.kind == CallKind::Connect && ok {
+                if let Some(Ok(state)) = head.state.as_deref().map(decode_state) {
+                    if state.len() <= max_state {
+                        if let Some(conn) = self.conns.get_mut(&conn_key) {
+                            conn.state = (!state.is_empty()).then_some(state);
+                        }
+                    }
+                }
+            }
+            return self.arm_call(call_id);
+        }
+        if !ok {
+            let status = head.status;
+            let mut error = ErrorInfo::new(ErrorCode::BACKEND_STATUS, format!("the function answered HTTP {status}"));
+            error.data = Value::Map(vec![(Value::from("status"), Value::from(status))]);
+            call.queue(Pending::Fail(error), 0);
+            return self.progress(now, call_id);
+        }
+        if let Some(value) = head.state.as_deref() {
+            match decode_state(value) {
+                Err(e) => {
+                    call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, e)), 0);
+                    return self.progress(now, call_id);
+                }
+                Ok(state) if state.len() > max_state => {
+                    let message =
+                        format!("the function returned {} bytes of state; the bound is {max_state}", state.len());
+                    call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::STATE_TOO_LARGE, message)), 0);
+                    return self.progress(now, call_id);
+                }
+                Ok(state) => {
+                    if let Some(conn) = self.conns.get_mut(&conn_key) {
+                        conn.state = (!state.is_empty()).then_some(state);
+                    }
+                }
+            }
+        }
+        call.cpu_us = head.cpu_time.as_deref().and_then(parse_cpu_time);
+        let frames = head
+            .content_type
+            .as_deref()
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case(FRAMES_CONTENT_TYPE));
+        call.mode =
+            if frames { BodyMode::Frames(Box::new(asp_proto::Decoder::new(max_frame))) } else { BodyMode::Plain };
+        self.arm_call(call_id);
+    }
+
+    /// A chunk of a call's body. The adapter hands over at most
+    /// [`body_window`](RelayConfig::body_window) bytes not yet returned by
+    /// [`Command::Credit`].
+    pub fn handle_call_chunk(&mut self, now: Instant, call_id: CallId, data: Bytes) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let len = data.len();
+        call.uncredited += len;
+        if call.kind != CallKind::Invoke || call.head_at.is_none() || call.finished() {
+            return self.credit(call_id, len);
+        }
+        call.last_body = now;
+        match &mut call.mode {
+            BodyMode::Plain => call.queue(Pending::Data(data), len),
+            BodyMode::Frames(decoder) => {
+                let items = decode_frames(decoder, data, call.id, call.cpu_us);
+                let count = items.len();
+                for (i, item) in items.into_iter().enumerate() {
+                    let credit = if i + 1 == count { len } else { 0 };
+                    if !call.finished() {
+                        call.queue(item, credit);
+                    }
+                }
+                if count == 0 {
+                    return self.credit(call_id, len);
+                }
+            }
+            BodyMode::AwaitingHead | BodyMode::Done => {}
+        }
+        self.progress(now, call_id);
+    }
+
+    /// A call's body ended normally.
+    pub fn handle_call_end(&mut self, now: Instant, call_id: CallId) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        call.body_ended = true;
+        if call.kind != CallKind::Invoke {
+            return self.end_call(call_id, false);
+        }
+        match &call.mode {
+            BodyMode::Plain => {
+                let cpu = call.cpu_us;
+                call.queue(Pending::Complete(Value::Nil, cpu), 0);
+            }
+            BodyMode::Frames(decoder) => {
+                let message = if decoder.is_idle() {
+                    "the function's frames ended without COMPLETE or ERROR"
+                } else {
+                    "the function's frames ended inside a frame"
+                };
+                call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_TRUNCATED, message)), 0);
+            }
+            BodyMode::AwaitingHead => {
+                let error = ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, "the call ended without a response");
+                call.queue(Pending::Fail(error), 0);
+            }
+            BodyMode::Done => {}
+        }
+        self.progress(now, call_id);
+    }
+
+    /// A call failed below HTTP (connection refused, body cut short…). The
+    /// adapter reports nothing more about it.
+    pub fn handle_call_failed(&mut self, now: Instant, call_id: CallId, failure: CallFailure) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        call.body_ended = true;
+        if call.kind != CallKind::Invoke {
+            return self.end_call(call_id, false);
+        }
+        if !call.finished() {
+            let (code, message) = match failure {
+                CallFailure::Unavailable(m) => (ErrorCode::BACKEND_UNAVAILABLE, m),
+                CallFailure::Truncated(m) => (ErrorCode::BACKEND_TRUNCATED, m),
+                CallFailure::Timeout(m) => (ErrorCode::BACKEND_TIMEOUT, m),
+                CallFailure::Invalid(m) => (ErrorCode::BACKEND_INVALID_RESPONSE, m),
+            };
+            call.queue(Pending::Fail(ErrorInfo::new(code, message)), 0);
+        }
+        self.progress(now, call_id);
+    }
+}
+
+/// Turns frames the function wrote (frames mode) into queued output.
+fn decode_frames(
+    decoder: &mut asp_proto::Decoder,
+    mut data: Bytes,
+    id: RequestId,
+    cpu_us: Option<u64>,
+) -> Vec<Pending> {
+    let mut items = Vec::new();
+    loop {
+        let frame = match decoder.decode(&mut data) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                let message = format!("the function's frames are invalid: {e}");
+                items.push(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message)));
+                break;
+            }
+        };
+        let rid = frame.request_id();
+        if !(rid.is_connection() || rid == id) {
+            let message = format!("the function wrote a frame for request {rid}; this call is {id}");
+            items.push(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message)));
+            break;
+        }
+        let item = match frame {
+            Frame::Stream(_, bytes) => Pending::Data(bytes),
+            Frame::Progress(_, p) => Pending::Progress(p),
+            Frame::ToolDef(def) => Pending::Tools(def.op, def.tools),
+            Frame::Complete(_, c) => Pending::Complete(c.result, c.metrics.cpu_us.or(cpu_us)),
+            Frame::Error(_, error) => Pending::Fail(error),
+            other => {
+                let message = format!("a function may not write {:?} frames", other.frame_type());
+                Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message))
+            }
+        };
+        let terminal = matches!(item, Pending::Complete(..) | Pending::Fail(_));
+        items.push(item);
+        if terminal {
+            break;
+        }
+    }
+    items
+}

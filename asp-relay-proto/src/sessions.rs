@@ -1,0 +1,201 @@
+//! Client sessions: every input that touches a session ends in `settle`,
+//! which acts on its events (HELLO and auth, resume routing, invocations,
+//! credit, close), moves its transmits out and re-arms its timer.
+
+use std::time::Instant;
+
+use asp_proto::session::{Event, HelloInfo, ResumeKey, SessionState};
+use asp_proto::{ErrorCode, RequestId};
+use subtle::ConstantTimeEq;
+
+use crate::call::CallKind;
+use crate::{request, CallId, Command, ConnKey, Relay, TimerKey};
+
+impl Relay {
+    /// Acts on a session's events, moves its transmits out and re-arms its
+    /// timer. Every input that touched a session ends here.
+    pub(crate) fn settle(&mut self, now: Instant, key: ConnKey) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&key) else { return };
+            let Some(event) = conn.session.poll_event() else { break };
+            match event {
+                Event::HelloReceived(info) => self.on_hello(now, key, info),
+                Event::Connected { cid, resumed: false, .. } => self.on_connected(now, key, cid),
+                Event::Invoked { id, invoke } => self.on_invoked(now, key, id, invoke),
+                Event::Interrupted { id, .. } => {
+                    if let Some(call) = conn.calls.remove(&id) {
+                        self.end_call(call, true);
+                    }
+                }
+                Event::Writable { id } => {
+                    let calls: Vec<CallId> = if id.is_connection() {
+                        conn.calls.values().copied().collect()
+                    } else {
+                        conn.calls.get(&id).copied().into_iter().collect()
+                    };
+                    for call in calls {
+                        self.flush_call(now, call);
+                    }
+                }
+                // The session gave up on its transport (unanswered PINGs);
+                // after a resume it is attached to a new one already.
+                Event::Detached { .. } if conn.session.state() == SessionState::Detached => {
+                    if let Some(client) = conn.transport.take() {
+                        self.transports.remove(&client);
+                        let code = ErrorCode::PEER_UNRESPONSIVE;
+                        self.commands.push_back(Command::Close {
+                            client,
+                            code: code.close_code(),
+                            reason: "no answer to PING".into(),
+                        });
+                    }
+                }
+                Event::Closed(reason) => {
+                    self.drain_transmits(key);
+                    return self.remove_conn(now, key, reason.websocket_code(), reason.message);
+                }
+                _ => {}
+            }
+        }
+        self.drain_transmits(key);
+        self.arm_conn(key);
+    }
+
+    pub(crate) fn drain_transmits(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let Some(client) = conn.transport else { return };
+        while let Some(bytes) = conn.session.poll_transmit() {
+            self.out.push_back((client, bytes));
+        }
+    }
+
+    pub(crate) fn arm_conn(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let next = conn.session.poll_timeout();
+        if next != conn.armed {
+            if let Some(at) = conn.armed {
+                self.timers.remove(&(at, TimerKey::Conn(key)));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, TimerKey::Conn(key)));
+            }
+            conn.armed = next;
+        }
+    }
+
+    pub(crate) fn on_hello(&mut self, now: Instant, key: ConnKey, info: HelloInfo) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        conn.name = info.name.clone();
+        conn.caps = info.caps.clone();
+        let mut refused = None;
+        if let Some(request) = conn.session.resume_request().cloned() {
+            let old = ResumeKey::of(&request.ticket).and_then(|rk| self.by_resume.get(&rk).copied());
+            if let Some(old) = old.filter(|old| *old != key) {
+                let result = match self.conns.get_mut(&old) {
+                    Some(old_conn) => old_conn.session.resume(now, &request),
+                    None => Err(ErrorCode::RESUME_UNKNOWN_SESSION),
+                };
+                match result {
+                    Ok(()) => return self.move_transport(now, key, old),
+                    Err(code) => refused = Some(code),
+                }
+            }
+        }
+        let tokens = &self.config.client_tokens;
+        let authorized = tokens.is_empty()
+            || info
+                .token
+                .as_deref()
+                .is_some_and(|t| tokens.iter().any(|ok| bool::from(ok.as_bytes().ct_eq(t.as_bytes()))));
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        if !authorized {
+            let message = if info.token.is_some() { "invalid token" } else { "a bearer token is required" };
+            return conn.session.reject(now, ErrorCode::UNAUTHENTICATED, message);
+        }
+        let _ = match refused {
+            Some(code) => conn.session.accept_refusing_resume(now, code),
+            None => conn.session.accept(now),
+        };
+    }
+
+    /// A resume succeeded on `old`: the new transport now reaches it, and the
+    /// throwaway session that read the HELLO is dropped.
+    pub(crate) fn move_transport(&mut self, now: Instant, new: ConnKey, old: ConnKey) {
+        let Some(temp) = self.conns.remove(&new) else { return };
+        if let Some(at) = temp.armed {
+            self.timers.remove(&(at, TimerKey::Conn(new)));
+        }
+        let Some(client) = temp.transport else { return };
+        let Some(conn) = self.conns.get_mut(&old) else { return };
+        if let Some(previous) = conn.transport.replace(client) {
+            // The old transport had not been noticed dead yet.
+            self.transports.remove(&previous);
+            self.commands.push_back(Command::Close {
+                client: previous,
+                code: 1000,
+                reason: "the session resumed on another transport".into(),
+            });
+        }
+        self.transports.insert(client, old);
+        self.settle(now, old);
+    }
+
+    pub(crate) fn on_connected(&mut self, now: Instant, key: ConnKey, cid: String) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        conn.cid = Some(cid.clone());
+        if let Some(rk) = conn.session.resume_key() {
+            self.by_resume.insert(rk, key);
+        }
+        self.by_cid.insert(cid, key);
+        if self.config.lifecycle_calls {
+            self.start_lifecycle_call(now, key, CallKind::Connect);
+        }
+    }
+
+    pub(crate) fn remove_conn(&mut self, now: Instant, key: ConnKey, code: u16, message: String) {
+        let Some(conn) = self.conns.remove(&key) else { return };
+        if let Some(client) = conn.transport {
+            self.transports.remove(&client);
+            let reason = asp_proto::limits::truncate_close_reason(message);
+            self.commands.push_back(Command::Close { client, code, reason });
+        }
+        if let Some(at) = conn.armed {
+            self.timers.remove(&(at, TimerKey::Conn(key)));
+        }
+        for call in conn.calls.values() {
+            self.end_call(*call, true);
+        }
+        if let Some(rk) = conn.session.resume_key() {
+            if self.by_resume.get(&rk) == Some(&key) {
+                self.by_resume.remove(&rk);
+            }
+        }
+        if let Some(cid) = &conn.cid {
+            self.by_cid.remove(cid);
+            self.remember_closed(cid.clone());
+            if self.config.lifecycle_calls {
+                let body = request::lifecycle_body(
+                    self.config.encoding,
+                    cid,
+                    conn.name.as_deref(),
+                    &conn.caps,
+                    conn.state.as_deref(),
+                );
+                self.issue_call(now, key, CallKind::Disconnect, RequestId::CONNECTION, cid, None, body);
+            }
+        }
+    }
+
+    pub(crate) fn remember_closed(&mut self, cid: String) {
+        if self.config.closed_memory == 0 {
+            return;
+        }
+        if self.closed.len() >= self.config.closed_memory {
+            if let Some(old) = self.closed.pop_front() {
+                self.closed_set.remove(&old);
+            }
+        }
+        self.closed_set.insert(cid.clone());
+        self.closed.push_back(cid);
+    }
+}
