@@ -7,39 +7,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use asp_proto::aid::{AidError, AidErrorCode};
-use asp_proto::{CloseReason, Session, SessionConfig, ToolSpec};
+use asp_proto::{Session, SessionConfig, ToolSpec};
 use futures::channel::oneshot;
 use tracing::Instrument;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::discovery::Discovery;
+use crate::driver::{run_connection, DriverConfig};
+use crate::error::ConnectError;
 use crate::net::{dial_websocket, websocket_config, Network};
-use crate::{run_connection, BoxTransport, Connection, DriverConfig, Resumption, Tool, ToolRegistry};
-
-/// Why a client could not connect.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The URL is not usable.
-    #[error("invalid URL: {0}")]
-    Url(String),
-    /// TLS configuration failed.
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] std::io::Error),
-    /// TCP, TLS or the WebSocket upgrade failed.
-    #[error("connection failed: {0}")]
-    WebSocket(#[from] tungstenite::Error),
-    /// The server did not select the `asp-v1` subprotocol.
-    #[error("the server did not accept the asp-v1 subprotocol")]
-    Subprotocol,
-    /// The server refused the session (authentication, version, …).
-    #[error("refused: {} {}", .0.code, .0.message)]
-    Rejected(CloseReason),
-    /// Discovery found no usable agent for the domain.
-    #[error("discovery: {0}")]
-    Discovery(#[from] AidError),
-}
+use crate::resume::Resumption;
+use crate::{BoxTransport, Connection, Tool, ToolRegistry};
 
 /// Configures a [`Client`] on the network `N` (an adapter's runtime type;
 /// the adapters name this type for their runtime).
@@ -155,7 +134,7 @@ impl<N: Network> ClientBuilder<N> {
         }
         let tls = match self.tls {
             Some(tls) => tls,
-            None => crate::tls::client_config(None)?,
+            None => crate::tls::client_config(None).map_err(ConnectError::TlsConfig)?,
         };
         let dialer = Dialer {
             net: self.net.clone(),

@@ -2,81 +2,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use asp_proto::{
-    CloseReason, ErrorCode, Invoke, Progress, RequestId, SendError, Stats, ToolOp, ToolSet, ToolSpec, Value,
-};
+use asp_proto::{CloseReason, ErrorCode, Invoke, Stats, ToolOp, ToolSet, ToolSpec, Value};
 use futures::channel::{mpsc, oneshot};
 
-use crate::invocation::{Invocation, InvocationEvent};
-
-/// Why a connection could not do what was asked.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectionError {
-    /// The connection has ended.
-    #[error("the connection is closed: {0}")]
-    Closed(String),
-    /// The session refused the command.
-    #[error(transparent)]
-    Refused(#[from] SendError),
-}
-
-/// What the driver hands back for a new invocation: its id, its token and
-/// where its events arrive.
-pub(crate) type OpenedInvocation = (RequestId, u64, mpsc::UnboundedReceiver<InvocationEvent>);
-
-/// A command from the application to the connection's driver task.
-pub(crate) enum Command {
-    Invoke {
-        invoke: Invoke,
-        reply: oneshot::Sender<Result<OpenedInvocation, SendError>>,
-    },
-    /// A handler's outbox has output (see `outbox.rs`).
-    Outbox {
-        id: RequestId,
-        token: u64,
-        outbox: std::sync::Arc<crate::outbox::Outbox>,
-    },
-    Progress {
-        id: RequestId,
-        token: u64,
-        progress: Progress,
-    },
-    Complete {
-        id: RequestId,
-        token: u64,
-        result: Value,
-    },
-    Fail {
-        id: RequestId,
-        token: u64,
-        code: ErrorCode,
-        message: String,
-    },
-    Interrupt {
-        id: RequestId,
-        token: u64,
-    },
-    Grant {
-        id: RequestId,
-        token: u64,
-        bytes: usize,
-    },
-    PushTools {
-        op: ToolOp,
-        tools: Vec<ToolSpec>,
-    },
-    GoAway {
-        drain: Option<std::time::Duration>,
-    },
-    Close {
-        code: ErrorCode,
-        message: String,
-    },
-    Stats {
-        reply: oneshot::Sender<Stats>,
-    },
-}
+use crate::command::Command;
+use crate::error::ConnectionError;
+use crate::invocation::Invocation;
 
 /// What the driver publishes for the handles to read.
 #[derive(Default)]
@@ -107,6 +38,11 @@ impl Connection {
     pub(crate) fn new() -> (Connection, mpsc::UnboundedReceiver<Command>) {
         let (tx, rx) = mpsc::unbounded();
         (Connection { tx, shared: Arc::default() }, rx)
+    }
+
+    /// The same connection (clones share one).
+    pub(crate) fn same(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     pub(crate) fn command(&self, command: Command) -> Result<(), ConnectionError> {

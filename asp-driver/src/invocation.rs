@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 
-use crate::connection::{Command, Connection};
+use crate::command::Command;
+use crate::connection::Connection;
 
 /// What the driver routes to one invocation.
 #[derive(Debug)]
@@ -28,23 +29,9 @@ pub struct Completion {
     pub metrics: Metrics,
 }
 
-/// Why an invocation did not complete.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct InvokeError {
-    /// The error code (`UNKNOWN_TOOL`, `CANCELLED`, `TOOL_FAILED`, …).
-    pub code: ErrorCode,
-    /// The explanation.
-    pub message: String,
-    /// Structured detail, when the handler sent some.
-    pub data: Value,
-}
-
-impl From<ErrorInfo> for InvokeError {
-    fn from(e: ErrorInfo) -> Self {
-        InvokeError { code: e.code, message: e.message, data: e.data }
-    }
-}
+/// Why an invocation did not complete: the ERROR the handler (or our own
+/// session) sent, as asp-proto's [`ErrorInfo`].
+pub type InvokeError = ErrorInfo;
 
 /// An invocation we made. As a [`Stream`] it yields the output chunks as
 /// they arrive — reading them is what returns flow-control credit to the
@@ -114,7 +101,7 @@ impl Invocation {
 }
 
 fn lost() -> InvokeError {
-    InvokeError { code: ErrorCode::SESSION_LOST, message: "the connection ended".into(), data: Value::Nil }
+    ErrorInfo::new(ErrorCode::SESSION_LOST, "the connection ended")
 }
 
 impl Stream for Invocation {
@@ -136,7 +123,7 @@ impl Stream for Invocation {
                 Poll::Ready(Some(InvocationEvent::Chunks(chunks))) => self.buffered.extend(chunks),
                 Poll::Ready(Some(InvocationEvent::Progress(p))) => self.progress = Some(p),
                 Poll::Ready(Some(InvocationEvent::Done(outcome))) => {
-                    self.outcome = Some(outcome.map_err(InvokeError::from));
+                    self.outcome = Some(outcome);
                 }
                 Poll::Ready(None) => self.outcome = Some(Err(lost())),
                 Poll::Pending => {

@@ -16,10 +16,14 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod command;
 mod connection;
 pub mod discovery;
 mod driver;
+mod error;
 mod invocation;
+mod listener;
+pub mod memory;
 pub mod net;
 mod outbox;
 mod resume;
@@ -31,14 +35,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-pub use connection::{Connection, ConnectionError};
-pub use driver::{run_connection, AuthHook, DriverConfig, ReadySignal};
+pub use connection::Connection;
+pub use driver::AuthHook;
+pub use error::{ConnectError, ConnectionError};
 pub use invocation::{Completion, Invocation, InvokeError};
-pub use resume::{BoxTransport, Reconnect, ResumeRegistry, Resumption, Transport};
+pub use resume::{BoxTransport, Transport};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
 
-pub use client::{Client, ClientBuilder, ConnectError};
+pub use client::{Client, ClientBuilder};
 pub use discovery::{Discovered, Discovery, DiscoveryBuilder, DiscoverySource};
+pub use listener::{Listener, DEFAULT_UPGRADE_TIMEOUT, SERVER_READ_BUFFER};
 pub use net::{Network, DEFAULT_PATH, SUBPROTOCOL};
 pub use server::{Server, ServerBuilder, ServerHandle};
 
@@ -53,6 +59,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn spawn(&self, future: BoxFuture<()>);
     /// Completes at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()>;
+    /// The current time: every time the driver hands a session comes from
+    /// here (as quinn's `Runtime::now`), so a runtime with a virtual clock
+    /// can run the driver deterministically in tests.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// Randomness from the operating system's CSPRNG, for connection ids and

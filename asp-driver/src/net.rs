@@ -19,7 +19,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::http::{self, header, HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::client::ConnectError;
+use crate::error::ConnectError;
 use crate::{BoxFuture, BoxTransport, Runtime};
 
 /// The WebSocket subprotocol token of ASP/1.
@@ -63,12 +63,12 @@ pub fn websocket_config(session: &asp_proto::SessionConfig) -> WebSocketConfig {
 }
 
 /// Which upgrade requests a server accepts.
-#[derive(Debug)]
-pub struct UpgradePolicy {
+#[derive(Clone, Debug)]
+pub(crate) struct UpgradePolicy {
     /// The only path served; others are 404.
-    pub path: String,
+    pub(crate) path: String,
     /// Allowed `Origin` values; `None` allows any (and requests without one).
-    pub origins: Option<Vec<String>>,
+    pub(crate) origins: Option<Vec<String>>,
 }
 
 fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
@@ -114,9 +114,10 @@ impl UpgradePolicy {
 }
 
 /// Server side of one connection: TLS if configured, then the upgrade.
-/// Returns the WebSocket and the upgrade's bearer token. Servers built on
-/// the driver (the relay) use it so every ASP endpoint checks the same way.
-pub async fn accept_websocket<S>(
+/// Returns the WebSocket and the upgrade's bearer token. Only
+/// [`Listener`](crate::Listener) calls it, so every ASP endpoint checks the
+/// same way.
+pub(crate) async fn accept_websocket<S>(
     tcp: S,
     tls: Option<Arc<rustls::ServerConfig>>,
     policy: Arc<UpgradePolicy>,

@@ -86,3 +86,32 @@ impl Outbox {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[test]
+    fn the_bell_rings_once_per_batch_and_again_after_a_take() {
+        let outbox = Outbox::default();
+        assert!(outbox.push(Bytes::from_static(b"a")), "idle: ring");
+        assert!(!outbox.push(Bytes::from_static(b"b")), "a bell is on its way");
+        assert_eq!(outbox.take_all().len(), 2);
+        assert!(outbox.push(Bytes::from_static(b"c")), "taken: ring again");
+    }
+
+    #[test]
+    fn room_waits_for_release_and_close_frees_everything() {
+        let outbox = Outbox::default();
+        outbox.push(Bytes::from(vec![0u8; 100]));
+        assert!(outbox.room(50).now_or_never().is_none(), "100 queued, budget 50");
+        outbox.release(60);
+        assert!(outbox.room(50).now_or_never().is_some(), "40 queued");
+        outbox.push(Bytes::from(vec![0u8; 100]));
+        outbox.close();
+        assert!(outbox.is_closed());
+        assert!(outbox.room(0).now_or_never().is_some(), "a closed outbox never holds a handler");
+        assert!(outbox.take_all().is_empty(), "close drops what was queued");
+    }
+}

@@ -6,10 +6,9 @@
 //! hands it back with the reason it refused. A client's driver reconnects
 //! with backoff while its session is detached.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use asp_proto::{ErrorCode, ResumeKey, ResumeRequest};
+use asp_proto::{ErrorCode, ResumeIndex, ResumeKey, ResumeRequest};
 use futures::channel::{mpsc, oneshot};
 use futures::{Sink, Stream};
 use tungstenite::Message;
@@ -44,9 +43,10 @@ pub(crate) struct Handoff<T> {
     pub(crate) reply: oneshot::Sender<Result<(), (ErrorCode, T)>>,
 }
 
-/// Where a server finds the driver of a session to resume.
-pub struct ResumeRegistry<T> {
-    drivers: Arc<Mutex<HashMap<ResumeKey, mpsc::UnboundedSender<Handoff<T>>>>>,
+/// Where a server finds the task of a session to resume: asp-proto's
+/// [`ResumeIndex`] shared by every connection task of one server.
+pub(crate) struct ResumeRegistry<T> {
+    drivers: Arc<Mutex<ResumeIndex<mpsc::UnboundedSender<Handoff<T>>>>>,
 }
 
 impl<T> Clone for ResumeRegistry<T> {
@@ -61,26 +61,10 @@ impl<T> Default for ResumeRegistry<T> {
     }
 }
 
-impl<T> std::fmt::Debug for ResumeRegistry<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ResumeRegistry({} sessions)", self.len())
-    }
-}
-
 impl<T> ResumeRegistry<T> {
-    /// An empty registry.
-    pub fn new() -> Self {
-        ResumeRegistry::default()
-    }
-
-    /// Resumable sessions currently indexed.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.drivers.lock().expect("lock").len()
-    }
-
-    /// True when no session is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub(crate) fn insert(&self, key: ResumeKey, driver: mpsc::UnboundedSender<Handoff<T>>) {
@@ -91,17 +75,18 @@ impl<T> ResumeRegistry<T> {
         self.drivers.lock().expect("lock").remove(key);
     }
 
-    pub(crate) fn get(&self, key: &ResumeKey) -> Option<mpsc::UnboundedSender<Handoff<T>>> {
-        self.drivers.lock().expect("lock").get(key).cloned()
+    pub(crate) fn find(&self, request: &ResumeRequest) -> Option<mpsc::UnboundedSender<Handoff<T>>> {
+        self.drivers.lock().expect("lock").find(request).cloned()
     }
 }
 
 /// Opens a new transport to the same server, for a client's reconnect.
-pub type Reconnect<T> = Box<dyn FnMut() -> BoxFuture<Result<T, String>> + Send>;
+pub(crate) type Reconnect<T> = Box<dyn FnMut() -> BoxFuture<Result<T, String>> + Send>;
 
 /// How a connection's driver resumes sessions.
-pub enum Resumption<T> {
+pub(crate) enum Resumption<T> {
     /// It does not: a lost transport ends the session.
+    #[cfg_attr(not(test), allow(dead_code))]
     Off,
     /// Server: index resumable sessions here, and hand resuming clients to
     /// the sessions they ask for.

@@ -5,27 +5,23 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asp_proto::{ErrorCode, HelloInfo, Session, SessionConfig, ToolSpec};
+use asp_proto::{ErrorCode, ErrorInfo, HelloInfo, Session, SessionConfig, ToolSpec};
 use futures::channel::oneshot;
 use futures::future::{select, AbortHandle, Abortable, Either};
 use futures::FutureExt;
-use tracing::Instrument;
 
-use crate::net::{accept_websocket, websocket_config, Network, UpgradePolicy, DEFAULT_PATH};
-use crate::{
-    run_connection, AuthHook, BoxTransport, Connection, DriverConfig, OsEntropy, ResumeRegistry, Resumption, Tool,
-    ToolRegistry,
-};
+use crate::driver::{run_connection, DriverConfig};
+use crate::listener::Listener;
+use crate::net::{websocket_config, Network};
+use crate::resume::{ResumeRegistry, Resumption};
+use crate::{AuthHook, BoxTransport, Connection, OsEntropy, Tool, ToolRegistry};
 
 /// Configures and binds a [`Server`] on the network `N` (an adapter's
 /// runtime type; the adapters name this type for their runtime).
 pub struct ServerBuilder<N> {
     net: N,
     addr: SocketAddr,
-    path: String,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    plaintext: bool,
-    origins: Option<Vec<String>>,
+    listener: Listener,
     auth: Option<AuthHook>,
     session: SessionConfig,
     tools: ToolRegistry,
@@ -39,10 +35,7 @@ impl<N: Network> ServerBuilder<N> {
         ServerBuilder {
             net: N::default(),
             addr,
-            path: DEFAULT_PATH.to_owned(),
-            tls: None,
-            plaintext: false,
-            origins: None,
+            listener: Listener::new(),
             auth: None,
             session: SessionConfig::default(),
             tools: ToolRegistry::new(),
@@ -55,52 +48,62 @@ impl<N: Network> ServerBuilder<N> {
         ServerBuilder {
             net,
             addr: self.addr,
-            path: self.path,
-            tls: self.tls,
-            plaintext: self.plaintext,
-            origins: self.origins,
+            listener: self.listener,
             auth: self.auth,
             session: self.session,
             tools: self.tools,
         }
     }
 
-    /// The upgrade path.
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
+    /// How connections are accepted: path, TLS, `Origin`s, upgrade timeout
+    /// (the setters below change one of these each).
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listener = listener;
         self
     }
 
+    /// The upgrade path.
+    pub fn path(self, path: impl Into<String>) -> Self {
+        let listener = self.listener.clone().path(path);
+        self.listener(listener)
+    }
+
     /// Serve `wss://` with this rustls configuration.
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
+    pub fn tls(self, config: Arc<rustls::ServerConfig>) -> Self {
+        let listener = self.listener.clone().tls(config);
+        self.listener(listener)
     }
 
     /// Serve `wss://` with a PEM certificate chain and key.
     pub fn tls_pem(self, cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<Self> {
-        Ok(self.tls(crate::tls::server_config_from_pem(cert_pem, key_pem)?))
+        let listener = self.listener.clone().tls_pem(cert_pem, key_pem)?;
+        Ok(self.listener(listener))
     }
 
     /// Serve plain `ws://`: for loopback and tests only.
-    pub fn allow_plaintext(mut self) -> Self {
-        self.plaintext = true;
-        self
+    pub fn allow_plaintext(self) -> Self {
+        let listener = self.listener.clone().allow_plaintext();
+        self.listener(listener)
     }
 
     /// Accept browser upgrades only from these `Origin`s (requests without
     /// an `Origin` header, i.e. not from browsers, are accepted).
-    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.origins = Some(origins.into_iter().map(Into::into).collect());
-        self
+    pub fn allowed_origins(self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let listener = self.listener.clone().allowed_origins(origins);
+        self.listener(listener)
+    }
+
+    /// How long a new connection may take for TLS plus the WebSocket
+    /// upgrade before it is dropped (default 10 s).
+    pub fn upgrade_timeout(self, timeout: Duration) -> Self {
+        let listener = self.listener.clone().upgrade_timeout(timeout);
+        self.listener(listener)
     }
 
     /// Decides who may connect, from the token (HELLO or `Authorization`)
-    /// and the client's name and capabilities.
-    pub fn auth(
-        mut self,
-        hook: impl Fn(&HelloInfo) -> Result<(), (ErrorCode, String)> + Send + Sync + 'static,
-    ) -> Self {
+    /// and the client's name and capabilities; `Err` rejects the client
+    /// with that error's code and message.
+    pub fn auth(mut self, hook: impl Fn(&HelloInfo) -> Result<(), ErrorInfo> + Send + Sync + 'static) -> Self {
         self.auth = Some(Arc::new(hook));
         self
     }
@@ -119,33 +122,26 @@ impl<N: Network> ServerBuilder<N> {
 
     /// Binds the listener.
     pub async fn bind(self) -> std::io::Result<Server<N>> {
-        if self.tls.is_none() && !self.plaintext {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a server needs TLS; plain ws:// must be enabled with allow_plaintext()",
-            ));
-        }
-        let listener = self.net.bind(self.addr).await?;
-        let local_addr = N::local_addr(&listener)?;
+        self.listener.check("a server")?;
+        let socket = self.net.bind(self.addr).await?;
+        let local_addr = N::local_addr(&socket)?;
         let session = self.session;
         Ok(Server {
             net: self.net,
-            listener: Arc::new(listener),
+            socket: Arc::new(socket),
             local_addr,
             inner: Arc::new(Inner {
-                policy: Arc::new(UpgradePolicy { path: self.path, origins: self.origins }),
-                tls: self.tls,
+                listener: self.listener,
                 driver: DriverConfig { session, tools: self.tools, auth: self.auth },
                 connections: Mutex::new(Vec::new()),
-                resume: ResumeRegistry::new(),
+                resume: ResumeRegistry::default(),
             }),
         })
     }
 }
 
 struct Inner {
-    policy: Arc<UpgradePolicy>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    listener: Listener,
     driver: DriverConfig,
     connections: Mutex<Vec<Connection>>,
     /// Resumable sessions by key, so a reconnecting client gets its own back.
@@ -155,7 +151,7 @@ struct Inner {
 /// A bound server; [`spawn`](Self::spawn) it to accept connections.
 pub struct Server<N: Network> {
     net: N,
-    listener: Arc<N::Listener>,
+    socket: Arc<N::Listener>,
     local_addr: SocketAddr,
     inner: Arc<Inner>,
 }
@@ -168,8 +164,7 @@ impl<N: Network> Server<N> {
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        let scheme = if self.inner.tls.is_some() { "wss" } else { "ws" };
-        format!("{scheme}://{}{}", self.local_addr, self.inner.policy.path)
+        self.inner.listener.url(self.local_addr)
     }
 
     /// The server's tools: add and remove them while clients are connected.
@@ -183,7 +178,7 @@ impl<N: Network> Server<N> {
         let (done_tx, done) = oneshot::channel();
         let url = self.url();
         let inner = self.inner.clone();
-        let accepting = Abortable::new(accept_loop(self.net.clone(), self.listener, self.inner), registration);
+        let accepting = Abortable::new(accept_loop(self.net.clone(), self.socket, self.inner), registration);
         self.net.spawn(Box::pin(async move {
             let _ = accepting.await;
             let _ = done_tx.send(());
@@ -250,49 +245,27 @@ impl<N: Network> ServerHandle<N> {
     }
 }
 
-/// The server's WebSocket read buffer. tungstenite zero-fills its read
-/// buffer up to this size on every read, so the default (128 KiB) would be
-/// resident in every idle connection; the buffer still grows for large
-/// messages when it must.
-const SERVER_READ_BUFFER: usize = 4 * 1024;
-
-async fn accept_loop<N: Network>(net: N, listener: Arc<N::Listener>, inner: Arc<Inner>) {
-    loop {
-        match net.accept(listener.clone()).await {
-            Ok((tcp, peer)) => {
-                let span = tracing::info_span!("asp_connection", %peer, cid = tracing::field::Empty);
-                net.spawn(Box::pin(serve(net.clone(), tcp, inner.clone()).instrument(span)));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                net.sleep_until(Instant::now() + Duration::from_millis(50)).await;
-            }
-        }
-    }
+async fn accept_loop<N: Network>(net: N, socket: Arc<N::Listener>, inner: Arc<Inner>) {
+    let ws_config = websocket_config(&inner.driver.session);
+    let listener = inner.listener.clone();
+    let rt = net.clone();
+    listener
+        .accept_loop(net, socket, ws_config, move |transport, token| serve(rt.clone(), transport, token, inner.clone()))
+        .await
 }
 
-async fn serve<N: Network>(net: N, tcp: N::Tcp, inner: Arc<Inner>) {
-    let ws_config = websocket_config(&inner.driver.session).read_buffer_size(SERVER_READ_BUFFER);
-    let (transport, token) = match accept_websocket(tcp, inner.tls.clone(), inner.policy.clone(), ws_config).await {
-        Ok(accepted) => accepted,
-        Err(e) => {
-            tracing::debug!(error = %e, "connection refused before the session");
-            return;
-        }
-    };
+/// One accepted connection: its session and the task that drives it.
+async fn serve<N: Network>(net: N, transport: BoxTransport, token: Option<String>, inner: Arc<Inner>) {
     let mut config = inner.driver.clone();
     config.session.tools = config.tools.specs();
-    let mut session = Session::server(config.session.clone(), Instant::now(), Box::new(OsEntropy));
+    let mut session = Session::server(config.session.clone(), net.now(), Box::new(OsEntropy));
     session.set_transport_token(token);
     let resumption = Resumption::Server(inner.resume.clone());
-    let (conn, driver) = run_connection(net.clone(), transport, session, config, None, resumption);
+    let (conn, driver) = run_connection(net, transport, session, config, None, resumption);
     {
         let mut list = inner.connections.lock().expect("lock");
         list.retain(|c| !c.is_closed());
         list.push(conn);
     }
-    // A task of its own, so that the handshake's state (TLS acceptor, HTTP
-    // upgrade: ~11 KB) is freed now instead of living as long as the
-    // connection inside this future.
-    net.spawn(Box::pin(driver.instrument(tracing::Span::current())));
+    driver.await;
 }

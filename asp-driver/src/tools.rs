@@ -5,42 +5,23 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use asp_proto::{ErrorCode, Progress, RequestId, ToolOp, ToolSpec, Value};
+use asp_proto::{ErrorCode, ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
 use bytes::Bytes;
 
-use crate::connection::{Command, Connection, ConnectionError};
+use crate::command::Command;
+use crate::connection::Connection;
+use crate::error::ConnectionError;
 use crate::BoxFuture;
 
-/// Why a tool failed; becomes the invocation's ERROR frame.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ToolError {
-    /// The error code: `TOOL_FAILED`, `INVALID_ARGUMENTS`, or an application code (900+).
-    pub code: ErrorCode,
-    /// The explanation sent to the invoker.
-    pub message: String,
-}
+/// Why a tool failed; becomes the invocation's ERROR frame. It is
+/// asp-proto's [`ErrorInfo`]: `ToolError::failed(..)` (`TOOL_FAILED`),
+/// `ToolError::invalid_arguments(..)`, or `ToolError::new(code, ..)` with an
+/// application code (900+), optionally `.with_data(..)`.
+pub type ToolError = ErrorInfo;
 
-impl ToolError {
-    /// A failure with a code.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ToolError { code, message: message.into() }
-    }
-
-    /// The tool ran and failed (`TOOL_FAILED`).
-    pub fn failed(message: impl Into<String>) -> Self {
-        ToolError::new(ErrorCode::TOOL_FAILED, message)
-    }
-
-    /// The arguments were wrong (`INVALID_ARGUMENTS`).
-    pub fn invalid_arguments(message: impl Into<String>) -> Self {
-        ToolError::new(ErrorCode::INVALID_ARGUMENTS, message)
-    }
-}
-
-impl From<ConnectionError> for ToolError {
+impl From<ConnectionError> for ErrorInfo {
     fn from(e: ConnectionError) -> Self {
-        ToolError::new(ErrorCode::SESSION_LOST, e.to_string())
+        ErrorInfo::new(ErrorCode::SESSION_LOST, e.to_string())
     }
 }
 
@@ -110,8 +91,24 @@ impl ToolRegistry {
         self.inner.lock().expect("lock").tools.get(name).map(|(_, t)| t.clone())
     }
 
-    pub(crate) fn subscribe(&self, conn: Connection) {
-        self.inner.lock().expect("lock").subscribers.push(conn);
+    /// Tells `conn` of changes from now on. Connections that have ended
+    /// are dropped here too, so a registry shared by a long-running server
+    /// holds only the connections that are open.
+    pub(crate) fn subscribe(&self, conn: &Connection) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.subscribers.retain(|c| !c.is_closed());
+        inner.subscribers.push(conn.clone());
+    }
+
+    /// Forgets `conn` (its task is ending).
+    pub(crate) fn unsubscribe(&self, conn: &Connection) {
+        self.inner.lock().expect("lock").subscribers.retain(|c| !c.same(conn));
+    }
+
+    /// Connections it would tell of a change now.
+    #[cfg(test)]
+    pub(crate) fn subscribers(&self) -> usize {
+        self.inner.lock().expect("lock").subscribers.len()
     }
 }
 

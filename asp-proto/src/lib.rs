@@ -53,6 +53,7 @@ pub use frame::{
     ToolDef, ToolOp, ToolSpec, Value, Window,
 };
 pub use session::{
-    CloseReason, DetachReason, Entropy, Event, HelloInfo, Initiator, InvocationInfo, InvocationRole, InvocationState,
-    ResumeKey, SendError, Session, SessionConfig, SessionState, Stats, ToolSet,
+    CloseReason, DetachReason, Entropy, Event, Flushed, HelloInfo, Initiator, InvocationInfo, InvocationRole,
+    InvocationState, Output, OutputQueue, QueueState, ResumeIndex, ResumeKey, ResumeOutcome, SendError, Session,
+    SessionConfig, SessionState, Stats, ToolSet,
 };

@@ -2,13 +2,12 @@
 //! adapter is asked to send, what it reports back, and the output waiting
 //! for the client's credit.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use asp_proto::{Decoder, ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
+use asp_proto::{Decoder, Output, OutputQueue, RequestId};
 
 use super::ConnKey;
 
@@ -98,17 +97,6 @@ pub(super) enum BodyMode {
     Done,
 }
 
-/// Output of a call waiting for the client's credit, with the body bytes
-/// to give back to the adapter once it has gone out.
-#[derive(Debug)]
-pub(super) enum Pending {
-    Data(Bytes),
-    Progress(Progress),
-    Tools(ToolOp, Vec<ToolSpec>),
-    Complete(Value, Option<u64>),
-    Fail(ErrorInfo),
-}
-
 #[derive(Debug)]
 pub(super) struct Call {
     pub conn: ConnKey,
@@ -123,8 +111,9 @@ pub(super) struct Call {
     pub last_body: Instant,
     /// CPU time from `X-Cpu-Time`.
     pub cpu_us: Option<u64>,
-    /// (item, body bytes it accounts for)
-    pub pending: VecDeque<(Pending, usize)>,
+    /// Output waiting for the client's credit; each item releases the body
+    /// bytes it accounts for, returned to the adapter as credit.
+    pub output: OutputQueue,
     /// Body bytes handed to the core and not yet credited back.
     pub uncredited: usize,
     /// The deadline registered in the relay's timer set.
@@ -144,7 +133,7 @@ impl Call {
             head_at: None,
             last_body: now,
             cpu_us: None,
-            pending: VecDeque::new(),
+            output: OutputQueue::new(),
             uncredited: 0,
             armed: None,
             body_ended: false,
@@ -157,10 +146,10 @@ impl Call {
     }
 
     /// Queues an item accounting for `credit` body bytes.
-    pub(super) fn queue(&mut self, item: Pending, credit: usize) {
-        if matches!(item, Pending::Complete(..) | Pending::Fail(_)) {
+    pub(super) fn queue(&mut self, item: Output, credit: usize) {
+        if matches!(item, Output::Complete { .. } | Output::Fail(_)) {
             self.mode = BodyMode::Done;
         }
-        self.pending.push_back((item, credit));
+        self.output.push(item, credit);
     }
 }

@@ -4,12 +4,23 @@
 
 use std::time::Instant;
 
-use asp_proto::{ErrorCode, ErrorInfo, Invoke, RequestId, SendError};
+use asp_proto::{ErrorCode, ErrorInfo, Invoke, Output, QueueState, RequestId};
 use bytes::Bytes;
 
-use crate::call::{Call, CallKind, FunctionCall, Pending};
+use crate::call::{Call, CallKind, FunctionCall};
 use crate::request::{self, InvokeBody};
-use crate::{CallId, Command, ConnKey, Relay, TimerKey};
+use crate::{CallId, Command, Conn, ConnKey, Relay, TimerKey};
+
+/// What a new function call is for, and its body.
+pub(crate) struct CallSpec<'a> {
+    pub key: ConnKey,
+    pub kind: CallKind,
+    /// The invocation (`CONNECTION` for lifecycle calls).
+    pub id: RequestId,
+    pub cid: &'a str,
+    pub trace: Option<&'a str>,
+    pub body: Bytes,
+}
 
 impl Relay {
     pub(crate) fn on_invoked(&mut self, now: Instant, key: ConnKey, id: RequestId, invoke: Invoke) {
@@ -22,7 +33,8 @@ impl Relay {
         let cid = conn.cid.clone().unwrap_or_default();
         let body =
             InvokeBody { cid: &cid, id, invoke: &invoke, state: conn.state.as_deref() }.encode(self.config.encoding);
-        let call = self.issue_call(now, key, CallKind::Invoke, id, &cid, invoke.trace.as_deref(), body);
+        let trace = invoke.trace.as_deref();
+        let call = self.issue_call(now, CallSpec { key, kind: CallKind::Invoke, id, cid: &cid, trace, body });
         if let Some(conn) = self.conns.get_mut(&key) {
             conn.calls.insert(id, call);
         }
@@ -30,29 +42,23 @@ impl Relay {
     }
 
     pub(crate) fn start_lifecycle_call(&mut self, now: Instant, key: ConnKey, kind: CallKind) {
-        let Some(conn) = self.conns.get(&key) else { return };
-        let cid = conn.cid.clone().unwrap_or_default();
-        let body = request::lifecycle_body(
-            self.config.encoding,
-            &cid,
-            conn.name.as_deref(),
-            &conn.caps,
-            conn.state.as_deref(),
-        );
-        self.issue_call(now, key, kind, RequestId::CONNECTION, &cid, None, body);
+        if let Some(conn) = self.conns.remove(&key) {
+            self.lifecycle_call(now, key, &conn, kind);
+            self.conns.insert(key, conn);
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn issue_call(
-        &mut self,
-        now: Instant,
-        key: ConnKey,
-        kind: CallKind,
-        id: RequestId,
-        cid: &str,
-        trace: Option<&str>,
-        body: Bytes,
-    ) -> CallId {
+    /// `POST /connect` or `/disconnect` for the session `conn` (which may
+    /// already be out of the index, on its way out).
+    pub(crate) fn lifecycle_call(&mut self, now: Instant, key: ConnKey, conn: &Conn, kind: CallKind) {
+        let cid = conn.cid.as_deref().unwrap_or_default();
+        let body =
+            request::lifecycle_body(self.config.encoding, cid, conn.name.as_deref(), &conn.caps, conn.state.as_deref());
+        self.issue_call(now, CallSpec { key, kind, id: RequestId::CONNECTION, cid, trace: None, body });
+    }
+
+    pub(crate) fn issue_call(&mut self, now: Instant, spec: CallSpec<'_>) -> CallId {
+        let CallSpec { key, kind, id, cid, trace, body } = spec;
         let call = CallId(self.next_call);
         self.next_call += 1;
         let mut headers = vec![
@@ -86,58 +92,19 @@ impl Relay {
     /// Moves a call's queued output into its session as far as credit goes.
     pub(crate) fn flush_call(&mut self, now: Instant, call_id: CallId) {
         let Some(call) = self.calls.get_mut(&call_id) else { return };
-        let had_pending = !call.pending.is_empty();
+        let had_pending = !call.output.is_empty();
         let Some(conn) = self.conns.get_mut(&call.conn) else {
             return self.end_call(call_id, true);
         };
-        let mut credit = 0;
-        let mut ended = None;
-        while let Some((item, owed)) = call.pending.pop_front() {
-            let result = match item {
-                Pending::Data(mut data) => {
-                    let before = data.len();
-                    let result = conn.session.send_chunk(call.id, &mut data);
-                    if result == Err(SendError::Blocked) {
-                        let sent = (before - data.len()).min(owed);
-                        credit += sent;
-                        call.pending.push_front((Pending::Data(data), owed - sent));
-                        break;
-                    }
-                    result
-                }
-                Pending::Progress(p) => match conn.session.send_progress(call.id, p.clone()) {
-                    Err(SendError::Blocked) => {
-                        call.pending.push_front((Pending::Progress(p), owed));
-                        break;
-                    }
-                    result => result,
-                },
-                Pending::Tools(op, tools) => {
-                    // A tool push that fails (session draining) loses nothing the call needs.
-                    let _ = conn.session.push_tools(op, tools);
-                    Ok(())
-                }
-                Pending::Complete(result, cpu_us) => {
-                    let r = conn.session.complete(now, call.id, result, cpu_us);
-                    ended = Some(call.body_ended);
-                    r
-                }
-                Pending::Fail(error) => {
-                    let r = conn.session.fail_with(call.id, error);
-                    ended = Some(call.body_ended);
-                    r
-                }
-            };
-            credit += owed;
-            if result.is_err() {
-                // The invocation is gone (interrupted, session closed): stop the call.
-                ended = Some(false);
-            }
-            if ended.is_some() {
-                break;
-            }
-        }
-        if had_pending && call.pending.is_empty() {
+        let flushed = call.output.flush(&mut conn.session, now, call.id);
+        let credit = flushed.released;
+        let ended = match flushed.state {
+            QueueState::Open => None,
+            QueueState::Ended => Some(call.body_ended),
+            // The invocation is gone (interrupted, session closed): stop the call.
+            QueueState::Gone => Some(false),
+        };
+        if had_pending && call.output.is_empty() {
             // From here on the relay waits for the function, not the client.
             call.last_body = now;
         }
@@ -210,8 +177,8 @@ impl Relay {
             return self.end_call(call_id, true);
         }
         // Output still waiting for credit is dropped: the call is over.
-        call.pending.clear();
-        call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_TIMEOUT, why)), 0);
+        let _ = call.output.clear();
+        call.queue(Output::Fail(ErrorInfo::new(ErrorCode::BACKEND_TIMEOUT, why)), 0);
         self.progress(now, call_id);
     }
 }
@@ -219,6 +186,6 @@ impl Relay {
 impl Call {
     /// The relay waits for the function's body (not for the client's credit).
     pub(crate) fn waiting_for_body(&self) -> bool {
-        !self.finished() && !self.body_ended && self.pending.is_empty()
+        !self.finished() && !self.body_ended && self.output.is_empty()
     }
 }

@@ -80,7 +80,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use asp_proto::session::{ResumeKey, Session};
+use asp_proto::session::{ResumeIndex, Session};
 use asp_proto::{Entropy, ErrorCode, RequestIdMap};
 
 pub use call::{CallFailure, CallId, CallKind, FunctionCall, ResponseHead};
@@ -146,7 +146,7 @@ enum TimerKey {
     Call(CallId),
 }
 
-struct Conn {
+pub(crate) struct Conn {
     session: Session,
     transport: Option<ClientId>,
     cid: Option<String>,
@@ -171,7 +171,7 @@ pub struct Relay {
     conns: HashMap<ConnKey, Conn>,
     transports: HashMap<ClientId, ConnKey>,
     by_cid: HashMap<String, ConnKey>,
-    by_resume: HashMap<ResumeKey, ConnKey>,
+    by_resume: ResumeIndex<ConnKey>,
     closed: VecDeque<String>,
     closed_set: HashSet<String>,
     calls: HashMap<CallId, Call>,
@@ -195,7 +195,7 @@ impl Relay {
             conns: HashMap::new(),
             transports: HashMap::new(),
             by_cid: HashMap::new(),
-            by_resume: HashMap::new(),
+            by_resume: ResumeIndex::new(),
             closed: VecDeque::new(),
             closed_set: HashSet::new(),
             calls: HashMap::new(),

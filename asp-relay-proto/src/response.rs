@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use asp_proto::{ErrorCode, ErrorInfo, Frame, RequestId, Value};
+use asp_proto::{ErrorCode, ErrorInfo, Frame, Output, RequestId, Value};
 use bytes::Bytes;
 
-use crate::call::{BodyMode, CallFailure, CallKind, Pending, ResponseHead};
+use crate::call::{BodyMode, CallFailure, CallKind, ResponseHead};
 use crate::request::{decode_state, parse_cpu_time};
-use crate::{CallId, Relay, FRAMES_CONTENT_TYPE};
+use crate::{CallId, ConnKey, Relay, FRAMES_CONTENT_TYPE};
 
 impl Relay {
     /// The response head of a call arrived.
@@ -27,12 +27,9 @@ impl Relay {
             // Lifecycle calls only carry state; their bodies are ignored.
             call.mode = BodyMode::Done;
             if call.kind == CallKind::Connect && ok {
-                if let Some(Ok(state)) = head.state.as_deref().map(decode_state) {
-                    if state.len() <= max_state {
-                        if let Some(conn) = self.conns.get_mut(&conn_key) {
-                            conn.state = (!state.is_empty()).then_some(state);
-                        }
-                    }
+                // A bad state from /connect is ignored: no invocation to fail.
+                if let Some(Ok(state)) = head.state.as_deref().map(|v| checked_state(v, max_state)) {
+                    self.set_state(conn_key, state);
                 }
             }
             return self.arm_call(call_id);
@@ -41,28 +38,18 @@ impl Relay {
             let status = head.status;
             let mut error = ErrorInfo::new(ErrorCode::BACKEND_STATUS, format!("the function answered HTTP {status}"));
             error.data = Value::Map(vec![(Value::from("status"), Value::from(status))]);
-            call.queue(Pending::Fail(error), 0);
+            call.queue(Output::Fail(error), 0);
             return self.progress(now, call_id);
         }
-        if let Some(value) = head.state.as_deref() {
-            match decode_state(value) {
-                Err(e) => {
-                    call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, e)), 0);
-                    return self.progress(now, call_id);
-                }
-                Ok(state) if state.len() > max_state => {
-                    let message =
-                        format!("the function returned {} bytes of state; the bound is {max_state}", state.len());
-                    call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::STATE_TOO_LARGE, message)), 0);
-                    return self.progress(now, call_id);
-                }
-                Ok(state) => {
-                    if let Some(conn) = self.conns.get_mut(&conn_key) {
-                        conn.state = (!state.is_empty()).then_some(state);
-                    }
-                }
+        match head.state.as_deref().map(|v| checked_state(v, max_state)) {
+            Some(Err(error)) => {
+                call.queue(Output::Fail(error), 0);
+                return self.progress(now, call_id);
             }
+            Some(Ok(state)) => self.set_state(conn_key, state),
+            None => {}
         }
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
         call.cpu_us = head.cpu_time.as_deref().and_then(parse_cpu_time);
         let frames = head
             .content_type
@@ -86,7 +73,7 @@ impl Relay {
         }
         call.last_body = now;
         match &mut call.mode {
-            BodyMode::Plain => call.queue(Pending::Data(data), len),
+            BodyMode::Plain => call.queue(Output::Data(data), len),
             BodyMode::Frames(decoder) => {
                 let items = decode_frames(decoder, data, call.id, call.cpu_us);
                 let count = items.len();
@@ -115,7 +102,7 @@ impl Relay {
         match &call.mode {
             BodyMode::Plain => {
                 let cpu = call.cpu_us;
-                call.queue(Pending::Complete(Value::Nil, cpu), 0);
+                call.queue(Output::Complete { result: Value::Nil, cpu_us: cpu }, 0);
             }
             BodyMode::Frames(decoder) => {
                 let message = if decoder.is_idle() {
@@ -123,11 +110,11 @@ impl Relay {
                 } else {
                     "the function's frames ended inside a frame"
                 };
-                call.queue(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_TRUNCATED, message)), 0);
+                call.queue(Output::Fail(ErrorInfo::new(ErrorCode::BACKEND_TRUNCATED, message)), 0);
             }
             BodyMode::AwaitingHead => {
                 let error = ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, "the call ended without a response");
-                call.queue(Pending::Fail(error), 0);
+                call.queue(Output::Fail(error), 0);
             }
             BodyMode::Done => {}
         }
@@ -149,19 +136,35 @@ impl Relay {
                 CallFailure::Timeout(m) => (ErrorCode::BACKEND_TIMEOUT, m),
                 CallFailure::Invalid(m) => (ErrorCode::BACKEND_INVALID_RESPONSE, m),
             };
-            call.queue(Pending::Fail(ErrorInfo::new(code, message)), 0);
+            call.queue(Output::Fail(ErrorInfo::new(code, message)), 0);
         }
         self.progress(now, call_id);
     }
 }
 
+impl Relay {
+    /// Stores a connection's state from `X-Asp-State` (empty clears it).
+    fn set_state(&mut self, key: ConnKey, state: Vec<u8>) {
+        if let Some(conn) = self.conns.get_mut(&key) {
+            conn.state = (!state.is_empty()).then_some(state);
+        }
+    }
+}
+
+/// An `X-Asp-State` value, decoded and within the relay's bound.
+fn checked_state(value: &str, max_state: usize) -> Result<Vec<u8>, ErrorInfo> {
+    match decode_state(value) {
+        Err(e) => Err(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, e)),
+        Ok(state) if state.len() > max_state => {
+            let message = format!("the function returned {} bytes of state; the bound is {max_state}", state.len());
+            Err(ErrorInfo::new(ErrorCode::STATE_TOO_LARGE, message))
+        }
+        Ok(state) => Ok(state),
+    }
+}
+
 /// Turns frames the function wrote (frames mode) into queued output.
-fn decode_frames(
-    decoder: &mut asp_proto::Decoder,
-    mut data: Bytes,
-    id: RequestId,
-    cpu_us: Option<u64>,
-) -> Vec<Pending> {
+fn decode_frames(decoder: &mut asp_proto::Decoder, mut data: Bytes, id: RequestId, cpu_us: Option<u64>) -> Vec<Output> {
     let mut items = Vec::new();
     loop {
         let frame = match decoder.decode(&mut data) {
@@ -169,28 +172,28 @@ fn decode_frames(
             Ok(None) => break,
             Err(e) => {
                 let message = format!("the function's frames are invalid: {e}");
-                items.push(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message)));
+                items.push(Output::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message)));
                 break;
             }
         };
         let rid = frame.request_id();
         if !(rid.is_connection() || rid == id) {
             let message = format!("the function wrote a frame for request {rid}; this call is {id}");
-            items.push(Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message)));
+            items.push(Output::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message)));
             break;
         }
         let item = match frame {
-            Frame::Stream(_, bytes) => Pending::Data(bytes),
-            Frame::Progress(_, p) => Pending::Progress(p),
-            Frame::ToolDef(def) => Pending::Tools(def.op, def.tools),
-            Frame::Complete(_, c) => Pending::Complete(c.result, c.metrics.cpu_us.or(cpu_us)),
-            Frame::Error(_, error) => Pending::Fail(error),
+            Frame::Stream(_, bytes) => Output::Data(bytes),
+            Frame::Progress(_, p) => Output::Progress(p),
+            Frame::ToolDef(def) => Output::Tools(def.op, def.tools),
+            Frame::Complete(_, c) => Output::Complete { result: c.result, cpu_us: c.metrics.cpu_us.or(cpu_us) },
+            Frame::Error(_, error) => Output::Fail(error),
             other => {
                 let message = format!("a function may not write {:?} frames", other.frame_type());
-                Pending::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message))
+                Output::Fail(ErrorInfo::new(ErrorCode::BACKEND_INVALID_RESPONSE, message))
             }
         };
-        let terminal = matches!(item, Pending::Complete(..) | Pending::Fail(_));
+        let terminal = matches!(item, Output::Complete { .. } | Output::Fail(_));
         items.push(item);
         if terminal {
             break;

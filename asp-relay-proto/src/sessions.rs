@@ -4,12 +4,12 @@
 
 use std::time::Instant;
 
-use asp_proto::session::{Event, HelloInfo, ResumeKey, SessionState};
-use asp_proto::{ErrorCode, RequestId};
+use asp_proto::session::{Event, HelloInfo, ResumeOutcome, SessionState};
+use asp_proto::ErrorCode;
 use subtle::ConstantTimeEq;
 
 use crate::call::CallKind;
-use crate::{request, CallId, Command, ConnKey, Relay, TimerKey};
+use crate::{CallId, Command, ConnKey, Relay, TimerKey};
 
 impl Relay {
     /// Acts on a session's events, moves its transmits out and re-arms its
@@ -83,24 +83,9 @@ impl Relay {
         }
     }
 
+    /// Authenticates the client (again on resume, SPEC.md §17), then
+    /// routes a resume request to the old session (SPEC.md §11.3).
     pub(crate) fn on_hello(&mut self, now: Instant, key: ConnKey, info: HelloInfo) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
-        conn.name = info.name.clone();
-        conn.caps = info.caps.clone();
-        let mut refused = None;
-        if let Some(request) = conn.session.resume_request().cloned() {
-            let old = ResumeKey::of(&request.ticket).and_then(|rk| self.by_resume.get(&rk).copied());
-            if let Some(old) = old.filter(|old| *old != key) {
-                let result = match self.conns.get_mut(&old) {
-                    Some(old_conn) => old_conn.session.resume(now, &request),
-                    None => Err(ErrorCode::RESUME_UNKNOWN_SESSION),
-                };
-                match result {
-                    Ok(()) => return self.move_transport(now, key, old),
-                    Err(code) => refused = Some(code),
-                }
-            }
-        }
         let tokens = &self.config.client_tokens;
         let authorized = tokens.is_empty()
             || info
@@ -108,14 +93,25 @@ impl Relay {
                 .as_deref()
                 .is_some_and(|t| tokens.iter().any(|ok| bool::from(ok.as_bytes().ct_eq(t.as_bytes()))));
         let Some(conn) = self.conns.get_mut(&key) else { return };
+        conn.name = info.name;
+        conn.caps = info.caps;
         if !authorized {
             let message = if info.token.is_some() { "invalid token" } else { "a bearer token is required" };
             return conn.session.reject(now, ErrorCode::UNAUTHENTICATED, message);
         }
-        let _ = match refused {
-            Some(code) => conn.session.accept_refusing_resume(now, code),
-            None => conn.session.accept(now),
+        let Some(request) = conn.session.resume_request().cloned() else {
+            let _ = conn.session.accept(now);
+            return;
         };
+        let old = self.by_resume.find(&request).copied().filter(|old| *old != key);
+        let outcome = match old.and_then(|old| self.conns.get_mut(&old)) {
+            Some(old_conn) => old_conn.session.resume(now, &request).into(),
+            None => ResumeOutcome::NotFound,
+        };
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        if let (Ok(true), Some(old)) = (conn.session.conclude_resume(now, outcome), old) {
+            self.move_transport(now, key, old);
+        }
     }
 
     /// A resume succeeded on `old`: the new transport now reaches it, and the
@@ -174,14 +170,7 @@ impl Relay {
             self.by_cid.remove(cid);
             self.remember_closed(cid.clone());
             if self.config.lifecycle_calls {
-                let body = request::lifecycle_body(
-                    self.config.encoding,
-                    cid,
-                    conn.name.as_deref(),
-                    &conn.caps,
-                    conn.state.as_deref(),
-                );
-                self.issue_call(now, key, CallKind::Disconnect, RequestId::CONNECTION, cid, None, body);
+                self.lifecycle_call(now, key, &conn, CallKind::Disconnect);
             }
         }
     }

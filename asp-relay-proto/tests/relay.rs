@@ -611,6 +611,35 @@ fn sessions_resume_through_the_relay_and_calls_keep_running() {
 }
 
 #[test]
+fn a_resume_is_authenticated_again() {
+    // The first transport carried the token in its upgrade; the resuming
+    // transport does not. A ticket is not a credential on its own (SPEC.md §17).
+    let mut h = Harness::new(RelayConfig { client_tokens: vec!["good".into()], ..RelayConfig::default() });
+    let session = Session::client(SessionConfig::default(), h.now);
+    let first = h.relay.handle_client_open(h.now, Some("good".into()));
+    h.clients.push(Client { transport: Some(first), session, events: Vec::new() });
+    h.pump();
+    let c = h.clients.len() - 1;
+    assert_eq!(h.clients[c].session.state(), SessionState::Open);
+
+    h.clients[c].transport = None;
+    h.relay.handle_client_closed(h.now, first);
+    h.clients[c].session.handle_transport_closed(h.now);
+    h.pump();
+    let second = h.relay.handle_client_open(h.now, None);
+    h.clients[c].transport = Some(second);
+    h.clients[c].session.reconnect(h.now).unwrap();
+    h.pump();
+    assert!(!h.clients[c].events.iter().any(|e| matches!(e, Event::Connected { resumed: true, .. })));
+    assert_eq!(h.clients[c].session.state(), SessionState::Closed);
+    let closed = h.clients[c].events.iter().find_map(|e| match e {
+        Event::Closed(reason) => Some(reason.code),
+        _ => None,
+    });
+    assert_eq!(closed, Some(ErrorCode::UNAUTHENTICATED));
+}
+
+#[test]
 fn lifecycle_calls_bracket_the_session() {
     let mut h = Harness::new(RelayConfig { lifecycle_calls: true, ..with_secret_for_tests() });
     let c = h.connect(SessionConfig { name: Some("tester".into()), ..SessionConfig::default() });

@@ -1,64 +1,31 @@
-//! Client transports: accept (TLS and the upgrade checks shared with every
-//! ASP server), then one task per WebSocket that forwards messages to the
+//! Client transports: one task per WebSocket that forwards messages to the
 //! core and writes what the core routes back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use asp_driver::net::{accept_websocket, UpgradePolicy};
-use asp_driver::{BoxTransport, Network};
+use asp_driver::{BoxTransport, Listener};
 use asp_relay_proto::ClientId;
 use asp_tokio::TokioRuntime;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tracing::Instrument;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Message;
 
 use crate::core_task::{Input, ToClient};
 
-/// TLS plus the HTTP upgrade must finish within this, or the socket is dropped.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Small read buffer: idle connections stay cheap (it grows for large messages).
-const READ_BUFFER: usize = 4 * 1024;
-
+/// Accepts client transports (TLS, upgrade checks and the upgrade timeout
+/// are asp-driver's [`Listener`], shared with every ASP server) and serves
+/// each in its own task.
 pub(crate) async fn accept_loop(
-    listener: Arc<TcpListener>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    policy: Arc<UpgradePolicy>,
+    listener: Listener,
+    socket: Arc<TcpListener>,
     config: WebSocketConfig,
     core: mpsc::Sender<Input>,
 ) {
-    let config = config.read_buffer_size(READ_BUFFER);
-    loop {
-        match TokioRuntime.accept(listener.clone()).await {
-            Ok((tcp, peer)) => {
-                let (tls, policy, core) = (tls.clone(), policy.clone(), core.clone());
-                let span = tracing::info_span!("relay_client", %peer);
-                tokio::spawn(
-                    async move {
-                        let accepted =
-                            tokio::time::timeout(UPGRADE_TIMEOUT, accept_websocket(tcp, tls, policy, config));
-                        match accepted.await {
-                            Ok(Ok((ws, token))) => {
-                                // Its own task: the handshake's state is freed now.
-                                tokio::spawn(serve(ws, token, core).in_current_span());
-                            }
-                            Ok(Err(e)) => tracing::debug!(error = %e, "refused before the session"),
-                            Err(_) => tracing::debug!("upgrade timed out"),
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    listener.accept_loop(TokioRuntime, socket, config, move |ws, token| serve(ws, token, core.clone())).await
 }
 
 async fn serve(ws: BoxTransport, token: Option<String>, core: mpsc::Sender<Input>) {

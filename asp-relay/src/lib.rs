@@ -44,8 +44,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use asp_driver::net::{UpgradePolicy, DEFAULT_PATH};
-use asp_driver::{Network, OsEntropy};
+use asp_driver::{Listener, Network, OsEntropy};
 use asp_proto::Entropy;
 use asp_relay_proto::{Relay, RelayStats};
 use asp_tokio::TokioRuntime;
@@ -65,10 +64,7 @@ use function::FunctionClient;
 pub struct RelayBuilder {
     listen: SocketAddr,
     function: String,
-    path: String,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    plaintext: bool,
-    origins: Option<Vec<String>>,
+    listener: Listener,
     management: Option<ManagementBind>,
     function_ca: Option<Vec<u8>>,
     config: RelayConfig,
@@ -86,44 +82,48 @@ impl RelayBuilder {
         RelayBuilder {
             listen,
             function: function.into().trim_end_matches('/').to_owned(),
-            path: DEFAULT_PATH.to_owned(),
-            tls: None,
-            plaintext: false,
-            origins: None,
+            listener: Listener::new(),
             management: None,
             function_ca: None,
             config: RelayConfig::default(),
         }
     }
 
+    /// How client connections are accepted: path, TLS, `Origin`s, upgrade
+    /// timeout (the setters below change one of these each).
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listener = listener;
+        self
+    }
+
     /// Serve `wss://` with this certificate chain and key (PEM).
-    pub fn tls_pem(mut self, cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Self> {
-        self.tls = Some(asp_driver::tls::server_config_from_pem(cert_pem, key_pem)?);
-        Ok(self)
+    pub fn tls_pem(self, cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Self> {
+        let listener = self.listener.clone().tls_pem(cert_pem, key_pem)?;
+        Ok(self.listener(listener))
     }
 
     /// Serve `wss://` with a rustls configuration.
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
+    pub fn tls(self, config: Arc<rustls::ServerConfig>) -> Self {
+        let listener = self.listener.clone().tls(config);
+        self.listener(listener)
     }
 
     /// Serve plain `ws://` (tests, or behind a TLS-terminating proxy).
-    pub fn allow_plaintext(mut self) -> Self {
-        self.plaintext = true;
-        self
+    pub fn allow_plaintext(self) -> Self {
+        let listener = self.listener.clone().allow_plaintext();
+        self.listener(listener)
     }
 
     /// The upgrade path (default `/v1/agent-socket`).
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.path = path.into();
-        self
+    pub fn path(self, path: impl Into<String>) -> Self {
+        let listener = self.listener.clone().path(path);
+        self.listener(listener)
     }
 
     /// Accept upgrades only from these `Origin`s (browsers).
-    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.origins = Some(origins.into_iter().map(Into::into).collect());
-        self
+    pub fn allowed_origins(self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let listener = self.listener.clone().allowed_origins(origins);
+        self.listener(listener)
     }
 
     /// Serve the management API on `addr` (plain HTTP: bind it to a private
@@ -161,20 +161,15 @@ impl RelayBuilder {
 
     /// Binds the listeners.
     pub async fn bind(self) -> io::Result<RelayServer> {
-        if self.tls.is_none() && !self.plaintext {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a relay needs TLS; plain ws:// must be enabled with allow_plaintext()",
-            ));
-        }
+        self.listener.check("a relay")?;
         if !(self.function.starts_with("http://") || self.function.starts_with("https://")) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the function URL must be http:// or https://, not {:?}", self.function),
             ));
         }
-        let listener = TokioRuntime.bind(self.listen).await?;
-        let local_addr = listener.local_addr()?;
+        let socket = TokioRuntime.bind(self.listen).await?;
+        let local_addr = socket.local_addr()?;
         let management = match self.management {
             Some(ManagementBind::Addr(addr)) => Some(TcpListener::bind(addr).await?),
             Some(ManagementBind::Listener(listener)) => {
@@ -186,13 +181,11 @@ impl RelayBuilder {
         let management_addr = management.as_ref().map(TcpListener::local_addr).transpose()?;
         let http = FunctionClient::new(&self.function, self.function_ca.as_deref(), self.config.body_window)?;
         Ok(RelayServer {
-            listener: Arc::new(listener),
+            socket: Arc::new(socket),
             local_addr,
             management,
             management_addr,
-            secure: self.tls.is_some(),
-            tls: self.tls,
-            policy: Arc::new(UpgradePolicy { path: self.path, origins: self.origins }),
+            listener: self.listener,
             http,
             config: self.config,
         })
@@ -201,19 +194,13 @@ impl RelayBuilder {
 
 /// A bound relay; [`spawn`](Self::spawn) it to serve.
 pub struct RelayServer {
-    listener: Arc<TcpListener>,
+    socket: Arc<TcpListener>,
     local_addr: SocketAddr,
     management: Option<TcpListener>,
     management_addr: Option<SocketAddr>,
-    secure: bool,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    policy: Arc<UpgradePolicy>,
+    listener: Listener,
     http: FunctionClient,
     config: RelayConfig,
-}
-
-fn client_url(secure: bool, addr: SocketAddr, path: &str) -> String {
-    format!("{}://{addr}{path}", if secure { "wss" } else { "ws" })
 }
 
 impl RelayServer {
@@ -224,7 +211,7 @@ impl RelayServer {
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        client_url(self.secure, self.local_addr, &self.policy.path)
+        self.listener.url(self.local_addr)
     }
 
     /// Starts serving on the current Tokio runtime.
@@ -234,7 +221,7 @@ impl RelayServer {
         let ws_config = asp_driver::net::websocket_config(&self.config.session);
         let relay = Relay::new(self.config, || Box::new(OsEntropy) as Box<dyn Entropy>);
         let core = tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http).run());
-        let accept = tokio::spawn(client::accept_loop(self.listener, self.tls, self.policy, ws_config, tx.clone()));
+        let accept = tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone()));
         let management = self.management.map(|listener| tokio::spawn(management::serve(listener, tx.clone())));
         RelayHandle {
             url,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use asp_proto::{Entropy, Event, Session, SessionConfig, SessionState};
+use asp_proto::{Entropy, Event, ResumeIndex, ResumeOutcome, Session, SessionConfig, SessionState};
 
 /// Deterministic "randomness" for server sessions in tests (splitmix64).
 #[derive(Debug, Clone)]
@@ -249,30 +249,20 @@ impl Pair {
         let Some(Event::HelloReceived(info)) = fresh.poll_event() else {
             panic!("the fresh server session must see the HELLO");
         };
-        let request = fresh.resume_request().cloned();
-        let resumed = match request {
-            Some(req) if info.resume_requested => {
-                let key_matches = self.server.resume_key() == asp_proto::ResumeKey::of(&req.ticket);
-                let outcome = if key_matches && !self.server.is_closed() {
-                    self.server.resume(now, &req)
-                } else {
-                    Err(asp_proto::ErrorCode::RESUME_UNKNOWN_SESSION)
-                };
-                match outcome {
-                    Ok(()) => true,
-                    Err(code) => {
-                        fresh.accept_refusing_resume(now, code).expect("accept");
-                        self.server = fresh;
-                        false
-                    }
-                }
-            }
-            _ => {
-                fresh.accept(now).expect("accept");
-                self.server = fresh;
-                false
-            }
+        // The routing every server does (asp_proto::session::routing), with
+        // an index that holds the one old session.
+        let mut index = ResumeIndex::new();
+        if let Some(key) = self.server.resume_key().filter(|_| !self.server.is_closed()) {
+            index.insert(key, ());
+        }
+        let outcome = match fresh.resume_request().cloned() {
+            Some(req) if info.resume_requested && index.find(&req).is_some() => self.server.resume(now, &req).into(),
+            _ => ResumeOutcome::NotFound,
         };
+        let resumed = fresh.conclude_resume(now, outcome).expect("accept");
+        if !resumed {
+            self.server = fresh;
+        }
         self.drive();
         resumed
     }

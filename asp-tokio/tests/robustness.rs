@@ -209,3 +209,55 @@ async fn upgrade_without_the_subprotocol_is_refused() {
     }
     still_works(&healthy).await;
 }
+
+/// Reads until the server closes the socket; `Err` if it stays open `within`.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(socket: &mut S, within: Duration) -> Result<(), ()> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    loop {
+        match timeout(within, socket.read(&mut buf)).await {
+            Err(_) => return Err(()),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(_)) => {} // e.g. a TLS alert before the close
+        }
+    }
+}
+
+#[tokio::test]
+async fn sockets_that_never_finish_tls_or_the_upgrade_are_dropped_after_the_timeout() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
+        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        .unwrap()
+        .upgrade_timeout(Duration::from_millis(600))
+        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
+        .bind()
+        .await
+        .unwrap()
+        .spawn();
+    let addr = server.local_addr();
+
+    // One socket opens TCP and says nothing; one finishes TLS and never
+    // sends the HTTP upgrade.
+    let mut silent_tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = asp_tokio::tls::client_config(Some(cert_pem.as_bytes())).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut silent_tls = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+
+    // Both are still open before the timeout, and other clients are served.
+    assert!(closed_by_server(&mut silent_tcp, Duration::from_millis(150)).await.is_err());
+    assert!(closed_by_server(&mut silent_tls, Duration::from_millis(150)).await.is_err());
+    let client = ClientBuilder::new(server.url()).trust_pem(cert_pem.as_bytes()).unwrap().connect().await.unwrap();
+    still_works(&client).await;
+
+    // Then the server drops both.
+    assert_eq!(closed_by_server(&mut silent_tcp, Duration::from_secs(3)).await, Ok(()), "silent TCP kept open");
+    assert_eq!(
+        closed_by_server(&mut silent_tls, Duration::from_secs(3)).await,
+        Ok(()),
+        "TLS without upgrade kept open"
+    );
+    still_works(&client).await;
+}

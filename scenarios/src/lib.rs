@@ -127,7 +127,7 @@ pub async fn server<S: Network>(tls: &Tls, counters: &Counters) -> ServerHandle<
         .session_config(SessionConfig { handshake_timeout: Duration::from_millis(500), ..SessionConfig::default() })
         .auth(|hello| match hello.token.as_deref() {
             Some("good") => Ok(()),
-            _ => Err((ErrorCode::UNAUTHENTICATED, "bad token".into())),
+            _ => Err(asp_proto::ErrorInfo::new(ErrorCode::UNAUTHENTICATED, "bad token")),
         })
         .tool(ToolSpec::named("tokens"), |ctx: ToolContext, args: Value| async move {
             let n = args.as_u64().unwrap_or(5);

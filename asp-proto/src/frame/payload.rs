@@ -385,12 +385,38 @@ pub struct ErrorInfo {
     pub data: Value,
 }
 
+/// The one shape of "code, message, data" everywhere above the wire too:
+/// a tool's failure, an invocation's error, an authentication verdict.
 impl ErrorInfo {
     /// An error with a code and message and no data.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ErrorInfo { code, message: message.into(), data: Value::Nil }
     }
+
+    /// The tool ran and failed (`TOOL_FAILED`).
+    pub fn failed(message: impl Into<String>) -> Self {
+        ErrorInfo::new(ErrorCode::TOOL_FAILED, message)
+    }
+
+    /// The arguments were wrong (`INVALID_ARGUMENTS`).
+    pub fn invalid_arguments(message: impl Into<String>) -> Self {
+        ErrorInfo::new(ErrorCode::INVALID_ARGUMENTS, message)
+    }
+
+    /// The same error with structured detail.
+    pub fn with_data(mut self, data: impl Into<Value>) -> Self {
+        self.data = data.into();
+        self
+    }
 }
+
+impl std::fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ErrorInfo {}
 
 impl MapPayload for ErrorInfo {}
 

@@ -9,8 +9,10 @@ mod handshake;
 mod invocation;
 mod invocations;
 mod liveness;
+mod output;
 mod replay;
 mod resume;
+mod routing;
 mod timer;
 mod tools;
 
@@ -26,6 +28,8 @@ pub use config::{caps, Entropy, SessionConfig};
 pub use error::SendError;
 pub use event::{CloseReason, DetachReason, Event, HelloInfo, Initiator};
 pub use invocation::{InvocationInfo, InvocationRole, InvocationState};
+pub use output::{Flushed, Output, OutputQueue, QueueState};
+pub use routing::{ResumeIndex, ResumeOutcome};
 pub use tools::ToolSet;
 
 use invocation::Invocation;

@@ -1,0 +1,135 @@
+//! What the session's events mean for the application: the handshake's
+//! verdict, invocations to run, output and results for the application's
+//! invocations, credit for blocked output, tool changes and the end.
+
+use std::time::Instant;
+
+use asp_proto::{CloseReason, Event, RequestId};
+use bytes::Bytes;
+
+use super::{Driver, RECONNECT_BACKOFF_MIN};
+use crate::invocation::{Completion, InvocationEvent};
+use crate::resume::Resumption;
+use crate::Runtime;
+
+impl<T, R> Driver<T, R>
+where
+    T: crate::Transport,
+    R: Runtime,
+{
+    pub(super) fn dispatch_events(&mut self, now: Instant) {
+        let mut batch: Option<(RequestId, Vec<Bytes>)> = None;
+        while let Some(event) = self.session.poll_event() {
+            if !matches!(event, Event::Chunk { .. }) {
+                // Anything else about an invocation comes after its output.
+                self.deliver(batch.take());
+            }
+            match event {
+                Event::HelloReceived(info) => {
+                    let verdict = self.auth.as_ref().map_or(Ok(()), |auth| auth(&info));
+                    match verdict {
+                        Ok(()) if info.resume_requested && matches!(self.resumption, Resumption::Server(_)) => {
+                            self.handoff_request = self.session.resume_request().cloned();
+                        }
+                        Ok(()) => {
+                            let _ = self.session.accept(now);
+                        }
+                        Err(error) => self.session.reject(now, error.code, error.message),
+                    }
+                }
+                Event::Connected { cid, .. } => {
+                    tracing::Span::current().record("cid", cid.as_str());
+                    tracing::debug!(%cid, "connected");
+                    let mut shared = self.conn.shared.lock().expect("lock");
+                    shared.cid = Some(cid);
+                    shared.peer_tools = self.session.peer_tools().clone();
+                    drop(shared);
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                    self.backoff = RECONNECT_BACKOFF_MIN;
+                    self.register();
+                }
+                Event::Detached { .. } => {
+                    // Drop the transport (dead or silent); a client reconnects.
+                    self.transport = None;
+                }
+                Event::Invoked { id, invoke } => self.start_handler(now, id, invoke),
+                Event::Interrupted { id, code } => {
+                    tracing::debug!(%id, %code, "handler stopped");
+                    if let Some(handler) = self.handlers.remove(&id) {
+                        handler.stop();
+                    }
+                }
+                Event::Chunk { id, data } => {
+                    // Chunks of one message go to their reader as one batch.
+                    match batch.as_mut() {
+                        Some((batch_id, chunks)) if *batch_id == id => chunks.push(data),
+                        _ => {
+                            self.deliver(batch.take());
+                            batch = Some((id, vec![data]));
+                        }
+                    }
+                    continue;
+                }
+                Event::Progress { id, progress } => {
+                    if let Some((_, tx)) = self.invocations.get(&id) {
+                        let _ = tx.unbounded_send(InvocationEvent::Progress(progress));
+                    }
+                }
+                Event::Completed { id, result, metrics } => {
+                    if let Some((_, tx)) = self.invocations.remove(&id) {
+                        let _ = tx.unbounded_send(InvocationEvent::Done(Ok(Completion { result, metrics })));
+                    }
+                }
+                Event::Failed { id, error } => {
+                    if let Some((_, tx)) = self.invocations.remove(&id) {
+                        let _ = tx.unbounded_send(InvocationEvent::Done(Err(error)));
+                    }
+                }
+                Event::Writable { .. } => self.flush_blocked(now),
+                Event::PeerToolsChanged => {
+                    // The handshake's tools were published with `Connected`
+                    // already; a watcher added after `connect` returned must
+                    // not see them as a change.
+                    let mut shared = self.conn.shared.lock().expect("lock");
+                    if shared.peer_tools != *self.session.peer_tools() {
+                        shared.peer_tools = self.session.peer_tools().clone();
+                        shared.tool_watchers.retain(|w| w.unbounded_send(()).is_ok());
+                    }
+                }
+                Event::Closed(reason) => self.on_closed(reason),
+                _ => {}
+            }
+        }
+        self.deliver(batch.take());
+    }
+
+    /// Hands a batch of output to its invocation's reader; output nobody
+    /// will read gets its credit back at once.
+    fn deliver(&mut self, batch: Option<(RequestId, Vec<Bytes>)>) {
+        let Some((id, chunks)) = batch else { return };
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let delivered =
+            self.invocations.get(&id).is_some_and(|(_, tx)| tx.unbounded_send(InvocationEvent::Chunks(chunks)).is_ok());
+        if !delivered {
+            self.session.grant(id, len);
+        }
+    }
+
+    fn on_closed(&mut self, reason: CloseReason) {
+        tracing::debug!(code = %reason.code, message = %reason.message, "closed");
+        for handler in self.handlers.values_mut() {
+            handler.drop_output();
+        }
+        let mut shared = self.conn.shared.lock().expect("lock");
+        shared.closed = Some(reason.clone());
+        for watcher in shared.close_watchers.drain(..) {
+            let _ = watcher.send(reason.clone());
+        }
+        drop(shared);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(reason));
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The task that owns one session (quinn's `ConnectionDriver`): a loop over
+//! the transport, the session's deadline, the application's commands,
+//! resume hand-offs and reconnect attempts.
+//!
+//! Each wake-up feeds one input to the [`Session`] with the runtime's clock
+//! read once, then settles: events go to the application and to tool
+//! handlers ([`events`](self::events)), queued transmits go to the socket.
+//! The jobs are split by file:
+//!
+//! - this file: the loop, writing, and the end of the connection;
+//! - `events.rs`: what the session's events mean for the application;
+//! - `handlers.rs`: running our tools, their output under flow control
+//!   (through [`OutputQueue`](asp_proto::OutputQueue)) and the
+//!   application's commands;
+//! - `handoff.rs`: moving a transport between sessions for resumption
+//!   (server) and reconnecting while detached (client).
+
+mod events;
+mod handlers;
+mod handoff;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use asp_proto::{CloseReason, ErrorInfo, HelloInfo, RequestIdMap, ResumeKey, ResumeRequest, Session, SessionConfig};
+use futures::channel::{mpsc, oneshot};
+use futures::future::Fuse;
+use futures::{select, FutureExt, SinkExt, StreamExt};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
+
+use crate::command::Command;
+use crate::connection::Connection;
+use crate::invocation::InvocationEvent;
+use crate::resume::{Handoff, Resumption};
+use crate::tools::ToolRegistry;
+use crate::{BoxFuture, Runtime};
+
+use handlers::Handler;
+
+/// Decides whether a client may connect: `Err(error)` rejects it with that
+/// code and message (`UNAUTHENTICATED`, `FORBIDDEN`, …).
+pub type AuthHook = Arc<dyn Fn(&HelloInfo) -> Result<(), ErrorInfo> + Send + Sync>;
+
+/// Told once the handshake completes, or why it did not.
+pub(crate) type ReadySignal = oneshot::Sender<Result<(), CloseReason>>;
+
+/// What a connection's driver needs besides the transport.
+#[derive(Clone)]
+pub(crate) struct DriverConfig {
+    /// The session's limits and timers.
+    pub(crate) session: SessionConfig,
+    /// The tools this side offers.
+    pub(crate) tools: ToolRegistry,
+    /// Server: who may connect. `None` accepts everyone.
+    pub(crate) auth: Option<AuthHook>,
+}
+
+/// Starts driving `session` over `transport`: returns the handle for the
+/// application and the future that does the work, which the caller spawns
+/// (inside its tracing span, on its runtime).
+pub(crate) fn run_connection<T, R>(
+    rt: R,
+    transport: T,
+    session: Session,
+    config: DriverConfig,
+    ready: Option<ReadySignal>,
+    resumption: Resumption<T>,
+) -> (Connection, BoxFuture<()>)
+where
+    T: crate::Transport,
+    R: Runtime,
+{
+    let (conn, commands) = Connection::new();
+    config.tools.subscribe(&conn);
+    let driver = Driver {
+        rt,
+        transport: Some(transport),
+        session,
+        commands,
+        conn: conn.clone(),
+        tools: config.tools,
+        auth: config.auth,
+        ready,
+        invocations: RequestIdMap::default(),
+        handlers: RequestIdMap::default(),
+        next_token: 1,
+        handoffs: mpsc::unbounded(),
+        resumption,
+        registered: None,
+        handoff_request: None,
+        reconnecting: None,
+        backoff: RECONNECT_BACKOFF_MIN,
+        sleep: None,
+    };
+    (conn, Box::pin(driver.run()))
+}
+
+struct Driver<T, R> {
+    rt: R,
+    transport: Option<T>,
+    session: Session,
+    commands: mpsc::UnboundedReceiver<Command>,
+    conn: Connection,
+    tools: ToolRegistry,
+    auth: Option<AuthHook>,
+    ready: Option<ReadySignal>,
+    /// Invocations we made: where their output goes, and their token.
+    invocations: RequestIdMap<(u64, mpsc::UnboundedSender<InvocationEvent>)>,
+    /// Invocations we handle: the running tool, and its output waiting for
+    /// credit.
+    handlers: RequestIdMap<Handler>,
+    /// Request ids are reused; tokens tell a command for the current
+    /// invocation from a late one for an earlier invocation with that id.
+    next_token: u64,
+    /// Server: where resuming clients' transports are handed to this session.
+    handoffs: (mpsc::UnboundedSender<Handoff<T>>, mpsc::UnboundedReceiver<Handoff<T>>),
+    resumption: Resumption<T>,
+    /// Server: the key this session is indexed under for resumption.
+    registered: Option<ResumeKey>,
+    /// Server: this new connection asks to resume another session.
+    handoff_request: Option<ResumeRequest>,
+    /// Client: a reconnect attempt under way while detached.
+    reconnecting: Option<BoxFuture<Result<T, String>>>,
+    backoff: Duration,
+    /// The session's next deadline and the timer armed for it; kept across
+    /// loop turns and replaced only when the deadline moves.
+    sleep: Option<(Instant, Fuse<BoxFuture<()>>)>,
+}
+
+/// First and longest wait between a client's reconnect attempts.
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Commands applied per wake-up before writing: enough to coalesce a burst
+/// of chunks into one WebSocket message, few enough to keep reading.
+const COMMANDS_PER_WAKE: usize = 1024;
+
+enum Wake<T> {
+    Message(Option<Result<Message, tungstenite::Error>>),
+    Timer,
+    Command(Option<Command>),
+    Handoff(Option<Handoff<T>>),
+    Reconnected(Result<T, String>),
+}
+
+impl<T, R> Driver<T, R>
+where
+    T: crate::Transport,
+    R: Runtime,
+{
+    async fn run(mut self) {
+        loop {
+            self.settle().await;
+            if self.session.is_closed() {
+                break;
+            }
+            if let Some(request) = self.handoff_request.take() {
+                if self.hand_off(request).await {
+                    // The transport now belongs to the resumed session.
+                    return self.forget();
+                }
+                continue;
+            }
+            self.start_reconnect();
+            let wake = self.wait().await;
+            // Check the clock after waking rather than trusting the timer.
+            let now = self.rt.now();
+            match wake {
+                Wake::Message(Some(Ok(Message::Binary(bytes)))) => self.session.handle_message(now, bytes),
+                Wake::Message(Some(Ok(Message::Text(_)))) => self.session.handle_text_message(now),
+                Wake::Message(Some(Ok(Message::Close(_)))) | Wake::Message(Some(Err(_))) | Wake::Message(None) => {
+                    self.transport = None;
+                    self.session.handle_transport_closed(now);
+                }
+                Wake::Message(Some(Ok(_))) => {} // WebSocket ping/pong: tungstenite answers
+                Wake::Timer => {
+                    self.sleep = None;
+                    self.session.handle_timeout(now);
+                }
+                Wake::Command(Some(command)) => {
+                    self.apply(now, command);
+                    // Everything else already queued goes into the same write.
+                    for _ in 0..COMMANDS_PER_WAKE {
+                        match self.commands.try_recv() {
+                            Ok(command) => self.apply(now, command),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Command(None) | Wake::Handoff(None) => {}
+                Wake::Handoff(Some(handoff)) => self.adopt(now, handoff),
+                Wake::Reconnected(result) => self.reconnected(now, result),
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Acts on the session's events and writes its transmits. Writing can
+    /// end the transport (and so produce events), so events are read once
+    /// more after the write.
+    async fn settle(&mut self) {
+        self.dispatch_events(self.rt.now());
+        self.write_out().await;
+        self.dispatch_events(self.rt.now());
+        if self.session.is_closed() {
+            self.write_out().await;
+        }
+    }
+
+    /// Waits for the next thing to happen.
+    async fn wait(&mut self) -> Wake<T> {
+        let deadline = self.session.poll_timeout();
+        if self.sleep.as_ref().map(|(at, _)| *at) != deadline {
+            self.sleep = deadline.map(|at| (at, self.rt.sleep_until(at).fuse()));
+        }
+        let transport = &mut self.transport;
+        let reconnecting = &mut self.reconnecting;
+        let sleep = &mut self.sleep;
+        let commands = &mut self.commands;
+        let handoffs = &mut self.handoffs.1;
+        let message = async {
+            match transport.as_mut() {
+                Some(t) => t.next().await,
+                None => futures::future::pending().await,
+            }
+        };
+        let reconnect = async {
+            match reconnecting.as_mut() {
+                Some(attempt) => attempt.await,
+                None => futures::future::pending().await,
+            }
+        };
+        let sleep = async {
+            match sleep.as_mut() {
+                Some((_, sleep)) => sleep.await,
+                None => futures::future::pending().await,
+            }
+        };
+        select! {
+            m = message.fuse() => Wake::Message(m),
+            _ = sleep.fuse() => Wake::Timer,
+            c = commands.next() => Wake::Command(c),
+            h = handoffs.next() => Wake::Handoff(h),
+            r = reconnect.fuse() => Wake::Reconnected(r),
+        }
+    }
+
+    /// Sends every ready transmit as one WebSocket message each (the
+    /// session already coalesces frames that are ready together).
+    async fn write_out(&mut self) {
+        let Some(t) = self.transport.as_mut() else {
+            while self.session.poll_transmit().is_some() {}
+            return;
+        };
+        let mut wrote = false;
+        let mut failed = false;
+        while let Some(batch) = self.session.poll_transmit() {
+            if t.feed(Message::Binary(batch)).await.is_err() {
+                failed = true;
+                break;
+            }
+            wrote = true;
+        }
+        if !failed && wrote && t.flush().await.is_err() {
+            failed = true;
+        }
+        if failed {
+            self.transport = None;
+            self.session.handle_transport_closed(self.rt.now());
+        }
+    }
+
+    /// Leaves the registries, closes the WebSocket with the code that
+    /// matches the session's end, and stops every running tool.
+    async fn finish(&mut self) {
+        self.unregister();
+        self.tools.unsubscribe(&self.conn);
+        let reason = self.conn.shared.lock().expect("lock").closed.clone();
+        if let (Some(mut t), Some(reason)) = (self.transport.take(), reason) {
+            let frame = CloseFrame {
+                code: CloseCode::from(reason.websocket_code()),
+                reason: asp_proto::limits::truncate_close_reason(reason.message.clone()).into(),
+            };
+            let _ = t.send(Message::Close(Some(frame))).await;
+            let _ = t.close().await;
+        }
+        for (_, handler) in self.handlers.drain() {
+            handler.stop();
+        }
+    }
+}

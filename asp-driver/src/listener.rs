@@ -1,0 +1,172 @@
+//! Accepting ASP WebSockets, once for every server built on the driver: the
+//! direct [`ServerBuilder`](crate::ServerBuilder) and `asp-relay` both hand
+//! their accepted transports to a [`Listener`].
+//!
+//! A connection gets TLS (unless plaintext is allowed) and the upgrade with
+//! ASP's checks (path, `Origin`, `asp-v1`), all within
+//! [`upgrade_timeout`](Listener::upgrade_timeout): a socket that never
+//! finishes its TLS handshake, or never sends the upgrade request, is
+//! dropped then, so it cannot hold a task forever. The session's own
+//! handshake timer starts only after the upgrade.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use tracing::Instrument;
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::net::{accept_websocket, Network, UpgradePolicy, DEFAULT_PATH};
+use crate::BoxTransport;
+
+/// Default for [`Listener::upgrade_timeout`]: TLS plus the HTTP upgrade.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server's WebSocket read buffer. tungstenite zero-fills its read
+/// buffer up to this size on every read, so its default (128 KiB) would be
+/// resident in every idle connection; the buffer still grows for large
+/// messages when it must.
+pub const SERVER_READ_BUFFER: usize = 4 * 1024;
+
+/// How a server accepts WebSockets: path, `Origin` allowlist, TLS, and the
+/// upgrade timeout. Every ASP server built on the driver uses one.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    policy: Arc<UpgradePolicy>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    plaintext: bool,
+    upgrade_timeout: Duration,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            policy: Arc::new(UpgradePolicy { path: DEFAULT_PATH.to_owned(), origins: None }),
+            tls: None,
+            plaintext: false,
+            upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+        }
+    }
+}
+
+impl Listener {
+    /// Path `/v1/agent-socket`, any `Origin`, no TLS yet (set one, or allow
+    /// plaintext), a 10 s upgrade timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The upgrade path; other paths get 404.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.policy).path = path.into();
+        self
+    }
+
+    /// Serve `wss://` with this rustls configuration.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Serve `wss://` with a PEM certificate chain and key.
+    pub fn tls_pem(self, cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<Self> {
+        Ok(self.tls(crate::tls::server_config_from_pem(cert_pem, key_pem)?))
+    }
+
+    /// Serve plain `ws://`: for loopback, tests, or behind a TLS-terminating
+    /// proxy.
+    pub fn allow_plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// Accept browser upgrades only from these `Origin`s (requests without
+    /// an `Origin` header, i.e. not from browsers, are accepted); others get 403.
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Arc::make_mut(&mut self.policy).origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long TLS plus the upgrade may take before the socket is dropped.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// The upgrade path.
+    pub fn path_str(&self) -> &str {
+        &self.policy.path
+    }
+
+    /// True when it serves `wss://`.
+    pub fn is_secure(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The URL clients connect to on `addr`.
+    pub fn url(&self, addr: std::net::SocketAddr) -> String {
+        format!("{}://{addr}{}", if self.is_secure() { "wss" } else { "ws" }, self.policy.path)
+    }
+
+    /// Refuses a configuration that would serve `ws://` by accident. `what`
+    /// names the server in the error ("a server", "a relay").
+    pub fn check(&self, what: &str) -> std::io::Result<()> {
+        if self.tls.is_none() && !self.plaintext {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what} needs TLS (tls_pem or tls); plain ws:// must be enabled with allow_plaintext()"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Accepts connections on `listener` until the future is dropped. Each
+    /// one is upgraded in a task of its own within the upgrade timeout; then
+    /// `on_open(transport, bearer_token)` runs in another new task, so that
+    /// the handshake's state (TLS acceptor, HTTP upgrade: ~11 KB) is freed
+    /// instead of living as long as the connection. `ws_config` is the
+    /// WebSocket configuration (its read buffer is set to
+    /// [`SERVER_READ_BUFFER`]).
+    pub async fn accept_loop<N, F, Fut>(
+        self,
+        net: N,
+        listener: Arc<N::Listener>,
+        ws_config: WebSocketConfig,
+        on_open: F,
+    ) where
+        N: Network,
+        F: Fn(BoxTransport, Option<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let ws_config = ws_config.read_buffer_size(SERVER_READ_BUFFER);
+        let on_open = Arc::new(on_open);
+        let this = Arc::new(self);
+        loop {
+            match net.accept(listener.clone()).await {
+                Ok((tcp, peer)) => {
+                    let span = tracing::info_span!("asp_connection", %peer, cid = tracing::field::Empty);
+                    let (this, on_open, spawner) = (this.clone(), on_open.clone(), net.clone());
+                    let deadline = net.sleep_until(net.now() + this.upgrade_timeout);
+                    net.spawn(Box::pin(
+                        async move {
+                            let accept = accept_websocket(tcp, this.tls.clone(), this.policy.clone(), ws_config);
+                            match select(Box::pin(accept), deadline).await {
+                                Either::Left((Ok((ws, token)), _)) => {
+                                    spawner.spawn(Box::pin(on_open(ws, token).in_current_span()));
+                                }
+                                Either::Left((Err(e), _)) => tracing::debug!(error = %e, "refused before the session"),
+                                Either::Right(_) => tracing::debug!("TLS and upgrade did not finish in time"),
+                            }
+                        }
+                        .instrument(span),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    net.sleep_until(net.now() + Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
