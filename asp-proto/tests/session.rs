@@ -119,8 +119,7 @@ fn rejected_client_gets_the_code_and_both_close() {
         other => panic!("{other:?}"),
     };
     assert_eq!(token.as_deref(), Some("wrong"));
-    let now = p.now;
-    p.server.reject(now, ErrorCode::UNAUTHENTICATED, "bad token");
+    p.server.reject(ErrorCode::UNAUTHENTICATED, "bad token");
     p.drive();
     let reason = closed(&mut p, Side::Client);
     assert_eq!((reason.code, reason.initiator), (ErrorCode::UNAUTHENTICATED, Initiator::Peer));

@@ -249,7 +249,7 @@ impl Relay {
         session.set_transport_token(token);
         if full {
             let max = self.config.max_connections;
-            session.reject(now, ErrorCode::RATE_LIMITED, format!("the relay holds its maximum of {max} connections"));
+            session.reject(ErrorCode::RATE_LIMITED, format!("the relay holds its maximum of {max} connections"));
         }
         let conn = Conn {
             session,

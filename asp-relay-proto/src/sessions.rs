@@ -97,7 +97,7 @@ impl Relay {
         conn.caps = info.caps;
         if !authorized {
             let message = if info.token.is_some() { "invalid token" } else { "a bearer token is required" };
-            return conn.session.reject(now, ErrorCode::UNAUTHENTICATED, message);
+            return conn.session.reject(ErrorCode::UNAUTHENTICATED, message);
         }
         let Some(request) = conn.session.resume_request().cloned() else {
             let _ = conn.session.accept(now);

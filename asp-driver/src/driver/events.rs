@@ -34,7 +34,7 @@ where
                         Ok(()) => {
                             let _ = self.session.accept(now);
                         }
-                        Err(error) => self.session.reject(now, error.code, error.message),
+                        Err(error) => self.session.reject(error.code, error.message),
                     }
                 }
                 Event::Connected { cid, .. } => {

@@ -2,17 +2,31 @@
 
 use super::*;
 
+/// Which side announced a drain (GOAWAY).
+#[derive(Debug, Default)]
+pub(super) struct GoAwayState {
+    pub(super) local: bool,
+    pub(super) peer: bool,
+}
+
+impl GoAwayState {
+    /// Either side is draining: no new invocations.
+    pub(super) fn any(&self) -> bool {
+        self.local || self.peer
+    }
+}
+
 impl Session {
     /// Starts a graceful drain: GOAWAY, no new invocations either way, and
     /// the session closes (`NO_ERROR`) once the open ones end — or, with a
     /// `drain` limit, when it passes, failing what is left with `GOING_AWAY`.
     pub fn goaway(&mut self, now: Instant, message: Option<String>, drain: Option<Duration>) -> Result<(), SendError> {
         self.accepting_commands()?;
-        if self.local_goaway {
+        if self.goaway.local {
             return Ok(());
         }
         self.send(&Frame::GoAway(GoAway { code: None, message }))?;
-        self.local_goaway = true;
+        self.goaway.local = true;
         if self.state == SessionState::Open {
             self.state = SessionState::Draining;
         }
@@ -24,7 +38,7 @@ impl Session {
     }
 
     pub(super) fn on_goaway(&mut self, goaway: GoAway) {
-        self.peer_goaway = true;
+        self.goaway.peer = true;
         if self.state == SessionState::Open {
             self.state = SessionState::Draining;
         }
@@ -33,12 +47,12 @@ impl Session {
     }
 
     pub(super) fn maybe_finish_drain(&mut self) {
-        if self.local_goaway && self.invocations.is_empty() && self.state == SessionState::Draining {
+        if self.goaway.local && self.invocations.is_empty() && self.state == SessionState::Draining {
             self.end(ErrorCode::NO_ERROR, "drained".into(), Initiator::Local);
         }
     }
 
-    pub(super) fn on_drain_deadline(&mut self, _now: Instant) {
+    pub(super) fn on_drain_deadline(&mut self) {
         let handled: Vec<RequestId> =
             self.invocations.iter().filter(|(_, i)| i.role == InvocationRole::Handler).map(|(id, _)| *id).collect();
         for id in handled {
@@ -60,7 +74,7 @@ impl Session {
         self.end(code, message, Initiator::Local);
     }
 
-    pub(super) fn protocol_error(&mut self, _now: Instant, code: ErrorCode, message: String) {
+    pub(super) fn protocol_error(&mut self, code: ErrorCode, message: String) {
         if self.is_closed() {
             return;
         }
@@ -100,9 +114,9 @@ impl Session {
         self.state = SessionState::Closed;
         self.timers.stop_all();
         self.deadlines.clear();
-        self.replay.clear();
-        self.unacked_bytes = 0;
-        self.pending.clear();
+        self.resumption.replay.clear();
+        self.resumption.unacked_bytes = 0;
+        self.outbound.forget_sequenced();
         self.events.push_back(Event::Closed(CloseReason { code, message, initiator }));
     }
 }

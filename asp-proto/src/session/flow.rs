@@ -1,39 +1,64 @@
-//! Flow control (SPEC.md §10) and tool pushes (§6.5).
+//! Flow control (SPEC.md §10): windows per invocation and for the
+//! connection, credit given back in batches, `Writable` when blocked output
+//! may go again.
 
 use super::*;
 
+/// The connection-level windows (each invocation keeps its own beside).
+#[derive(Debug)]
+pub(super) struct ConnFlow {
+    /// STREAM bytes we may still send on the connection.
+    pub(super) send_window: u32,
+    /// A send found `send_window` empty: tell the application when it opens.
+    pub(super) blocked: bool,
+    /// STREAM bytes the peer may still send us.
+    pub(super) recv_window: u32,
+    /// Received and not yet given back by the application.
+    pub(super) unconsumed: u32,
+    /// Given back and not yet sent as WINDOW (batched at half a window).
+    pub(super) pending_grant: u32,
+}
+
+impl ConnFlow {
+    pub(super) fn new(config: &SessionConfig) -> Self {
+        ConnFlow {
+            send_window: 0,
+            blocked: false,
+            recv_window: config.connection_window,
+            unconsumed: 0,
+            pending_grant: 0,
+        }
+    }
+}
+
 impl Session {
-    pub(super) fn on_stream(&mut self, now: Instant, id: RequestId, data: Option<Bytes>, progress: Option<Progress>) {
+    pub(super) fn on_stream(&mut self, id: RequestId, data: Option<Bytes>, progress: Option<Progress>) {
         // Flow control counts the payload as it was on the wire, whatever
         // encoding the peer chose.
         let len = self.decoder.last_payload_len();
         let (inv_window, state) = match self.invocations.get(&id) {
             Some(inv) if inv.role == InvocationRole::Invoker => (inv.recv_window, inv.state),
             _ => {
-                return self.protocol_error(
-                    now,
-                    ErrorCode::UNKNOWN_REQUEST,
-                    format!("STREAM for request {id}, which is not open"),
-                )
+                return self
+                    .protocol_error(ErrorCode::UNKNOWN_REQUEST, format!("STREAM for request {id}, which is not open"))
             }
         };
-        if len > inv_window || len > self.conn_recv_window {
-            let conn = self.conn_recv_window;
+        if len > inv_window || len > self.conn_flow.recv_window {
+            let conn = self.conn_flow.recv_window;
             return self.protocol_error(
-                now,
                 ErrorCode::FLOW_CONTROL,
                 format!("STREAM of {len} bytes on {id} exceeds credit ({inv_window} invocation, {conn} connection)"),
             );
         }
         let inv = self.invocations.get_mut(&id).expect("looked up above");
         inv.recv_window -= len;
-        self.conn_recv_window -= len;
-        self.recv_bytes_since_ack += len as usize;
+        self.conn_flow.recv_window -= len;
+        self.resumption.recv_bytes_since_ack += len as usize;
         let delivering = state == InvocationState::Open;
         match (data, progress) {
             (Some(data), _) if delivering => {
                 inv.unconsumed += len;
-                self.conn_unconsumed += len;
+                self.conn_flow.unconsumed += len;
                 self.events.push_back(Event::Chunk { id, data });
             }
             (None, Some(progress)) if delivering => {
@@ -60,10 +85,10 @@ impl Session {
                 }
             }
         }
-        self.conn_pending_grant += conn;
-        if self.conn_pending_grant > 0 && self.conn_pending_grant >= self.config.connection_window / 2 {
-            let credit = std::mem::take(&mut self.conn_pending_grant);
-            self.conn_recv_window += credit;
+        self.conn_flow.pending_grant += conn;
+        if self.conn_flow.pending_grant > 0 && self.conn_flow.pending_grant >= self.config.connection_window / 2 {
+            let credit = std::mem::take(&mut self.conn_flow.pending_grant);
+            self.conn_flow.recv_window += credit;
             let _ = self.send(&Frame::Window(RequestId::CONNECTION, Window { credit }));
         }
     }
@@ -75,11 +100,11 @@ impl Session {
     /// more than was delivered on it, so a grant that arrives after its id
     /// was reused cannot inflate the new invocation's window.
     pub fn grant(&mut self, id: RequestId, bytes: usize) {
-        let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.conn_unconsumed);
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.conn_flow.unconsumed);
         if n == 0 {
             return;
         }
-        self.conn_unconsumed -= n;
+        self.conn_flow.unconsumed -= n;
         let inv = match self.invocations.get_mut(&id) {
             Some(inv) if inv.role == InvocationRole::Invoker && inv.state == InvocationState::Open => {
                 let k = n.min(inv.unconsumed);
@@ -117,12 +142,12 @@ impl Session {
     /// Bytes of STREAM payload that may go out now on `id`; records who is
     /// blocked when it is zero.
     pub(super) fn stream_room(&mut self, id: RequestId) -> usize {
-        let replay_room = if self.resume_active {
-            self.config.replay_buffer_bytes.saturating_sub(self.unacked_bytes + FrameHeader::LEN)
+        let replay_room = if self.resumption.active {
+            self.config.replay_buffer_bytes.saturating_sub(self.resumption.unacked_bytes + FrameHeader::LEN)
         } else {
             usize::MAX
         };
-        let conn = self.conn_send_window as usize;
+        let conn = self.conn_flow.send_window as usize;
         let inv_window = self.invocations.get(&id).map_or(0, |i| i.send_window as usize);
         let room = inv_window.min(conn).min(replay_room).min(self.peer.max_frame as usize);
         if room == 0 {
@@ -132,29 +157,23 @@ impl Session {
                 }
             }
             if conn == 0 {
-                self.conn_blocked = true;
+                self.conn_flow.blocked = true;
             }
             if replay_room == 0 {
-                self.replay_blocked = true;
+                self.resumption.replay_blocked = true;
                 // Ask for an acknowledgement rather than wait for the heartbeat.
-                if self.transport && !self.ack_requested && self.state != SessionState::Detached {
-                    self.send_ping_now();
+                if self.transport && !self.resumption.ack_requested && self.state != SessionState::Detached {
+                    self.resumption.ack_requested = true;
+                    // No RTT sample: the point is the acknowledgement its PONG carries.
+                    self.send_ping(None);
                 }
             }
         }
         room
     }
 
-    pub(super) fn send_ping_now(&mut self) {
-        // No RTT sample: the point is the acknowledgement its PONG carries.
-        self.ack_requested = true;
-        self.ping_seq = self.ping_seq.wrapping_add(1);
-        let recv = self.resume_active.then_some(self.recv_seq);
-        let _ = self.send(&Frame::Ping(Ping { seq: self.ping_seq, recv }));
-    }
-
     pub(super) fn consume_send_credit(&mut self, id: RequestId, n: u32) {
-        self.conn_send_window -= n;
+        self.conn_flow.send_window -= n;
         if let Some(inv) = self.invocations.get_mut(&id) {
             inv.send_window -= n;
         }
@@ -180,9 +199,9 @@ impl Session {
 }
 
 impl Session {
-    pub(super) fn on_window(&mut self, now: Instant, id: RequestId, credit: u32) {
+    pub(super) fn on_window(&mut self, id: RequestId, credit: u32) {
         let (window, blocked) = if id.is_connection() {
-            (&mut self.conn_send_window, &mut self.conn_blocked)
+            (&mut self.conn_flow.send_window, &mut self.conn_flow.blocked)
         } else {
             match self.invocations.get_mut(&id).filter(|i| i.role == InvocationRole::Handler) {
                 Some(inv) => (&mut inv.send_window, &mut inv.blocked),
@@ -190,41 +209,12 @@ impl Session {
             }
         };
         let Some(raised) = window.checked_add(credit).filter(|w| *w <= MAX_WINDOW) else {
-            return self.protocol_error(
-                now,
-                ErrorCode::FLOW_CONTROL,
-                format!("WINDOW would raise the credit of {id} past 2^31-1"),
-            );
+            return self
+                .protocol_error(ErrorCode::FLOW_CONTROL, format!("WINDOW would raise the credit of {id} past 2^31-1"));
         };
         *window = raised;
         if std::mem::take(blocked) {
             self.events.push_back(Event::Writable { id });
         }
-    }
-
-    pub(super) fn on_tool_def(&mut self, now: Instant, def: ToolDef) {
-        let mut next = self.peer_tools.clone();
-        next.apply(def.op, def.tools);
-        if next.len() > self.config.max_peer_tools {
-            let max = self.config.max_peer_tools;
-            return self.protocol_error(
-                now,
-                ErrorCode::TOO_MANY_TOOLS,
-                format!("the peer announced more than {max} tools"),
-            );
-        }
-        self.peer_tools = next;
-        self.events.push_back(Event::PeerToolsChanged);
-    }
-
-    /// Changes our tool set and tells the peer (TOOL_DEF).
-    pub fn push_tools(&mut self, op: ToolOp, tools: Vec<ToolSpec>) -> Result<(), SendError> {
-        self.accepting_commands()?;
-        let frame = Frame::ToolDef(ToolDef { op, tools });
-        self.send(&frame)?;
-        if let Frame::ToolDef(def) = frame {
-            self.local_tools.apply(def.op, def.tools);
-        }
-        Ok(())
     }
 }

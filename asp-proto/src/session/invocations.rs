@@ -19,7 +19,7 @@ impl Session {
     /// if any, runs from `now`.
     pub fn invoke(&mut self, now: Instant, invoke: Invoke) -> Result<RequestId, SendError> {
         self.accepting_commands()?;
-        if self.local_goaway || self.peer_goaway {
+        if self.goaway.any() {
             return Err(SendError::GoingAway);
         }
         if self.open_count(InvocationRole::Invoker) >= self.peer.max_inv as usize {
@@ -30,14 +30,19 @@ impl Session {
         let tool = invoke.tool.clone();
         self.send(&Frame::Invoke(id, invoke))?;
         self.advance_id(id);
-        let mut inv = Invocation::new(InvocationRole::Invoker, tool, now, self.config.invocation_window);
-        if let Some(ms) = timeout {
+        let inv = Invocation::new(InvocationRole::Invoker, tool, now, self.config.invocation_window);
+        self.open_invocation(now, id, inv, timeout);
+        Ok(id)
+    }
+
+    /// Records an open invocation and its deadline, `timeout_ms` from `now`.
+    fn open_invocation(&mut self, now: Instant, id: RequestId, mut inv: Invocation, timeout_ms: Option<u32>) {
+        if let Some(ms) = timeout_ms {
             let at = now + Duration::from_millis(ms.into());
             inv.deadline = Some(at);
             self.deadlines.insert((at, id));
         }
         self.invocations.insert(id, inv);
-        Ok(id)
     }
 
     pub(super) fn allocate_id(&self) -> Option<RequestId> {
@@ -61,15 +66,14 @@ impl Session {
     pub(super) fn on_invoke(&mut self, now: Instant, id: RequestId, invoke: Invoke) {
         if id.initiator() != Some(self.role.peer()) {
             return self.protocol_error(
-                now,
                 ErrorCode::INVALID_REQUEST_ID,
                 format!("INVOKE {id} has the wrong parity for the {:?}", self.role.peer()),
             );
         }
         if self.invocations.contains_key(&id) {
-            return self.protocol_error(now, ErrorCode::REQUEST_ID_IN_USE, format!("INVOKE reuses open id {id}"));
+            return self.protocol_error(ErrorCode::REQUEST_ID_IN_USE, format!("INVOKE reuses open id {id}"));
         }
-        let refuse = if self.local_goaway {
+        let refuse = if self.goaway.local {
             Some((ErrorCode::GOING_AWAY, "draining: no new invocations".to_owned()))
         } else if self.open_count(InvocationRole::Handler) >= self.config.max_concurrent_invocations as usize {
             let max = self.config.max_concurrent_invocations;
@@ -83,13 +87,8 @@ impl Session {
             let _ = self.send(&Frame::Error(id, ErrorInfo::new(code, message)));
             return;
         }
-        let mut inv = Invocation::new(InvocationRole::Handler, invoke.tool.clone(), now, self.peer.win);
-        if let Some(ms) = invoke.timeout {
-            let at = now + Duration::from_millis(ms.into());
-            inv.deadline = Some(at);
-            self.deadlines.insert((at, id));
-        }
-        self.invocations.insert(id, inv);
+        let inv = Invocation::new(InvocationRole::Handler, invoke.tool.clone(), now, self.peer.win);
+        self.open_invocation(now, id, inv, invoke.timeout);
         self.events.push_back(Event::Invoked { id, invoke });
     }
 
@@ -109,10 +108,9 @@ impl Session {
         self.maybe_finish_drain();
     }
 
-    pub(super) fn on_terminal(&mut self, now: Instant, id: RequestId, outcome: Result<Complete, ErrorInfo>) {
+    pub(super) fn on_terminal(&mut self, id: RequestId, outcome: Result<Complete, ErrorInfo>) {
         let Some(inv) = self.invocations.get(&id).filter(|i| i.role == InvocationRole::Invoker) else {
             return self.protocol_error(
-                now,
                 ErrorCode::UNKNOWN_REQUEST,
                 format!("terminal frame for request {id}, which is not open"),
             );
@@ -189,7 +187,7 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn on_deadline(&mut self, _now: Instant, id: RequestId) {
+    pub(super) fn on_deadline(&mut self, id: RequestId) {
         let Some(inv) = self.invocations.get_mut(&id) else {
             return;
         };

@@ -9,6 +9,7 @@ mod handshake;
 mod invocation;
 mod invocations;
 mod liveness;
+mod outbound;
 mod output;
 mod replay;
 mod resume;
@@ -21,7 +22,7 @@ use std::collections::{BTreeSet, VecDeque};
 use crate::RequestIdMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use subtle::ConstantTimeEq;
 
 pub use config::{caps, Entropy, SessionConfig};
@@ -32,8 +33,13 @@ pub use output::{Flushed, Output, OutputQueue, QueueState};
 pub use routing::{ResumeIndex, ResumeOutcome};
 pub use tools::ToolSet;
 
+use closing::GoAwayState;
+use flow::ConnFlow;
 use invocation::Invocation;
+use liveness::Liveness;
+use outbound::Outbound;
 use replay::ReplayBuffer;
+use resume::Resumption;
 use timer::{Timer, TimerTable};
 
 use crate::limits::{self, ACK_EVERY_FRAMES, MAX_WINDOW, TICKET_LEN};
@@ -156,52 +162,27 @@ pub struct Session {
     /// A transport is attached (frames may be transmitted).
     transport: bool,
     decoder: Decoder,
-    out: BytesMut,
-    /// Sequenced frames in `out`: (sequence number, start, end).
-    pending: Vec<(u64, usize, usize)>,
-    /// Where each frame in `out` ends, so transmits are cut between frames.
-    frame_ends: VecDeque<usize>,
+    outbound: Outbound,
     events: VecDeque<Event>,
     timers: TimerTable,
 
+    /// Server: the upgrade's bearer token, and the HELLO awaiting a verdict.
     transport_token: Option<String>,
     client_hello: Option<ClientHello>,
     cid: Option<String>,
+    /// What the peer announced: limits, capabilities, tools.
     peer: Limits,
     peer_caps: Vec<String>,
-    heartbeat: Duration,
+    peer_tools: ToolSet,
+    local_tools: ToolSet,
 
-    resume_active: bool,
-    ticket: Option<Vec<u8>>,
-    grace: Duration,
-    sent_seq: u64,
-    recv_seq: u64,
-    unacked_bytes: usize,
-    replay: ReplayBuffer,
-    recv_since_ack: u64,
-    recv_bytes_since_ack: usize,
-    replay_blocked: bool,
-    /// A PING asking for an acknowledgement is on its way (replay full).
-    ack_requested: bool,
-
+    resumption: Resumption,
     invocations: RequestIdMap<Invocation>,
     deadlines: BTreeSet<(Instant, RequestId)>,
     next_id: u16,
-    conn_send_window: u32,
-    conn_blocked: bool,
-    conn_recv_window: u32,
-    conn_unconsumed: u32,
-    conn_pending_grant: u32,
-
-    local_tools: ToolSet,
-    peer_tools: ToolSet,
-
-    ping_seq: u32,
-    ping_outstanding: Option<(u32, Instant)>,
-    missed: u32,
-
-    local_goaway: bool,
-    peer_goaway: bool,
+    conn_flow: ConnFlow,
+    liveness: Liveness,
+    goaway: GoAwayState,
     stats: Stats,
 }
 
@@ -239,13 +220,11 @@ impl Session {
         timers.set(Timer::Handshake, now + config.handshake_timeout);
         Session {
             role,
-            decoder: Decoder::new(config.max_frame_payload.min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD)),
+            decoder: Session::handshake_decoder(&config),
             entropy,
             state: SessionState::Handshaking,
             transport: true,
-            out: BytesMut::new(),
-            pending: Vec::new(),
-            frame_ends: VecDeque::new(),
+            outbound: Outbound::default(),
             events: VecDeque::new(),
             timers,
             transport_token: None,
@@ -253,101 +232,24 @@ impl Session {
             cid: None,
             peer: Limits::of(&PeerLimits::default()),
             peer_caps: Vec::new(),
-            heartbeat: config.heartbeat_interval,
-            resume_active: false,
-            ticket: None,
-            grace: config.resume_grace,
-            sent_seq: 0,
-            recv_seq: 0,
-            unacked_bytes: 0,
-            replay: ReplayBuffer::default(),
-            recv_since_ack: 0,
-            recv_bytes_since_ack: 0,
-            replay_blocked: false,
-            ack_requested: false,
+            peer_tools: ToolSet::default(),
+            local_tools: ToolSet::new(config.tools.clone()),
+            resumption: Resumption::new(&config),
             invocations: RequestIdMap::default(),
             deadlines: BTreeSet::new(),
             next_id: if role == Role::Client { 1 } else { 2 },
-            conn_send_window: 0,
-            conn_blocked: false,
-            conn_recv_window: config.connection_window,
-            conn_unconsumed: 0,
-            conn_pending_grant: 0,
-            local_tools: ToolSet::new(config.tools.clone()),
-            peer_tools: ToolSet::default(),
-            ping_seq: 0,
-            ping_outstanding: None,
-            missed: 0,
-            local_goaway: false,
-            peer_goaway: false,
+            conn_flow: ConnFlow::new(&config),
+            liveness: Liveness::new(&config),
+            goaway: GoAwayState::default(),
             stats: Stats::default(),
             config,
         }
     }
 
-    fn own_caps(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.config.resume {
-            out.push(caps::RESUME.to_owned());
-        }
-        out.push(caps::PROGRESS.to_owned());
-        if self.role == Role::Client && !self.local_tools.is_empty() {
-            out.push(caps::CLIENT_TOOLS.to_owned());
-        }
-        out.extend(self.config.caps.iter().cloned());
-        out
-    }
-
-    fn own_limits(&self) -> PeerLimits {
-        PeerLimits {
-            max_frame: Some(self.config.max_frame_payload),
-            max_inv: Some(self.config.max_concurrent_invocations),
-            win: Some(self.config.invocation_window),
-            cwin: Some(self.config.connection_window),
-        }
-    }
-
-    /// Our tools for HELLO, or `None` when there are none or they would not
-    /// fit the pre-handshake frame limit; then they follow in TOOL_DEF frames
-    /// right after the handshake ([`announce_tools`](Self::announce_tools)).
-    fn own_tools(&self) -> Option<Vec<ToolSpec>> {
-        if self.local_tools.is_empty() || !self.tools_fit_hello() {
-            return None;
-        }
-        Some(self.local_tools.iter().cloned().collect())
-    }
-
-    fn tools_fit_hello(&self) -> bool {
-        let tools: Vec<&ToolSpec> = self.local_tools.iter().collect();
-        let size = rmp_serde::to_vec_named(&tools).map_or(usize::MAX, |b| b.len());
-        // Leave room for the rest of HELLO.
-        size + 4096 <= limits::HANDSHAKE_MAX_FRAME_PAYLOAD as usize
-    }
-
-    /// Sends our tools as TOOL_DEF frames, one tool each, when they did not
-    /// fit in HELLO. A tool larger than the peer's frame limit cannot be
-    /// announced and is left out.
-    fn announce_tools(&mut self) {
-        if self.local_tools.is_empty() || self.tools_fit_hello() {
-            return;
-        }
-        let _ = self.send(&Frame::ToolDef(ToolDef { op: ToolOp::Replace, tools: Vec::new() }));
-        let tools: Vec<ToolSpec> = self.local_tools.iter().cloned().collect();
-        for tool in tools {
-            let _ = self.send(&Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![tool] }));
-        }
-    }
-
-    fn own_client_hello(&self, resume: Option<ResumeRequest>) -> ClientHello {
-        ClientHello {
-            name: self.config.name.clone(),
-            caps: self.own_caps(),
-            token: self.config.token.clone(),
-            resume,
-            limits: self.own_limits(),
-            tools: self.own_tools(),
-            ..ClientHello::new()
-        }
+    /// The decoder before the handshake (and while detached): frames are
+    /// bounded by the pre-handshake limit until the peer is known.
+    fn handshake_decoder(config: &SessionConfig) -> Decoder {
+        Decoder::new(config.max_frame_payload.min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD))
     }
 }
 
@@ -394,7 +296,7 @@ impl Session {
             started: inv.started,
             deadline: inv.deadline,
             send_credit: match inv.role {
-                InvocationRole::Handler => inv.send_window.min(self.conn_send_window),
+                InvocationRole::Handler => inv.send_window.min(self.conn_flow.send_window),
                 InvocationRole::Invoker => 0,
             },
         })
@@ -409,8 +311,8 @@ impl Session {
     pub fn stats(&self) -> Stats {
         Stats {
             open_invocations: self.invocations.len(),
-            buffered_bytes: self.decoder.buffered() + self.out.len() + self.replay.bytes(),
-            replay_bytes: self.unacked_bytes,
+            buffered_bytes: self.decoder.buffered() + self.outbound.len() + self.resumption.replay.bytes(),
+            replay_bytes: self.resumption.unacked_bytes,
             ..self.stats.clone()
         }
     }
@@ -418,7 +320,7 @@ impl Session {
     /// Server: the key to index this session by for resumption, while it
     /// can be resumed.
     pub fn resume_key(&self) -> Option<ResumeKey> {
-        self.ticket.as_deref().filter(|_| self.resume_active).and_then(ResumeKey::of)
+        self.resumption.ticket.as_deref().filter(|_| self.resumption.active).and_then(ResumeKey::of)
     }
 
     /// Server: the resume request of the HELLO awaiting acceptance, if any.
@@ -433,44 +335,26 @@ impl Session {
     /// The next bytes to write to the transport, in order. Each result may
     /// hold several frames; over WebSocket, send it as one binary message.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.out.is_empty() {
-            return None;
-        }
         // As much as fits in one message the peer accepts, cut between
         // frames; at least one frame (a frame always fits).
         let limit = self.message_limit();
-        let mut cut = 0;
-        while let Some(&end) = self.frame_ends.front() {
-            if cut != 0 && end > limit {
-                break;
-            }
-            cut = end;
-            self.frame_ends.pop_front();
-        }
-        if cut == 0 {
-            cut = self.out.len();
-        }
-        for end in self.frame_ends.iter_mut() {
-            *end -= cut;
-        }
-        let batch = self.out.split_to(cut).freeze();
-        let mut rest = Vec::new();
-        for (seq, start, end) in self.pending.drain(..) {
-            if end <= cut {
-                self.replay.push(seq, batch.slice(start..end));
-            } else {
-                rest.push((seq, start - cut, end - cut));
-            }
-        }
-        self.pending = rest;
-        Some(batch)
+        self.outbound.cut(limit, &mut self.resumption.replay)
     }
 
     /// The largest WebSocket message the peer must accept: one maximal frame
     /// (SPEC.md §3.2).
     fn message_limit(&self) -> usize {
-        let max = if self.cid.is_some() { self.peer.max_frame } else { limits::HANDSHAKE_MAX_FRAME_PAYLOAD };
-        max as usize + FrameHeader::LEN
+        self.peer_max_frame() as usize + FrameHeader::LEN
+    }
+
+    /// The largest payload the peer accepts now: its announced limit, or
+    /// the pre-handshake limit before it has announced one.
+    fn peer_max_frame(&self) -> u32 {
+        if self.cid.is_some() {
+            self.peer.max_frame
+        } else {
+            limits::HANDSHAKE_MAX_FRAME_PAYLOAD
+        }
     }
 
     /// The next event for the application.
@@ -505,14 +389,14 @@ impl Session {
         self.decode_from(now, &mut message);
         if self.transport && !self.is_closed() {
             if let Err(err) = self.decoder.finish() {
-                self.protocol_error(now, err.code(), err.to_string());
+                self.protocol_error(err.code(), err.to_string());
             }
         }
     }
 
     /// A WebSocket text message arrived: a protocol violation (close 1003).
-    pub fn handle_text_message(&mut self, now: Instant) {
-        self.protocol_error(now, ErrorCode::TEXT_MESSAGE, "text messages are not allowed; ASP uses binary".into());
+    pub fn handle_text_message(&mut self, _now: Instant) {
+        self.protocol_error(ErrorCode::TEXT_MESSAGE, "text messages are not allowed; ASP uses binary".into());
     }
 
     fn decode_from<B: Buf>(&mut self, now: Instant, input: &mut B) {
@@ -521,15 +405,15 @@ impl Session {
                 Ok(Some(frame)) => self.on_frame(now, frame),
                 Ok(None) => break,
                 Err(err) => {
-                    self.on_decode_error(now, err);
+                    self.on_decode_error(err);
                     break;
                 }
             }
         }
     }
 
-    fn on_decode_error(&mut self, now: Instant, err: FrameError) {
-        self.protocol_error(now, err.code(), err.to_string());
+    fn on_decode_error(&mut self, err: FrameError) {
+        self.protocol_error(err.code(), err.to_string());
     }
 
     /// Wakes the session's timers: handshake, heartbeat, resume grace, drain
@@ -542,18 +426,16 @@ impl Session {
                 Timer::Handshake if self.state == SessionState::Detached => {
                     self.detach(now, DetachReason::PeerUnresponsive)
                 }
-                Timer::Handshake => self.protocol_error(
-                    now,
-                    ErrorCode::HANDSHAKE_TIMEOUT,
-                    "the handshake did not complete in time".into(),
-                ),
+                Timer::Handshake => {
+                    self.protocol_error(ErrorCode::HANDSHAKE_TIMEOUT, "the handshake did not complete in time".into())
+                }
                 Timer::Heartbeat => self.on_heartbeat(now),
                 Timer::Grace => self.end(
                     ErrorCode::SESSION_LOST,
                     "the session was not resumed within its grace period".into(),
                     Initiator::Local,
                 ),
-                Timer::Drain => self.on_drain_deadline(now),
+                Timer::Drain => self.on_drain_deadline(),
             }
         }
         while let Some(&(at, id)) = self.deadlines.first() {
@@ -561,7 +443,7 @@ impl Session {
                 break;
             }
             self.deadlines.pop_first();
-            self.on_deadline(now, id);
+            self.on_deadline(id);
         }
     }
 
@@ -603,14 +485,13 @@ impl Session {
         match self.state {
             SessionState::Handshaking | SessionState::Detached => self.on_handshake_frame(now, frame),
             SessionState::Authenticating => self.protocol_error(
-                now,
                 ErrorCode::UNEXPECTED_FRAME,
                 format!("{} before the server's HELLO", frame.frame_type()),
             ),
             SessionState::Open | SessionState::Draining => {
                 if is_sequenced(&frame) {
-                    self.recv_seq += 1;
-                    self.recv_since_ack += 1;
+                    self.resumption.recv_seq += 1;
+                    self.resumption.recv_since_ack += 1;
                 }
                 self.on_session_frame(now, frame);
                 self.maybe_ack(now);
@@ -622,12 +503,11 @@ impl Session {
     fn on_handshake_frame(&mut self, now: Instant, frame: Frame) {
         match (self.role, frame) {
             (Role::Server, Frame::Hello(hello)) if self.state == SessionState::Handshaking => {
-                self.on_client_hello(now, hello)
+                self.on_client_hello(hello)
             }
             (Role::Client, Frame::HelloReply(hello)) => self.on_server_hello(now, hello),
             (_, Frame::Error(id, error)) if id.is_connection() => self.on_peer_fatal(error),
             (_, frame) => self.protocol_error(
-                now,
                 ErrorCode::UNEXPECTED_FRAME,
                 format!("{} frame before the handshake completed", frame.frame_type()),
             ),
@@ -637,19 +517,19 @@ impl Session {
     fn on_session_frame(&mut self, now: Instant, frame: Frame) {
         match frame {
             Frame::Hello(_) | Frame::HelloReply(_) => {
-                self.protocol_error(now, ErrorCode::UNEXPECTED_FRAME, "HELLO after the handshake".into())
+                self.protocol_error(ErrorCode::UNEXPECTED_FRAME, "HELLO after the handshake".into())
             }
             Frame::Invoke(id, invoke) => self.on_invoke(now, id, invoke),
-            Frame::Stream(id, data) => self.on_stream(now, id, Some(data), None),
-            Frame::Progress(id, progress) => self.on_stream(now, id, None, Some(progress)),
+            Frame::Stream(id, data) => self.on_stream(id, Some(data), None),
+            Frame::Progress(id, progress) => self.on_stream(id, None, Some(progress)),
             Frame::Interrupt(id, _) => self.on_interrupt(id),
-            Frame::ToolDef(def) => self.on_tool_def(now, def),
+            Frame::ToolDef(def) => self.on_tool_def(def),
             Frame::Error(id, error) if id.is_connection() => self.on_peer_fatal(error),
-            Frame::Error(id, error) => self.on_terminal(now, id, Err(error)),
-            Frame::Complete(id, complete) => self.on_terminal(now, id, Ok(complete)),
-            Frame::Ping(ping) => self.on_ping(now, ping),
+            Frame::Error(id, error) => self.on_terminal(id, Err(error)),
+            Frame::Complete(id, complete) => self.on_terminal(id, Ok(complete)),
+            Frame::Ping(ping) => self.on_ping(ping),
             Frame::Pong(pong) => self.on_pong(now, pong),
-            Frame::Window(id, window) => self.on_window(now, id, window.credit),
+            Frame::Window(id, window) => self.on_window(id, window.credit),
             Frame::GoAway(goaway) => self.on_goaway(goaway),
         }
     }
@@ -662,12 +542,11 @@ impl Session {
     /// sequenced. Without a transport, sequenced frames go straight to the
     /// replay buffer (resume sends them) and the others are dropped.
     fn send(&mut self, frame: &Frame) -> Result<(), SendError> {
-        let start = self.out.len();
-        let len = frame.encode(&mut self.out)?;
+        let (start, len) = self.outbound.encode(frame)?;
         let payload = len - FrameHeader::LEN;
-        let max = if self.cid.is_some() { self.peer.max_frame } else { limits::HANDSHAKE_MAX_FRAME_PAYLOAD };
+        let max = self.peer_max_frame();
         if payload > max as usize {
-            self.out.truncate(start);
+            self.outbound.discard_from(start);
             return Err(SendError::TooLarge { len: payload, max });
         }
         self.stats.frames_out += 1;
@@ -676,24 +555,23 @@ impl Session {
         let sequenced = established && is_sequenced(frame);
         let attached = self.transport && self.state != SessionState::Detached;
         if sequenced {
-            let seq = self.sent_seq;
-            self.sent_seq += 1;
-            if self.resume_active {
-                self.unacked_bytes += len;
+            let seq = self.resumption.sent_seq;
+            self.resumption.sent_seq += 1;
+            if self.resumption.active {
+                self.resumption.unacked_bytes += len;
                 if attached {
-                    self.pending.push((seq, start, start + len));
-                    self.frame_ends.push_back(start + len);
+                    self.outbound.commit_sequenced(seq, start, len);
                 } else {
-                    let frame = self.out.split_off(start).freeze();
-                    self.replay.push(seq, frame);
+                    let frame = self.outbound.take_from(start);
+                    self.resumption.replay.push(seq, frame);
                 }
                 return Ok(());
             }
         }
         if !attached && !matches!(frame, Frame::Hello(_) | Frame::HelloReply(_)) {
-            self.out.truncate(start);
+            self.outbound.discard_from(start);
         } else {
-            self.frame_ends.push_back(start + len);
+            self.outbound.commit(start, len);
         }
         Ok(())
     }

@@ -3,19 +3,61 @@
 
 use super::*;
 
+/// What resuming needs: the ticket, the sequence numbers both ways, the
+/// replay buffer and the acknowledgement bookkeeping.
+#[derive(Debug)]
+pub(super) struct Resumption {
+    /// Both sides agreed to resume (SPEC.md §11).
+    pub(super) active: bool,
+    pub(super) ticket: Option<Vec<u8>>,
+    pub(super) grace: Duration,
+    /// Sequenced frames sent and received.
+    pub(super) sent_seq: u64,
+    pub(super) recv_seq: u64,
+    /// Bytes of sent frames the peer has not acknowledged.
+    pub(super) unacked_bytes: usize,
+    pub(super) replay: ReplayBuffer,
+    /// Received since we last acknowledged (an ack goes out every
+    /// `ACK_EVERY_FRAMES` frames or half the replay bound).
+    pub(super) recv_since_ack: u64,
+    pub(super) recv_bytes_since_ack: usize,
+    /// A send found the replay buffer full.
+    pub(super) replay_blocked: bool,
+    /// A PING asking for an acknowledgement is on its way (replay full).
+    pub(super) ack_requested: bool,
+}
+
+impl Resumption {
+    pub(super) fn new(config: &SessionConfig) -> Self {
+        Resumption {
+            active: false,
+            ticket: None,
+            grace: config.resume_grace,
+            sent_seq: 0,
+            recv_seq: 0,
+            unacked_bytes: 0,
+            replay: ReplayBuffer::default(),
+            recv_since_ack: 0,
+            recv_bytes_since_ack: 0,
+            replay_blocked: false,
+            ack_requested: false,
+        }
+    }
+}
+
 impl Session {
     pub(super) fn detach(&mut self, now: Instant, reason: DetachReason) {
         self.transport = false;
-        self.flush_out_to_replay();
-        self.decoder = Decoder::new(self.config.max_frame_payload.min(limits::HANDSHAKE_MAX_FRAME_PAYLOAD));
+        self.outbound.flush_to_replay(&mut self.resumption.replay);
+        self.decoder = Session::handshake_decoder(&self.config);
         self.timers.stop(Timer::Heartbeat);
         self.timers.stop(Timer::Handshake);
         let drained = matches!(self.state, SessionState::Draining) && self.invocations.is_empty();
         let alive = matches!(self.state, SessionState::Open | SessionState::Draining | SessionState::Detached);
-        if alive && self.resume_active && !drained {
+        if alive && self.resumption.active && !drained {
             let deadline = match (self.state, self.timers.get(Timer::Grace)) {
                 (SessionState::Detached, Some(at)) => at,
-                _ => now + self.grace,
+                _ => now + self.resumption.grace,
             };
             self.state = SessionState::Detached;
             self.timers.set(Timer::Grace, deadline);
@@ -31,26 +73,17 @@ impl Session {
         }
     }
 
-    /// Moves what was queued for a lost transport into the replay buffer
-    /// (sequenced frames) or drops it (the rest).
-    pub(super) fn flush_out_to_replay(&mut self) {
-        self.frame_ends.clear();
-        let batch = self.out.split().freeze();
-        for (seq, start, end) in self.pending.drain(..) {
-            self.replay.push(seq, batch.slice(start..end));
-        }
-    }
-
     /// Client: a new transport is open for a detached session; queues the
     /// resuming HELLO.
     pub fn reconnect(&mut self, now: Instant) -> Result<(), SendError> {
         if self.role != Role::Client || self.state != SessionState::Detached || self.transport {
             return Err(SendError::WrongState(self.state));
         }
-        let ticket = self.ticket.clone().ok_or(SendError::WrongState(self.state))?;
+        let ticket = self.resumption.ticket.clone().ok_or(SendError::WrongState(self.state))?;
         self.transport = true;
         self.timers.set(Timer::Handshake, now + self.config.handshake_timeout);
-        let hello = self.own_client_hello(Some(ResumeRequest { ticket: ticket.into(), recv: self.recv_seq }));
+        let hello =
+            self.own_client_hello(Some(ResumeRequest { ticket: ticket.into(), recv: self.resumption.recv_seq }));
         self.send(&Frame::Hello(hello)).expect("our own HELLO is valid");
         Ok(())
     }
@@ -61,10 +94,10 @@ impl Session {
     /// one the transport. On failure answer the new session with
     /// [`accept_refusing_resume`](Self::accept_refusing_resume) and the code.
     pub fn resume(&mut self, now: Instant, request: &ResumeRequest) -> Result<(), ErrorCode> {
-        if self.role != Role::Server || !self.resume_active {
+        if self.role != Role::Server || !self.resumption.active {
             return Err(ErrorCode::RESUME_REJECTED);
         }
-        let Some(ticket) = self.ticket.as_deref() else {
+        let Some(ticket) = self.resumption.ticket.as_deref() else {
             return Err(ErrorCode::RESUME_REJECTED);
         };
         if ticket.len() != request.ticket.len() || !bool::from(ticket.ct_eq(&request.ticket)) {
@@ -78,30 +111,28 @@ impl Session {
         if self.state != SessionState::Detached || self.timers.get(Timer::Grace).is_some_and(|at| at <= now) {
             return Err(ErrorCode::RESUME_EXPIRED);
         }
-        let frames: Option<Vec<Bytes>> = self.replay.since(request.recv, self.sent_seq).map(|f| f.cloned().collect());
+        let frames: Option<Vec<Bytes>> =
+            self.resumption.replay.since(request.recv, self.resumption.sent_seq).map(|f| f.cloned().collect());
         let frames = match frames {
             Some(frames) => frames,
-            None if request.recv > self.sent_seq => return Err(ErrorCode::RESUME_REJECTED),
+            None if request.recv > self.resumption.sent_seq => return Err(ErrorCode::RESUME_REJECTED),
             None => return Err(ErrorCode::RESUME_BUFFER_EXCEEDED),
         };
         // The client has what it acknowledged by asking: drop it from the buffer.
         self.on_ack_value(request.recv);
-        let mut ticket = self.ticket.clone().expect("checked above");
+        let mut ticket = self.resumption.ticket.clone().expect("checked above");
         self.fill_random(&mut ticket[8..]);
-        self.ticket = Some(ticket.clone());
+        self.resumption.ticket = Some(ticket.clone());
         self.transport = true;
+        let cid = self.cid.clone().expect("a resumable session has a cid");
         let reply = ServerHello {
-            limits: self.own_limits(),
-            hb: Some(duration_ms(self.config.heartbeat_interval)),
-            caps: self.own_caps(),
             resume: Some(ResumeOffer { ticket: ticket.into(), grace: duration_ms(self.config.resume_grace) }),
-            resumed: Some(Resumed { recv: self.recv_seq }),
-            ..ServerHello::new(self.cid.clone().expect("a resumable session has a cid"))
+            resumed: Some(Resumed { recv: self.resumption.recv_seq }),
+            ..self.own_server_hello(cid)
         };
         self.send(&Frame::HelloReply(reply)).expect("our own HELLO is valid");
-        for frame in frames {
-            self.out.extend_from_slice(&frame);
-            self.frame_ends.push_back(self.out.len());
+        for frame in &frames {
+            self.outbound.push_replayed(frame);
         }
         self.established(now);
         let cid = self.cid.clone().expect("cid");
@@ -111,22 +142,19 @@ impl Session {
     }
 
     pub(super) fn finish_client_resume(&mut self, now: Instant, hello: ServerHello, peer_recv: u64) {
-        let frames: Option<Vec<Bytes>> = self.replay.since(peer_recv, self.sent_seq).map(|f| f.cloned().collect());
+        let frames: Option<Vec<Bytes>> =
+            self.resumption.replay.since(peer_recv, self.resumption.sent_seq).map(|f| f.cloned().collect());
         let Some(frames) = frames else {
-            return self.protocol_error(
-                now,
-                ErrorCode::RESUME_BUFFER_EXCEEDED,
-                format!("cannot replay from frame {peer_recv}"),
-            );
+            return self
+                .protocol_error(ErrorCode::RESUME_BUFFER_EXCEEDED, format!("cannot replay from frame {peer_recv}"));
         };
         self.on_ack_value(peer_recv);
         if let Some(offer) = &hello.resume {
-            self.ticket = Some(offer.ticket.to_vec());
-            self.grace = Duration::from_millis(offer.grace.into());
+            self.resumption.ticket = Some(offer.ticket.to_vec());
+            self.resumption.grace = Duration::from_millis(offer.grace.into());
         }
-        for frame in frames {
-            self.out.extend_from_slice(&frame);
-            self.frame_ends.push_back(self.out.len());
+        for frame in &frames {
+            self.outbound.push_replayed(frame);
         }
         self.established(now);
         self.events.push_back(Event::Connected { cid: hello.cid, resumed: true, resume_error: None });
@@ -134,31 +162,30 @@ impl Session {
     }
 
     pub(super) fn maybe_ack(&mut self, now: Instant) {
-        if !self.resume_active || self.ping_outstanding.is_some() {
+        if !self.resumption.active || self.liveness.outstanding.is_some() {
             return;
         }
         let half_bound = self.config.replay_buffer_bytes / 2;
-        if self.recv_since_ack >= ACK_EVERY_FRAMES || self.recv_bytes_since_ack >= half_bound {
-            self.send_ping(now);
+        if self.resumption.recv_since_ack >= ACK_EVERY_FRAMES || self.resumption.recv_bytes_since_ack >= half_bound {
+            self.send_ping(Some(now));
         }
     }
 
     pub(super) fn on_ack_value(&mut self, acked: u64) {
-        let freed = self.replay.ack(acked);
-        self.unacked_bytes = self.unacked_bytes.saturating_sub(freed);
-        if freed > 0 && self.replay_blocked {
-            self.replay_blocked = false;
+        let freed = self.resumption.replay.ack(acked);
+        self.resumption.unacked_bytes = self.resumption.unacked_bytes.saturating_sub(freed);
+        if freed > 0 && self.resumption.replay_blocked {
+            self.resumption.replay_blocked = false;
             self.events.push_back(Event::Writable { id: RequestId::CONNECTION });
         }
     }
 
-    pub(super) fn on_ack(&mut self, now: Instant, acked: Option<u64>) {
+    pub(super) fn on_ack(&mut self, acked: Option<u64>) {
         let Some(acked) = acked else { return };
-        if acked > self.sent_seq {
+        if acked > self.resumption.sent_seq {
             return self.protocol_error(
-                now,
                 ErrorCode::PROTOCOL_VIOLATION,
-                format!("acknowledges {acked} frames; {} were sent", self.sent_seq),
+                format!("acknowledges {acked} frames; {} were sent", self.resumption.sent_seq),
             );
         }
         self.on_ack_value(acked);
@@ -166,7 +193,7 @@ impl Session {
 
     /// After a resume, senders that were blocked may try again.
     pub(super) fn wake_blocked(&mut self) {
-        self.replay_blocked = false;
+        self.resumption.replay_blocked = false;
         self.events.push_back(Event::Writable { id: RequestId::CONNECTION });
     }
 }

@@ -1,6 +1,7 @@
-//! A peer's (or our own) tool set, changed by TOOL_DEF (SPEC.md §6.5).
+//! Tool sets (ours and the peer's) and changing them with TOOL_DEF (SPEC.md §6.5).
 
-use crate::{ToolOp, ToolSpec};
+use super::{Event, SendError, Session};
+use crate::{ErrorCode, Frame, ToolDef, ToolOp, ToolSpec};
 
 /// Tools by name, in name order.
 ///
@@ -71,6 +72,32 @@ impl ToolSet {
     /// The tools, in name order.
     pub fn iter(&self) -> impl Iterator<Item = &ToolSpec> {
         self.tools.iter()
+    }
+}
+
+// ------------------------------------------------- tool pushes (SPEC.md §6.5)
+
+impl Session {
+    pub(super) fn on_tool_def(&mut self, def: ToolDef) {
+        let mut next = self.peer_tools.clone();
+        next.apply(def.op, def.tools);
+        if next.len() > self.config.max_peer_tools {
+            let max = self.config.max_peer_tools;
+            return self.protocol_error(ErrorCode::TOO_MANY_TOOLS, format!("the peer announced more than {max} tools"));
+        }
+        self.peer_tools = next;
+        self.events.push_back(Event::PeerToolsChanged);
+    }
+
+    /// Changes our tool set and tells the peer (TOOL_DEF).
+    pub fn push_tools(&mut self, op: ToolOp, tools: Vec<ToolSpec>) -> Result<(), SendError> {
+        self.accepting_commands()?;
+        let frame = Frame::ToolDef(ToolDef { op, tools });
+        self.send(&frame)?;
+        if let Frame::ToolDef(def) = frame {
+            self.local_tools.apply(def.op, def.tools);
+        }
+        Ok(())
     }
 }
 
