@@ -107,6 +107,9 @@ fi
 step "README main command: asp demo (wss:// server and client on loopback)"
 cargo run --release --locked -p asp-cli -- demo
 
+step "asp-proto's blocking example: a Session over std::net and sync tungstenite"
+cargo run --locked -p asp-proto --example blocking
+
 printf '\nall checks passed\n'
 # Totals of every `cargo test` binary above, as one closing line.
 echo "tests: $passed passed, $failed failed"

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use asp_proto::{ToolSpec, Value};
+use asp_proto::{Progress, ToolSpec, Value};
 use asp_tokio::{ServerBuilder, ToolContext, ToolError};
 
 /// Text the `tokens` tool streams, a word at a time, like a language model.
@@ -37,7 +37,7 @@ pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
             ToolSpec { desc: Some("Sleeps ms milliseconds".into()), ..ToolSpec::named("sleep") },
             |ctx: ToolContext, args: Value| async move {
                 let ms = field(&args, "ms").unwrap_or(1000);
-                ctx.progress(0.0, Some(ms as f64), Some("sleeping".into()))?;
+                ctx.progress(Progress::new(0.0).total(ms as f64).message("sleeping"))?;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok::<_, ToolError>(Value::from(ms))
             },
@@ -59,7 +59,7 @@ async fn tokens(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
         let word = words[i as usize % words.len()];
         let token = if i == 0 { word.to_owned() } else { format!(" {word}") };
         ctx.send(token).await?;
-        ctx.progress((i + 1) as f64, Some(n as f64), None)?;
+        ctx.progress(Progress::new((i + 1) as f64).total(n as f64))?;
     }
     Ok(Value::from(n))
 }

@@ -80,7 +80,7 @@ impl Connection {
     }
 
     /// A stream that yields each time the peer's tool set changes.
-    pub fn tool_changes(&self) -> mpsc::UnboundedReceiver<()> {
+    pub fn tool_changes(&self) -> impl futures::Stream<Item = ()> + Send + Unpin + 'static {
         let (tx, rx) = mpsc::unbounded();
         self.shared.lock().expect("lock").tool_watchers.push(tx);
         rx

@@ -163,9 +163,9 @@ impl ToolContext {
         Ok(())
     }
 
-    /// Reports progress (dropped if the invoker did not ask for progress).
-    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) -> Result<(), ToolError> {
-        let progress = Progress { progress, total, message };
+    /// Reports progress, e.g. `Progress::new(3.0).total(10.0)` (dropped if
+    /// the invoker did not ask for progress, or when there is no credit).
+    pub fn progress(&self, progress: Progress) -> Result<(), ToolError> {
         Ok(self.conn.command(Command::Progress { id: self.id, token: self.token, progress })?)
     }
 }

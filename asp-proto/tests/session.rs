@@ -785,7 +785,7 @@ fn a_wrong_ticket_is_refused() {
     p.kill_transport();
     let mut bogus = ResumeRequest { ticket: vec![0u8; 32].into(), recv: 0 };
     let key = p.server.resume_key().unwrap();
-    bogus.ticket[..8].copy_from_slice(&key.0);
+    bogus.ticket[..8].copy_from_slice(key.as_bytes());
     let now = p.now;
     assert_eq!(p.server.resume(now, &bogus), Err(ErrorCode::RESUME_UNKNOWN_SESSION));
 }

@@ -80,8 +80,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use asp_proto::frame::RequestIdMap;
 use asp_proto::session::{ResumeIndex, Session};
-use asp_proto::{Entropy, ErrorCode, RequestIdMap};
+use asp_proto::{Entropy, ErrorCode};
 
 pub use call::{CallFailure, CallId, CallKind, FunctionCall, ResponseHead};
 pub use config::{BodyEncoding, RelayConfig};

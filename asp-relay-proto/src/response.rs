@@ -62,8 +62,8 @@ impl Relay {
     }
 
     /// A chunk of a call's body. The adapter hands over at most
-    /// [`body_window`](RelayConfig::body_window) bytes not yet returned by
-    /// [`Command::Credit`].
+    /// [`body_window`](crate::RelayConfig::body_window) bytes not yet returned by
+    /// [`Command::Credit`](crate::Command::Credit).
     pub fn handle_call_chunk(&mut self, now: Instant, call_id: CallId, data: Bytes) {
         let Some(call) = self.calls.get_mut(&call_id) else { return };
         let len = data.len();

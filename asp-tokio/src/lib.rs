@@ -31,15 +31,10 @@ pub mod testing;
 
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
 pub use asp_driver::{
-    tls, Completion, ConnectError, Connection, ConnectionError, Discovered, Invocation, InvokeError, Tool, ToolContext,
-    ToolError, ToolRegistry, DEFAULT_PATH, SEND_BUDGET, SUBPROTOCOL,
+    tls, Completion, ConnectError, Connection, ConnectionError, Discovered, Invocation, InvokeError, Listener, Tool,
+    ToolContext, ToolError, ToolRegistry, DEFAULT_PATH, SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;
 pub use runtime::TokioRuntime;
 
 asp_driver::runtime_types!(TokioRuntime, "Tokio");
-
-/// The discovery module, under the name earlier releases used.
-pub mod discovery {
-    pub use asp_driver::discovery::*;
-}

@@ -7,10 +7,10 @@ use std::convert::Infallible;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use asp_tokio::discovery::DiscoverySource;
 use asp_tokio::proto::aid::AidErrorCode;
 use asp_tokio::testing::{dns, Answer};
 use asp_tokio::Discovery;
+use asp_tokio::DiscoverySource;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};

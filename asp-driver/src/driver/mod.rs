@@ -24,7 +24,8 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asp_proto::{CloseReason, ErrorInfo, HelloInfo, RequestIdMap, ResumeKey, ResumeRequest, Session, SessionConfig};
+use asp_proto::frame::RequestIdMap;
+use asp_proto::{CloseReason, ErrorInfo, HelloInfo, ResumeKey, ResumeRequest, Session, SessionConfig};
 use futures::channel::{mpsc, oneshot};
 use futures::future::Fuse;
 use futures::{select, FutureExt, SinkExt, StreamExt};

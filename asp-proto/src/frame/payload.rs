@@ -325,6 +325,25 @@ pub struct Progress {
     pub message: Option<String>,
 }
 
+impl Progress {
+    /// `progress` units of work done, total unknown, no message.
+    pub fn new(progress: f64) -> Self {
+        Progress { progress, total: None, message: None }
+    }
+
+    /// The same, with the total work.
+    pub fn total(mut self, total: f64) -> Self {
+        self.total = Some(total);
+        self
+    }
+
+    /// The same, with a message for display.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+}
+
 impl MapPayload for Progress {
     fn validate(&self) -> Result<(), PayloadError> {
         for (key, v) in [("progress", Some(self.progress)), ("total", self.total)] {

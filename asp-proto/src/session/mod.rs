@@ -19,7 +19,7 @@ mod tools;
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::RequestIdMap;
+use crate::frame::RequestIdMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -111,12 +111,17 @@ impl Limits {
 /// resume ticket, which stay the same for the life of a session while the
 /// secret part changes on every resume.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ResumeKey(pub [u8; 8]);
+pub struct ResumeKey([u8; 8]);
 
 impl ResumeKey {
     /// The key of a ticket, or `None` for a ticket too short to have one.
     pub fn of(ticket: &[u8]) -> Option<ResumeKey> {
         ticket.get(..8).map(|k| ResumeKey(k.try_into().expect("8 bytes")))
+    }
+
+    /// The key's bytes (the first 8 of every ticket of the session).
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
     }
 }
 

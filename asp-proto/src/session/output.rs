@@ -77,8 +77,24 @@ pub struct Flushed {
     pub state: QueueState,
 }
 
-/// Output of one invocation waiting for credit, in order, with its end.
-/// See the [module docs](self) for the rules it keeps.
+/// Output of one invocation we handle that waits for the peer's credit, in
+/// order, with its end.
+///
+/// [`Session::send_chunk`] takes what credit allows and returns
+/// [`SendError::Blocked`] with the rest: the session keeps no application
+/// buffers. Every caller that produces output faster than the peer reads it
+/// (the driver's tool handlers, the relay's function calls) needs this queue
+/// behind it, with its two rules: **the end never overtakes the output**
+/// (COMPLETE or ERROR goes out only after every chunk queued before it), and
+/// **an invocation that is gone stops everything** (the rest of the queue is
+/// dropped and [`QueueState::Gone`] says so).
+///
+/// Each item carries a count of bytes to *release* once it has gone out or
+/// been dropped: the driver gives that room back to the handler's outbox,
+/// the relay returns it to its adapter as body credit. A chunk that goes out
+/// in part releases as much of its count as it sent. Call
+/// [`flush`](Self::flush) after pushing and after every
+/// [`Event::Writable`](super::Event::Writable).
 #[derive(Debug, Default)]
 pub struct OutputQueue {
     items: VecDeque<(Output, usize)>,

@@ -22,7 +22,22 @@ use std::time::Instant;
 use super::{ResumeKey, SendError, Session};
 use crate::{ErrorCode, ResumeRequest};
 
-/// Resumable sessions by [`ResumeKey`], each as whatever reaches it (`H`).
+/// Resumable sessions by [`ResumeKey`], each as whatever reaches it (`H`):
+/// how every server routes a resuming client to its old session
+/// (SPEC.md §11.3), in three steps.
+///
+/// 1. A *fresh* server session reads the client's HELLO; the application
+///    accepts the client, and [`Session::resume_request`] holds the ticket.
+/// 2. [`find`](Self::find) names the *old* session that ticket belongs to;
+///    [`Session::resume`] on the old session checks the ticket's secret, the
+///    grace period and the replay buffer.
+/// 3. The fresh session concludes with [`Session::conclude_resume`]: on
+///    [`ResumeOutcome::Resumed`] it is dropped and the old session gets the
+///    transport; otherwise it starts a new session whose HELLO reply says
+///    why the old one could not be resumed.
+///
+/// How the old session is reached is the caller's business (a map key in the
+/// relay, a channel to another task in the driver), hence `H`.
 #[derive(Debug, Clone)]
 pub struct ResumeIndex<H> {
     by_key: HashMap<ResumeKey, H>,
@@ -94,7 +109,7 @@ impl From<Result<(), ErrorCode>> for ResumeOutcome {
 
 impl Session {
     /// Server, fresh session whose accepted HELLO asked to resume: step 3
-    /// of the [routing](self). Returns `true` when the old session resumed
+    /// of the [routing](ResumeIndex). Returns `true` when the old session resumed
     /// and this one must be dropped (its transport now belongs to the old
     /// session); otherwise this session starts afresh and answers the
     /// client with the refusal.
