@@ -15,7 +15,7 @@ use futures::future::{select, Either};
 use futures::{AsyncRead, AsyncWrite, FutureExt};
 use hickory_resolver::net::runtime::{DnsTcpStream, DnsUdpSocket, RuntimeProvider, Spawn, Time};
 
-use crate::runtime::Executor;
+use crate::executor::Executor;
 
 /// hickory's [`RuntimeProvider`] on `async-io` with the executor `E`.
 #[derive(Debug)]

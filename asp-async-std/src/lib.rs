@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod dns;
+mod executor;
 mod runtime;
 
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
@@ -42,7 +43,8 @@ pub use asp_driver::{
 };
 pub use asp_proto as proto;
 pub use dns::AsyncIoDns;
-pub use runtime::{AsyncStd, AsyncStdExecutor, Executor, FuturesIo, Smol, SmolExecutor};
+pub use executor::{AsyncStdExecutor, Executor, SmolExecutor};
+pub use runtime::{AsyncStd, FuturesIo, Smol};
 
 asp_driver::runtime_types!(AsyncStd, "async-std");
 

@@ -10,34 +10,7 @@ use asp_driver::{BoxFuture, Network, Runtime};
 use async_net::{TcpListener, TcpStream};
 
 use crate::dns::AsyncIoDns;
-
-/// Where connection tasks run: the only thing async-std and smol do
-/// differently for this crate.
-pub trait Executor: Copy + Default + Send + Sync + 'static {
-    /// Runs `future` in the background, detached.
-    fn spawn(future: BoxFuture<()>);
-}
-
-/// async-std's global executor.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AsyncStdExecutor;
-
-impl Executor for AsyncStdExecutor {
-    fn spawn(future: BoxFuture<()>) {
-        // Dropping async-std's JoinHandle detaches the task.
-        drop(async_std::task::spawn(future));
-    }
-}
-
-/// smol's global executor.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SmolExecutor;
-
-impl Executor for SmolExecutor {
-    fn spawn(future: BoxFuture<()>) {
-        ::smol::spawn(future).detach();
-    }
-}
+use crate::executor::{AsyncStdExecutor, Executor, SmolExecutor};
 
 /// [`Runtime`] and [`Network`] on `async-io`'s reactor with the executor `E`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -71,7 +71,7 @@ impl Connection {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Invoke { invoke, reply })?;
         let (id, token, events) = answer.await.map_err(|_| self.closed_error())??;
-        Ok(Invocation::new(id, token, events, self.clone()))
+        Ok(Invocation::new(id, token, events, self.tx.clone()))
     }
 
     /// The peer's tools as last announced.

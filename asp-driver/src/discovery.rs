@@ -374,46 +374,16 @@ fn normalize(domain: &str) -> Result<String, AidError> {
 
 /// A past `dep` is an error at discovery time; a future one is a warning.
 fn check_deprecation(mut found: Discovered, now: SystemTime) -> Result<Discovered, AidError> {
-    let Some(dep) = found.record.dep.clone() else { return Ok(found) };
     let now_secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    match unix_seconds(&dep) {
-        Some(at) if at <= now_secs => {
-            Err(AidError::new(AidErrorCode::InvalidTxt, format!("the record was deprecated at {dep}")))
-        }
-        _ => {
-            found.warnings.push(format!("the record is deprecated from {dep}"));
-            Ok(found)
-        }
+    if let Some(warning) = found.record.check_deprecation(now_secs)? {
+        found.warnings.push(warning);
     }
-}
-
-/// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SSZ` timestamp (already
-/// validated by the parser).
-fn unix_seconds(ts: &str) -> Option<u64> {
-    let n = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_convert() {
-        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(unix_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
-        assert_eq!(unix_seconds("2026-11-21T12:30:15Z"), Some(1_795_264_215));
-    }
 
     fn reply(head: &str, body: &str) -> Vec<u8> {
         format!("{head}\r\n\r\n{body}").into_bytes()

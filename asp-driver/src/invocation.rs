@@ -9,7 +9,6 @@ use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 
 use crate::command::Command;
-use crate::connection::Connection;
 
 /// What the driver routes to one invocation.
 #[derive(Debug)]
@@ -43,7 +42,8 @@ pub struct Invocation {
     id: RequestId,
     token: u64,
     events: mpsc::UnboundedReceiver<InvocationEvent>,
-    conn: Connection,
+    /// Where grants and interrupts go (the connection's task).
+    commands: mpsc::UnboundedSender<Command>,
     outcome: Option<Result<Completion, InvokeError>>,
     progress: Option<Progress>,
     /// Bytes read and not yet granted back (batched, see `GRANT_BATCH`).
@@ -62,13 +62,13 @@ impl Invocation {
         id: RequestId,
         token: u64,
         events: mpsc::UnboundedReceiver<InvocationEvent>,
-        conn: Connection,
+        commands: mpsc::UnboundedSender<Command>,
     ) -> Self {
         Invocation {
             id,
             token,
             events,
-            conn,
+            commands,
             outcome: None,
             progress: None,
             ungranted: 0,
@@ -89,7 +89,7 @@ impl Invocation {
     /// Asks the handler to stop. The result still arrives: `CANCELLED`, or
     /// the completion if the tool finished first.
     pub fn interrupt(&self) {
-        let _ = self.conn.command(Command::Interrupt { id: self.id, token: self.token });
+        let _ = self.commands.unbounded_send(Command::Interrupt { id: self.id, token: self.token });
     }
 
     /// Waits for the end, discarding output not yet read, and returns the
@@ -141,7 +141,7 @@ impl Invocation {
     fn flush_grant(&mut self) {
         if self.ungranted > 0 {
             let bytes = std::mem::take(&mut self.ungranted);
-            let _ = self.conn.command(Command::Grant { id: self.id, token: self.token, bytes });
+            let _ = self.commands.unbounded_send(Command::Grant { id: self.id, token: self.token, bytes });
         }
     }
 }
@@ -150,7 +150,7 @@ impl Drop for Invocation {
     fn drop(&mut self) {
         self.flush_grant();
         if self.outcome.is_none() {
-            let _ = self.conn.command(Command::Interrupt { id: self.id, token: self.token });
+            let _ = self.commands.unbounded_send(Command::Interrupt { id: self.id, token: self.token });
         }
     }
 }

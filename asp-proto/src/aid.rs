@@ -151,6 +151,20 @@ fn canonical(key: &str) -> Option<usize> {
 }
 
 impl AidRecord {
+    /// Checks `dep` against the time `now_unix_secs` (seconds since the
+    /// epoch): a record deprecated in the past is an error at discovery
+    /// time; one deprecated in the future is usable, with the warning
+    /// returned.
+    pub fn check_deprecation(&self, now_unix_secs: u64) -> Result<Option<String>, AidError> {
+        let Some(dep) = &self.dep else { return Ok(None) };
+        match unix_seconds(dep) {
+            Some(at) if at <= now_unix_secs => {
+                Err(AidError::new(AidErrorCode::InvalidTxt, format!("the record was deprecated at {dep}")))
+            }
+            _ => Ok(Some(format!("the record is deprecated from {dep}"))),
+        }
+    }
+
     /// Parses one TXT record (its strings already joined), `aid1` or `aid2`.
     pub fn parse(raw: &str) -> Result<AidRecord, AidError> {
         AidRecord::parse_versions(raw, true)
@@ -436,9 +450,33 @@ fn is_base64url_32(s: &str) -> bool {
         && b"AEIMQUYcgkosw048".contains(&s.as_bytes()[42])
 }
 
+/// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SSZ` timestamp (already
+/// validated by the parser).
+fn unix_seconds(ts: &str) -> Option<u64> {
+    let n = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_convert() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(unix_seconds("2026-11-21T12:30:15Z"), Some(1_795_264_215));
+    }
 
     #[test]
     fn canonical_output_uses_short_keys_in_order() {

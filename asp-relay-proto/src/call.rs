@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use asp_proto::{Decoder, Output, OutputQueue, RequestId};
 
-use super::ConnKey;
+use super::SessionKey;
 
 /// Names one function call for its whole life. Never reused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,7 +99,7 @@ pub(super) enum BodyMode {
 
 #[derive(Debug)]
 pub(super) struct Call {
-    pub conn: ConnKey,
+    pub conn: SessionKey,
     pub kind: CallKind,
     /// The invocation it runs (for `Invoke`).
     pub id: RequestId,
@@ -123,7 +123,7 @@ pub(super) struct Call {
 }
 
 impl Call {
-    pub(super) fn new(conn: ConnKey, kind: CallKind, id: RequestId, now: Instant) -> Call {
+    pub(super) fn new(conn: SessionKey, kind: CallKind, id: RequestId, now: Instant) -> Call {
         Call {
             conn,
             kind,

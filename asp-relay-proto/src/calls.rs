@@ -9,11 +9,11 @@ use bytes::Bytes;
 
 use crate::call::{Call, CallKind, FunctionCall};
 use crate::request::{self, InvokeBody};
-use crate::{CallId, Command, Conn, ConnKey, Relay, TimerKey};
+use crate::{CallId, Command, Relay, SessionEntry, SessionKey, TimerKey};
 
 /// What a new function call is for, and its body.
 pub(crate) struct CallSpec<'a> {
-    pub key: ConnKey,
+    pub key: SessionKey,
     pub kind: CallKind,
     /// The invocation (`CONNECTION` for lifecycle calls).
     pub id: RequestId,
@@ -23,8 +23,8 @@ pub(crate) struct CallSpec<'a> {
 }
 
 impl Relay {
-    pub(crate) fn on_invoked(&mut self, now: Instant, key: ConnKey, id: RequestId, invoke: Invoke) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+    pub(crate) fn on_invoked(&mut self, now: Instant, key: SessionKey, id: RequestId, invoke: Invoke) {
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         if self.invoke_calls >= self.config.max_calls {
             let max = self.config.max_calls;
             let _ = conn.session.fail(id, ErrorCode::BACKEND_OVERLOADED, format!("{max} function calls are in flight"));
@@ -35,22 +35,22 @@ impl Relay {
             InvokeBody { cid: &cid, id, invoke: &invoke, state: conn.state.as_deref() }.encode(self.config.encoding);
         let trace = invoke.trace.as_deref();
         let call = self.issue_call(now, CallSpec { key, kind: CallKind::Invoke, id, cid: &cid, trace, body });
-        if let Some(conn) = self.conns.get_mut(&key) {
+        if let Some(conn) = self.sessions.get_mut(&key) {
             conn.calls.insert(id, call);
         }
         self.invoke_calls += 1;
     }
 
-    pub(crate) fn start_lifecycle_call(&mut self, now: Instant, key: ConnKey, kind: CallKind) {
-        if let Some(conn) = self.conns.remove(&key) {
+    pub(crate) fn start_lifecycle_call(&mut self, now: Instant, key: SessionKey, kind: CallKind) {
+        if let Some(conn) = self.sessions.remove(&key) {
             self.lifecycle_call(now, key, &conn, kind);
-            self.conns.insert(key, conn);
+            self.sessions.insert(key, conn);
         }
     }
 
     /// `POST /connect` or `/disconnect` for the session `conn` (which may
     /// already be out of the index, on its way out).
-    pub(crate) fn lifecycle_call(&mut self, now: Instant, key: ConnKey, conn: &Conn, kind: CallKind) {
+    pub(crate) fn lifecycle_call(&mut self, now: Instant, key: SessionKey, conn: &SessionEntry, kind: CallKind) {
         let cid = conn.cid.as_deref().unwrap_or_default();
         let body =
             request::lifecycle_body(self.config.encoding, cid, conn.name.as_deref(), &conn.caps, conn.state.as_deref());
@@ -93,7 +93,7 @@ impl Relay {
     pub(crate) fn flush_call(&mut self, now: Instant, call_id: CallId) {
         let Some(call) = self.calls.get_mut(&call_id) else { return };
         let had_pending = !call.output.is_empty();
-        let Some(conn) = self.conns.get_mut(&call.conn) else {
+        let Some(conn) = self.sessions.get_mut(&call.conn) else {
             return self.end_call(call_id, true);
         };
         let flushed = call.output.flush(&mut conn.session, now, call.id);
@@ -111,7 +111,7 @@ impl Relay {
         if let Some(body_ended) = ended {
             let id = call.id;
             let conn_key = call.conn;
-            if let Some(conn) = self.conns.get_mut(&conn_key) {
+            if let Some(conn) = self.sessions.get_mut(&conn_key) {
                 conn.calls.remove(&id);
             }
             return self.end_call(call_id, !body_ended);

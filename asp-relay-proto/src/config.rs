@@ -71,7 +71,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            session: SessionConfig { check_tools: false, ..SessionConfig::default() },
+            session: SessionConfig::default(),
             encoding: BodyEncoding::Json,
             max_connections: 10_000,
             max_calls: 1_000,

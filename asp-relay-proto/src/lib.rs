@@ -97,11 +97,11 @@ pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.asp.frames";
 /// One client transport (a WebSocket connection). A session that resumes on
 /// a new transport is reached through the new transport's id.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(pub u64);
+pub struct TransportId(pub u64);
 
 /// A session the relay holds (attached to a transport or not).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct ConnKey(u64);
+struct SessionKey(u64);
 
 /// Something the adapter must do.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,7 +122,7 @@ pub enum Command {
     /// writing what `poll_transmit` gave for it.
     Close {
         /// The transport.
-        client: ClientId,
+        transport: TransportId,
         /// WebSocket close code (SPEC.md §7.2).
         code: u16,
         /// Close reason.
@@ -143,13 +143,13 @@ pub struct RelayStats {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
-    Conn(ConnKey),
+    SessionEntry(SessionKey),
     Call(CallId),
 }
 
-pub(crate) struct Conn {
+pub(crate) struct SessionEntry {
     session: Session,
-    transport: Option<ClientId>,
+    transport: Option<TransportId>,
     cid: Option<String>,
     name: Option<String>,
     caps: Vec<String>,
@@ -169,16 +169,16 @@ pub struct Relay {
     next_key: u64,
     next_client: u64,
     next_call: u64,
-    conns: HashMap<ConnKey, Conn>,
-    transports: HashMap<ClientId, ConnKey>,
-    by_cid: HashMap<String, ConnKey>,
-    by_resume: ResumeIndex<ConnKey>,
+    sessions: HashMap<SessionKey, SessionEntry>,
+    transports: HashMap<TransportId, SessionKey>,
+    by_cid: HashMap<String, SessionKey>,
+    by_resume: ResumeIndex<SessionKey>,
     closed: VecDeque<String>,
     closed_set: HashSet<String>,
     calls: HashMap<CallId, Call>,
     invoke_calls: usize,
     timers: BTreeSet<(Instant, TimerKey)>,
-    out: VecDeque<(ClientId, Bytes)>,
+    out: VecDeque<(TransportId, Bytes)>,
     commands: VecDeque<Command>,
 }
 
@@ -193,7 +193,7 @@ impl Relay {
             next_key: 0,
             next_client: 0,
             next_call: 0,
-            conns: HashMap::new(),
+            sessions: HashMap::new(),
             transports: HashMap::new(),
             by_cid: HashMap::new(),
             by_resume: ResumeIndex::new(),
@@ -214,13 +214,13 @@ impl Relay {
 
     /// Counters.
     pub fn stats(&self) -> RelayStats {
-        RelayStats { connections: self.conns.len(), attached: self.transports.len(), calls: self.calls.len() }
+        RelayStats { connections: self.sessions.len(), attached: self.transports.len(), calls: self.calls.len() }
     }
 
     // ------------------------------------------------------------ outputs
 
     /// The next WebSocket message to write, and the transport to write it to.
-    pub fn poll_transmit(&mut self) -> Option<(ClientId, Bytes)> {
+    pub fn poll_transmit(&mut self) -> Option<(TransportId, Bytes)> {
         self.out.pop_front()
     }
 
@@ -240,19 +240,19 @@ impl Relay {
     /// is the bearer token of its upgrade request, if any. Past
     /// [`max_connections`](RelayConfig::max_connections) the session is
     /// refused with `RATE_LIMITED` at once.
-    pub fn handle_client_open(&mut self, now: Instant, token: Option<String>) -> ClientId {
-        let client = ClientId(self.next_client);
+    pub fn handle_client_open(&mut self, now: Instant, token: Option<String>) -> TransportId {
+        let client = TransportId(self.next_client);
         self.next_client += 1;
-        let key = ConnKey(self.next_key);
+        let key = SessionKey(self.next_key);
         self.next_key += 1;
-        let full = self.conns.len() >= self.config.max_connections;
+        let full = self.sessions.len() >= self.config.max_connections;
         let mut session = Session::server(self.config.session.clone(), now, (self.entropy)());
         session.set_transport_token(token);
         if full {
             let max = self.config.max_connections;
             session.reject(ErrorCode::RATE_LIMITED, format!("the relay holds its maximum of {max} connections"));
         }
-        let conn = Conn {
+        let conn = SessionEntry {
             session,
             transport: Some(client),
             cid: None,
@@ -262,25 +262,25 @@ impl Relay {
             calls: RequestIdMap::default(),
             armed: None,
         };
-        self.conns.insert(key, conn);
+        self.sessions.insert(key, conn);
         self.transports.insert(client, key);
         self.settle(now, key);
         client
     }
 
     /// One binary WebSocket message from a client.
-    pub fn handle_client_message(&mut self, now: Instant, client: ClientId, message: Bytes) {
+    pub fn handle_client_message(&mut self, now: Instant, client: TransportId, message: Bytes) {
         let Some(&key) = self.transports.get(&client) else { return };
-        if let Some(conn) = self.conns.get_mut(&key) {
+        if let Some(conn) = self.sessions.get_mut(&key) {
             conn.session.handle_message(now, message);
         }
         self.settle(now, key);
     }
 
     /// A text WebSocket message from a client (a protocol error).
-    pub fn handle_client_text(&mut self, now: Instant, client: ClientId) {
+    pub fn handle_client_text(&mut self, now: Instant, client: TransportId) {
         let Some(&key) = self.transports.get(&client) else { return };
-        if let Some(conn) = self.conns.get_mut(&key) {
+        if let Some(conn) = self.sessions.get_mut(&key) {
             conn.session.handle_text_message(now);
         }
         self.settle(now, key);
@@ -288,9 +288,9 @@ impl Relay {
 
     /// A client transport closed. Its session waits for a resume (when the
     /// client negotiated it) or ends.
-    pub fn handle_client_closed(&mut self, now: Instant, client: ClientId) {
+    pub fn handle_client_closed(&mut self, now: Instant, client: TransportId) {
         let Some(key) = self.transports.remove(&client) else { return };
-        if let Some(conn) = self.conns.get_mut(&key) {
+        if let Some(conn) = self.sessions.get_mut(&key) {
             if conn.transport == Some(client) {
                 conn.transport = None;
                 conn.session.handle_transport_closed(now);
@@ -312,8 +312,8 @@ impl Relay {
         }
         for key in due {
             match key {
-                TimerKey::Conn(k) => {
-                    if let Some(conn) = self.conns.get_mut(&k) {
+                TimerKey::SessionEntry(k) => {
+                    if let Some(conn) = self.sessions.get_mut(&k) {
                         conn.armed = None;
                         conn.session.handle_timeout(now);
                     }

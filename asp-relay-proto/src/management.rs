@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use asp_proto::session::SessionState;
 use asp_proto::{ErrorCode, Frame};
 
-use super::{ConnKey, Relay};
+use super::{Relay, SessionKey};
 
 /// One HTTP request to the management API.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl ManagementResponse {
 }
 
 enum Target {
-    Live(ConnKey),
+    Live(SessionKey),
     Closed,
     Unknown,
 }
@@ -93,8 +93,8 @@ impl Relay {
         }
     }
 
-    fn connection_info(&self, key: ConnKey) -> ManagementResponse {
-        let conn = &self.conns[&key];
+    fn connection_info(&self, key: SessionKey) -> ManagementResponse {
+        let conn = &self.sessions[&key];
         let stats = conn.session.stats();
         let state = match conn.session.state() {
             SessionState::Open => "open",
@@ -119,7 +119,7 @@ impl Relay {
         )
     }
 
-    fn push_frames(&mut self, now: Instant, key: ConnKey, body: Bytes) -> ManagementResponse {
+    fn push_frames(&mut self, now: Instant, key: SessionKey, body: Bytes) -> ManagementResponse {
         let frames = match asp_proto::decode_all(body, self.config.session.max_frame_payload) {
             Ok(frames) => frames,
             Err(e) => return ManagementResponse::error(400, format!("invalid frames: {e}")),
@@ -131,7 +131,7 @@ impl Relay {
             );
         }
         let count = frames.len();
-        let conn = self.conns.get_mut(&key).expect("live");
+        let conn = self.sessions.get_mut(&key).expect("live");
         for frame in frames {
             let result = match frame {
                 Frame::ToolDef(def) => conn.session.push_tools(def.op, def.tools),
@@ -147,8 +147,8 @@ impl Relay {
         ManagementResponse::json(202, json!({ "frames": count }))
     }
 
-    fn disconnect(&mut self, now: Instant, key: ConnKey) -> ManagementResponse {
-        let conn = self.conns.get_mut(&key).expect("live");
+    fn disconnect(&mut self, now: Instant, key: SessionKey) -> ManagementResponse {
+        let conn = self.sessions.get_mut(&key).expect("live");
         if conn.session.state() == SessionState::Detached {
             conn.session.close(ErrorCode::NO_ERROR, "closed by the function");
         } else {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::call::{BodyMode, CallFailure, CallKind, ResponseHead};
 use crate::request::{decode_state, parse_cpu_time};
-use crate::{CallId, ConnKey, Relay, FRAMES_CONTENT_TYPE};
+use crate::{CallId, Relay, SessionKey, FRAMES_CONTENT_TYPE};
 
 impl Relay {
     /// The response head of a call arrived.
@@ -144,8 +144,8 @@ impl Relay {
 
 impl Relay {
     /// Stores a connection's state from `X-Asp-State` (empty clears it).
-    fn set_state(&mut self, key: ConnKey, state: Vec<u8>) {
-        if let Some(conn) = self.conns.get_mut(&key) {
+    fn set_state(&mut self, key: SessionKey, state: Vec<u8>) {
+        if let Some(conn) = self.sessions.get_mut(&key) {
             conn.state = (!state.is_empty()).then_some(state);
         }
     }

@@ -9,14 +9,14 @@ use asp_proto::ErrorCode;
 use subtle::ConstantTimeEq;
 
 use crate::call::CallKind;
-use crate::{CallId, Command, ConnKey, Relay, TimerKey};
+use crate::{CallId, Command, Relay, SessionKey, TimerKey};
 
 impl Relay {
     /// Acts on a session's events, moves its transmits out and re-arms its
     /// timer. Every input that touched a session ends here.
-    pub(crate) fn settle(&mut self, now: Instant, key: ConnKey) {
+    pub(crate) fn settle(&mut self, now: Instant, key: SessionKey) {
         loop {
-            let Some(conn) = self.conns.get_mut(&key) else { return };
+            let Some(conn) = self.sessions.get_mut(&key) else { return };
             let Some(event) = conn.session.poll_event() else { break };
             match event {
                 Event::HelloReceived(info) => self.on_hello(now, key, info),
@@ -44,7 +44,7 @@ impl Relay {
                         self.transports.remove(&client);
                         let code = ErrorCode::PEER_UNRESPONSIVE;
                         self.commands.push_back(Command::Close {
-                            client,
+                            transport: client,
                             code: code.close_code(),
                             reason: "no answer to PING".into(),
                         });
@@ -52,7 +52,7 @@ impl Relay {
                 }
                 Event::Closed(reason) => {
                     self.drain_transmits(key);
-                    return self.remove_conn(now, key, reason.websocket_code(), reason.message);
+                    return self.remove_session(now, key, reason.websocket_code(), reason.message);
                 }
                 _ => {}
             }
@@ -61,23 +61,23 @@ impl Relay {
         self.arm_conn(key);
     }
 
-    pub(crate) fn drain_transmits(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+    pub(crate) fn drain_transmits(&mut self, key: SessionKey) {
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         let Some(client) = conn.transport else { return };
         while let Some(bytes) = conn.session.poll_transmit() {
             self.out.push_back((client, bytes));
         }
     }
 
-    pub(crate) fn arm_conn(&mut self, key: ConnKey) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+    pub(crate) fn arm_conn(&mut self, key: SessionKey) {
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         let next = conn.session.poll_timeout();
         if next != conn.armed {
             if let Some(at) = conn.armed {
-                self.timers.remove(&(at, TimerKey::Conn(key)));
+                self.timers.remove(&(at, TimerKey::SessionEntry(key)));
             }
             if let Some(at) = next {
-                self.timers.insert((at, TimerKey::Conn(key)));
+                self.timers.insert((at, TimerKey::SessionEntry(key)));
             }
             conn.armed = next;
         }
@@ -85,14 +85,14 @@ impl Relay {
 
     /// Authenticates the client (again on resume, SPEC.md §17), then
     /// routes a resume request to the old session (SPEC.md §11.3).
-    pub(crate) fn on_hello(&mut self, now: Instant, key: ConnKey, info: HelloInfo) {
+    pub(crate) fn on_hello(&mut self, now: Instant, key: SessionKey, info: HelloInfo) {
         let tokens = &self.config.client_tokens;
         let authorized = tokens.is_empty()
             || info
                 .token
                 .as_deref()
                 .is_some_and(|t| tokens.iter().any(|ok| bool::from(ok.as_bytes().ct_eq(t.as_bytes()))));
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         conn.name = info.name;
         conn.caps = info.caps;
         if !authorized {
@@ -104,11 +104,11 @@ impl Relay {
             return;
         };
         let old = self.by_resume.find(&request).copied().filter(|old| *old != key);
-        let outcome = match old.and_then(|old| self.conns.get_mut(&old)) {
+        let outcome = match old.and_then(|old| self.sessions.get_mut(&old)) {
             Some(old_conn) => old_conn.session.resume(now, &request).into(),
             None => ResumeOutcome::NotFound,
         };
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         if let (Ok(true), Some(old)) = (conn.session.conclude_resume(now, outcome), old) {
             self.move_transport(now, key, old);
         }
@@ -116,18 +116,18 @@ impl Relay {
 
     /// A resume succeeded on `old`: the new transport now reaches it, and the
     /// throwaway session that read the HELLO is dropped.
-    pub(crate) fn move_transport(&mut self, now: Instant, new: ConnKey, old: ConnKey) {
-        let Some(temp) = self.conns.remove(&new) else { return };
+    pub(crate) fn move_transport(&mut self, now: Instant, new: SessionKey, old: SessionKey) {
+        let Some(temp) = self.sessions.remove(&new) else { return };
         if let Some(at) = temp.armed {
-            self.timers.remove(&(at, TimerKey::Conn(new)));
+            self.timers.remove(&(at, TimerKey::SessionEntry(new)));
         }
         let Some(client) = temp.transport else { return };
-        let Some(conn) = self.conns.get_mut(&old) else { return };
+        let Some(conn) = self.sessions.get_mut(&old) else { return };
         if let Some(previous) = conn.transport.replace(client) {
             // The old transport had not been noticed dead yet.
             self.transports.remove(&previous);
             self.commands.push_back(Command::Close {
-                client: previous,
+                transport: previous,
                 code: 1000,
                 reason: "the session resumed on another transport".into(),
             });
@@ -136,8 +136,8 @@ impl Relay {
         self.settle(now, old);
     }
 
-    pub(crate) fn on_connected(&mut self, now: Instant, key: ConnKey, cid: String) {
-        let Some(conn) = self.conns.get_mut(&key) else { return };
+    pub(crate) fn on_connected(&mut self, now: Instant, key: SessionKey, cid: String) {
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         conn.cid = Some(cid.clone());
         if let Some(rk) = conn.session.resume_key() {
             self.by_resume.insert(rk, key);
@@ -148,15 +148,15 @@ impl Relay {
         }
     }
 
-    pub(crate) fn remove_conn(&mut self, now: Instant, key: ConnKey, code: u16, message: String) {
-        let Some(conn) = self.conns.remove(&key) else { return };
+    pub(crate) fn remove_session(&mut self, now: Instant, key: SessionKey, code: u16, message: String) {
+        let Some(conn) = self.sessions.remove(&key) else { return };
         if let Some(client) = conn.transport {
             self.transports.remove(&client);
             let reason = asp_proto::limits::truncate_close_reason(message);
-            self.commands.push_back(Command::Close { client, code, reason });
+            self.commands.push_back(Command::Close { transport: client, code, reason });
         }
         if let Some(at) = conn.armed {
-            self.timers.remove(&(at, TimerKey::Conn(key)));
+            self.timers.remove(&(at, TimerKey::SessionEntry(key)));
         }
         for call in conn.calls.values() {
             self.end_call(*call, true);

@@ -11,7 +11,7 @@ use asp_testkit::TestEntropy;
 use bytes::Bytes;
 
 struct Client {
-    transport: Option<ClientId>,
+    transport: Option<TransportId>,
     session: Session,
     events: Vec<Event>,
 }
@@ -59,7 +59,7 @@ impl Harness {
                 }
             }
             while let Some(command) = self.relay.poll_command() {
-                if let Command::Close { client, .. } = &command {
+                if let Command::Close { transport: client, .. } = &command {
                     if let Some(c) = self.clients.iter_mut().find(|c| c.transport == Some(*client)) {
                         c.transport = None;
                         c.session.handle_transport_closed(self.now);
@@ -669,8 +669,8 @@ fn with_secret_for_tests() -> RelayConfig {
 #[test]
 fn unknown_transports_and_calls_are_ignored() {
     let mut h = Harness::new(RelayConfig::default());
-    h.relay.handle_client_message(h.now, ClientId(77), Bytes::from_static(b"x"));
-    h.relay.handle_client_closed(h.now, ClientId(77));
+    h.relay.handle_client_message(h.now, TransportId(77), Bytes::from_static(b"x"));
+    h.relay.handle_client_closed(h.now, TransportId(77));
     h.relay.handle_call_head(h.now, CallId(5), ResponseHead::default());
     h.relay.handle_call_chunk(h.now, CallId(5), Bytes::from_static(b"x"));
     h.relay.handle_call_end(h.now, CallId(5));

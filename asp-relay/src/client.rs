@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asp_driver::{BoxTransport, Listener};
-use asp_relay_proto::ClientId;
+use asp_relay_proto::TransportId;
 use asp_tokio::TokioRuntime;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
@@ -14,7 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Message;
 
-use crate::core_task::{Input, ToClient};
+use crate::messages::{Input, ToClient};
 
 /// Accepts client transports (TLS, upgrade checks and the upgrade timeout
 /// are asp-driver's [`Listener`], shared with every ASP server) and serves
@@ -81,6 +81,6 @@ async fn serve(ws: BoxTransport, token: Option<String>, core: mpsc::Sender<Input
     closed(&core, id).await;
 }
 
-async fn closed(core: &mpsc::Sender<Input>, id: ClientId) {
+async fn closed(core: &mpsc::Sender<Input>, id: TransportId) {
     let _ = core.send(Input::Closed(id)).await;
 }

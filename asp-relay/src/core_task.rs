@@ -5,39 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_relay_proto::{
-    CallFailure, CallId, ClientId, Command, ManagementRequest, ManagementResponse, Relay, RelayStats, ResponseHead,
-};
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use asp_relay_proto::{CallId, Command, Relay, TransportId};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::function::{self, FunctionClient};
-
-/// What the other tasks tell the core.
-pub(crate) enum Input {
-    /// A client WebSocket is up; answer with its id.
-    Opened {
-        token: Option<String>,
-        writer: mpsc::UnboundedSender<ToClient>,
-        reply: oneshot::Sender<ClientId>,
-    },
-    Message(ClientId, Bytes),
-    Text(ClientId),
-    Closed(ClientId),
-    Head(CallId, ResponseHead),
-    Chunk(CallId, Bytes),
-    End(CallId),
-    Failed(CallId, CallFailure),
-    Manage(ManagementRequest, oneshot::Sender<ManagementResponse>),
-    Stats(oneshot::Sender<RelayStats>),
-}
-
-/// What the core tells a client task.
-pub(crate) enum ToClient {
-    Message(Bytes),
-    Close(u16, String),
-}
+use crate::messages::{Input, ToClient};
 
 struct RunningCall {
     task: AbortHandle,
@@ -53,7 +26,7 @@ pub(crate) struct CoreTask {
     rx: mpsc::Receiver<Input>,
     tx: mpsc::Sender<Input>,
     http: FunctionClient,
-    writers: HashMap<ClientId, mpsc::UnboundedSender<ToClient>>,
+    writers: HashMap<TransportId, mpsc::UnboundedSender<ToClient>>,
     calls: HashMap<CallId, RunningCall>,
 }
 
@@ -155,7 +128,7 @@ impl CoreTask {
                         running.credit.add_permits(bytes);
                     }
                 }
-                Command::Close { client, code, reason } => {
+                Command::Close { transport: client, code, reason } => {
                     if let Some(writer) = self.writers.remove(&client) {
                         let _ = writer.send(ToClient::Close(code, reason));
                     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use asp_relay_proto::{CallFailure, CallKind, FunctionCall, ResponseHead};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::core_task::Input;
+use crate::messages::Input;
 
 /// How the relay reaches its function.
 #[derive(Clone)]

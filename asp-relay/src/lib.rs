@@ -39,6 +39,7 @@ mod client;
 mod core_task;
 mod function;
 mod management;
+mod messages;
 
 use std::io;
 use std::net::SocketAddr;
@@ -56,8 +57,9 @@ pub use asp_proto as proto;
 pub use asp_relay_proto as relay_proto;
 pub use asp_relay_proto::{BodyEncoding, RelayConfig};
 
-use core_task::{CoreTask, Input};
+use core_task::CoreTask;
 use function::FunctionClient;
+use messages::Input;
 
 /// Configures a relay: where clients connect, which function it calls, the
 /// management API, and the limits of [`RelayConfig`].

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core_task::Input;
+use crate::messages::Input;
 
 /// Largest request body (frames pushed to a client).
 const MAX_BODY: usize = 1 << 20;

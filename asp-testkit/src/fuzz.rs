@@ -246,13 +246,13 @@ pub fn session_ops(data: &[u8]) {
 /// 200); an operation that needs bytes takes them from the input's tail.
 pub fn relay_ops(data: &[u8]) {
     use asp_relay_proto::{
-        CallFailure, CallId, ClientId, Command, ManagementRequest, Relay, RelayConfig, ResponseHead,
+        CallFailure, CallId, Command, ManagementRequest, Relay, RelayConfig, ResponseHead, TransportId,
     };
     use std::collections::HashMap;
 
     struct Client {
         session: Session,
-        transport: Option<ClientId>,
+        transport: Option<TransportId>,
     }
     let config = RelayConfig {
         max_calls: 4,
@@ -407,7 +407,7 @@ pub fn relay_ops(data: &[u8]) {
                         assert!(bytes <= *held, "{call}: {bytes} credited, {held} outstanding");
                         *held -= bytes;
                     }
-                    Command::Close { client, .. } => {
+                    Command::Close { transport: client, .. } => {
                         if let Some(c) = clients.iter_mut().find(|c| c.transport == Some(client)) {
                             c.transport = None;
                             c.session.handle_transport_closed(now);
