@@ -1,206 +1,14 @@
 //! The relay core against real client sessions, in memory, on a virtual clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asp_proto::{
-    Complete, Entropy, ErrorCode, ErrorInfo, Event, Frame, Invoke, Metrics, Progress, RequestId, Session,
-    SessionConfig, SessionState, ToolDef, ToolOp, ToolSpec, Value,
+    Complete, ErrorCode, ErrorInfo, Event, Frame, Invoke, Metrics, Progress, RequestId, SessionConfig, SessionState,
+    ToolDef, ToolOp, ToolSpec, Value,
 };
 use asp_relay_proto::*;
-use asp_testkit::TestEntropy;
+use asp_testkit::RelayHarness as Harness;
 use bytes::Bytes;
-
-struct Client {
-    transport: Option<TransportId>,
-    session: Session,
-    events: Vec<Event>,
-}
-
-struct Harness {
-    now: Instant,
-    relay: Relay,
-    clients: Vec<Client>,
-    commands: Vec<Command>,
-}
-
-fn entropy() -> impl FnMut() -> Box<dyn Entropy> + Send {
-    let mut seed = 0u64;
-    move || {
-        seed += 1;
-        Box::new(TestEntropy(seed)) as Box<dyn Entropy>
-    }
-}
-
-impl Harness {
-    fn new(config: RelayConfig) -> Harness {
-        Harness { now: Instant::now(), relay: Relay::new(config, entropy()), clients: Vec::new(), commands: Vec::new() }
-    }
-
-    fn with_secret() -> Harness {
-        Harness::new(RelayConfig { management_secret: Some("s3cret".into()), ..RelayConfig::default() })
-    }
-
-    /// Opens a client and completes its handshake; returns its index.
-    fn connect(&mut self, config: SessionConfig) -> usize {
-        let session = Session::client(config, self.now);
-        let transport = self.relay.handle_client_open(self.now, None);
-        self.clients.push(Client { transport: Some(transport), session, events: Vec::new() });
-        self.pump();
-        self.clients.len() - 1
-    }
-
-    fn pump(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some((to, bytes)) = self.relay.poll_transmit() {
-                moved = true;
-                if let Some(c) = self.clients.iter_mut().find(|c| c.transport == Some(to)) {
-                    c.session.handle_message(self.now, bytes);
-                }
-            }
-            while let Some(command) = self.relay.poll_command() {
-                if let Command::Close { transport: client, .. } = &command {
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.transport == Some(*client)) {
-                        c.transport = None;
-                        c.session.handle_transport_closed(self.now);
-                    }
-                }
-                self.commands.push(command);
-            }
-            for c in &mut self.clients {
-                while let Some(e) = c.session.poll_event() {
-                    c.events.push(e);
-                }
-                while let Some(bytes) = c.session.poll_transmit() {
-                    if let Some(t) = c.transport {
-                        moved = true;
-                        self.relay.handle_client_message(self.now, t, bytes);
-                    }
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    fn invoke(&mut self, client: usize, tool: &str, args: Value) -> RequestId {
-        let id = self.clients[client].session.invoke(self.now, Invoke::new(tool, args)).unwrap();
-        self.pump();
-        id
-    }
-
-    /// The calls issued so far (and forgets them).
-    fn calls(&mut self) -> Vec<FunctionCall> {
-        let mut calls = Vec::new();
-        self.commands.retain(|c| match c {
-            Command::Call(call) => {
-                calls.push(call.clone());
-                false
-            }
-            _ => true,
-        });
-        calls
-    }
-
-    fn one_call(&mut self) -> FunctionCall {
-        let mut calls = self.calls();
-        assert_eq!(calls.len(), 1, "expected one call, got {calls:?}");
-        calls.pop().unwrap()
-    }
-
-    fn head(&mut self, call: CallId, head: ResponseHead) {
-        self.relay.handle_call_head(self.now, call, head);
-        self.pump();
-    }
-
-    fn ok(&mut self, call: CallId) {
-        self.head(call, ResponseHead { status: 200, ..Default::default() });
-    }
-
-    fn chunk(&mut self, call: CallId, data: &[u8]) {
-        self.relay.handle_call_chunk(self.now, call, Bytes::copy_from_slice(data));
-        self.pump();
-    }
-
-    fn end(&mut self, call: CallId) {
-        self.relay.handle_call_end(self.now, call);
-        self.pump();
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now += by;
-        self.relay.handle_timeout(self.now);
-        for c in &mut self.clients {
-            c.session.handle_timeout(self.now);
-        }
-        self.pump();
-    }
-
-    fn output(&self, client: usize, id: RequestId) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in &self.clients[client].events {
-            if let Event::Chunk { id: i, data } = e {
-                if *i == id {
-                    out.extend_from_slice(data);
-                }
-            }
-        }
-        out
-    }
-
-    fn outcome(&self, client: usize, id: RequestId) -> Option<Result<(Value, Metrics), ErrorInfo>> {
-        self.clients[client].events.iter().find_map(|e| match e {
-            Event::Completed { id: i, result, metrics } if *i == id => Some(Ok((result.clone(), metrics.clone()))),
-            Event::Failed { id: i, error } if *i == id => Some(Err(error.clone())),
-            _ => None,
-        })
-    }
-
-    fn error_code(&self, client: usize, id: RequestId) -> ErrorCode {
-        match self.outcome(client, id) {
-            Some(Err(e)) => e.code,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    fn aborted(&self, call: CallId) -> bool {
-        self.commands.iter().any(|c| *c == Command::Abort(call))
-    }
-
-    fn credited(&self, call: CallId) -> usize {
-        self.commands
-            .iter()
-            .map(|c| match c {
-                Command::Credit { call: c, bytes } if *c == call => *bytes,
-                _ => 0,
-            })
-            .sum()
-    }
-
-    fn cid(&self, client: usize) -> String {
-        self.clients[client]
-            .events
-            .iter()
-            .find_map(|e| match e {
-                Event::Connected { cid, .. } => Some(cid.clone()),
-                _ => None,
-            })
-            .expect("connected")
-    }
-
-    fn manage(&mut self, method: &str, path: &str, body: Bytes) -> ManagementResponse {
-        let request = ManagementRequest {
-            method: method.into(),
-            path: path.into(),
-            authorization: Some("Bearer s3cret".into()),
-            body,
-        };
-        let response = self.relay.handle_management(self.now, &request);
-        self.pump();
-        response
-    }
-}
 
 fn header<'a>(call: &'a FunctionCall, name: &str) -> Option<&'a str> {
     call.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
@@ -615,11 +423,9 @@ fn a_resume_is_authenticated_again() {
     // The first transport carried the token in its upgrade; the resuming
     // transport does not. A ticket is not a credential on its own (SPEC.md §17).
     let mut h = Harness::new(RelayConfig { client_tokens: vec!["good".into()], ..RelayConfig::default() });
-    let session = Session::client(SessionConfig::default(), h.now);
-    let first = h.relay.handle_client_open(h.now, Some("good".into()));
-    h.clients.push(Client { transport: Some(first), session, events: Vec::new() });
+    let c = h.open(SessionConfig::default(), Some("good".into()));
     h.pump();
-    let c = h.clients.len() - 1;
+    let first = h.clients[c].transport.unwrap();
     assert_eq!(h.clients[c].session.state(), SessionState::Open);
 
     h.clients[c].transport = None;

@@ -245,15 +245,8 @@ pub fn session_ops(data: &[u8]) {
 /// past after `handle_timeout`. Every three bytes are one operation (at most
 /// 200); an operation that needs bytes takes them from the input's tail.
 pub fn relay_ops(data: &[u8]) {
-    use asp_relay_proto::{
-        CallFailure, CallId, Command, ManagementRequest, Relay, RelayConfig, ResponseHead, TransportId,
-    };
-    use std::collections::HashMap;
+    use asp_relay_proto::{CallFailure, CallId, Command, ManagementRequest, RelayConfig, ResponseHead};
 
-    struct Client {
-        session: Session,
-        transport: Option<TransportId>,
-    }
     let config = RelayConfig {
         max_calls: 4,
         max_connections: 3,
@@ -265,15 +258,8 @@ pub fn relay_ops(data: &[u8]) {
         ..RelayConfig::default()
     };
     let max_calls = config.max_calls;
-    let mut seed = 0u64;
-    let mut relay = Relay::new(config, move || {
-        seed += 1;
-        Box::new(TestEntropy(seed)) as Box<dyn asp_proto::Entropy>
-    });
-    let mut now = Instant::now();
-    let mut clients: Vec<Client> = Vec::new();
+    let mut h = crate::RelayHarness::new(config);
     let mut calls: Vec<CallId> = Vec::new();
-    let mut handed: HashMap<CallId, usize> = HashMap::new();
     let (ops, mut tail) = data.split_at((data.len() / 2).min(600));
     let mut take = |n: usize| -> Bytes {
         let n = n.min(tail.len());
@@ -283,16 +269,15 @@ pub fn relay_ops(data: &[u8]) {
     };
     for op in ops.chunks_exact(3) {
         let (kind, a, b) = (op[0] % 14, op[1] as usize, op[2]);
-        let which = a % clients.len().max(1);
+        let which = a % h.clients.len().max(1);
+        let now = h.now;
         let pick_call = |calls: &Vec<CallId>| (!calls.is_empty()).then(|| calls[a % calls.len()]);
         match kind {
-            0 if clients.len() < 4 => {
-                let session = Session::client(SessionConfig::default(), now);
-                let transport = Some(relay.handle_client_open(now, None));
-                clients.push(Client { session, transport });
+            0 if h.clients.len() < 4 => {
+                h.open(SessionConfig::default(), None);
             }
             1 => {
-                if let Some(c) = clients.get_mut(which) {
+                if let Some(c) = h.clients.get_mut(which) {
                     let _ = c.session.invoke(now, asp_proto::Invoke::new("t", Value::from(b)));
                 }
             }
@@ -304,59 +289,59 @@ pub fn relay_ops(data: &[u8]) {
                         cpu_time: (b & 8 != 0).then(|| String::from_utf8_lossy(&take(6)).into_owned()),
                         state: (b & 16 != 0).then(|| String::from_utf8_lossy(&take(usize::from(b % 40))).into_owned()),
                     };
-                    relay.handle_call_head(now, call, head);
+                    h.relay.handle_call_head(now, call, head);
                 }
             }
             4 => {
                 if let Some(call) = pick_call(&calls) {
-                    let window_left = 256 - handed.get(&call).copied().unwrap_or(0).min(256);
+                    let window_left = 256 - h.outstanding(call).min(256);
                     let chunk = take(usize::from(b).min(window_left));
-                    *handed.entry(call).or_default() += chunk.len();
-                    relay.handle_call_chunk(now, call, chunk);
+                    h.hand_chunk(call, chunk);
                 }
             }
             5 => {
                 if let Some(call) = pick_call(&calls) {
-                    relay.handle_call_end(now, call);
+                    h.relay.handle_call_end(now, call);
                 }
             }
             6 => {
                 if let Some(call) = pick_call(&calls) {
-                    relay.handle_call_failed(now, call, CallFailure::Truncated("cut".into()));
+                    h.relay.handle_call_failed(now, call, CallFailure::Truncated("cut".into()));
                 }
             }
             7 => {
-                if let Some(c) = clients.get_mut(which) {
+                if let Some(c) = h.clients.get_mut(which) {
                     if let Some(t) = c.transport.take() {
-                        relay.handle_client_closed(now, t);
+                        h.relay.handle_client_closed(now, t);
                         c.session.handle_transport_closed(now);
                     }
                 }
             }
             8 => {
-                if let Some(c) = clients.get_mut(which) {
+                if let Some(c) = h.clients.get_mut(which) {
                     if c.transport.is_none() && c.session.reconnect(now).is_ok() {
-                        c.transport = Some(relay.handle_client_open(now, None));
+                        c.transport = Some(h.relay.handle_client_open(now, None));
                     }
                 }
             }
             9 => {
-                now += Duration::from_millis(u64::from(b) * 50 + a as u64);
-                relay.handle_timeout(now);
-                for c in &mut clients {
+                h.now += Duration::from_millis(u64::from(b) * 50 + a as u64);
+                let now = h.now;
+                h.relay.handle_timeout(now);
+                for c in &mut h.clients {
                     c.session.handle_timeout(now);
                 }
-                if let Some(at) = relay.poll_timeout() {
+                if let Some(at) = h.relay.poll_timeout() {
                     assert!(at > now, "poll_timeout in the past after handle_timeout");
                 }
             }
             10 => {
-                if let Some(c) = clients.get_mut(which) {
+                if let Some(c) = h.clients.get_mut(which) {
                     let _ = c.session.interrupt(asp_proto::RequestId(u16::from(b) * 2 + 1), None);
                 }
             }
             11 => {
-                let cid = clients.get(which).and_then(|c| c.session.connection_id());
+                let cid = h.clients.get(which).and_then(|c| c.session.connection_id());
                 let cid = cid.unwrap_or("c-none").to_owned();
                 let (method, path) = match b % 4 {
                     0 => ("GET", format!("/v1/connections/{cid}")),
@@ -374,62 +359,31 @@ pub fn relay_ops(data: &[u8]) {
                 };
                 let auth = (b & 16 == 0).then(|| "Bearer s".to_owned());
                 let request = ManagementRequest { method: method.into(), path, authorization: auth, body };
-                let response = relay.handle_management(now, &request);
+                let response = h.relay.handle_management(now, &request);
                 assert!((200..600).contains(&response.status));
             }
             12 => {
-                if let Some(c) = clients.get_mut(which) {
+                if let Some(c) = h.clients.get_mut(which) {
                     c.session.grant(asp_proto::RequestId(u16::from(b) * 2 + 1), 4096);
                 }
             }
             13 => {
-                if let Some(t) = clients.get(which).and_then(|c| c.transport) {
-                    relay.handle_client_message(now, t, take(usize::from(b)));
+                if let Some(t) = h.clients.get(which).and_then(|c| c.transport) {
+                    h.relay.handle_client_message(now, t, take(usize::from(b)));
                 }
             }
             _ => {}
         }
-        // Pump: the relay's output to the clients, the clients' to the relay.
-        for _ in 0..8 {
-            let mut moved = false;
-            while let Some((to, bytes)) = relay.poll_transmit() {
-                if let Some(c) = clients.iter_mut().find(|c| c.transport == Some(to)) {
-                    c.session.handle_message(now, bytes);
-                    moved = true;
-                }
-            }
-            while let Some(command) = relay.poll_command() {
-                match command {
-                    Command::Call(call) => calls.push(call.call),
-                    Command::Abort(call) => calls.retain(|c| *c != call),
-                    Command::Credit { call, bytes } => {
-                        let held = handed.entry(call).or_default();
-                        assert!(bytes <= *held, "{call}: {bytes} credited, {held} outstanding");
-                        *held -= bytes;
-                    }
-                    Command::Close { transport: client, .. } => {
-                        if let Some(c) = clients.iter_mut().find(|c| c.transport == Some(client)) {
-                            c.transport = None;
-                            c.session.handle_transport_closed(now);
-                        }
-                    }
-                    other => panic!("a command this harness does not know: {other:?}"),
-                }
-            }
-            for c in &mut clients {
-                while c.session.poll_event().is_some() {}
-                while let Some(bytes) = c.session.poll_transmit() {
-                    if let Some(t) = c.transport {
-                        relay.handle_client_message(now, t, bytes);
-                        moved = true;
-                    }
-                }
-            }
-            if !moved {
-                break;
+        // The harness moves bytes both ways and checks every credit.
+        h.pump_rounds(8);
+        for command in h.commands.drain(..) {
+            match command {
+                Command::Call(call) => calls.push(call.call),
+                Command::Abort(call) => calls.retain(|c| *c != call),
+                _ => {}
             }
         }
-        let stats = relay.stats();
+        let stats = h.relay.stats();
         assert!(stats.calls <= max_calls + 2 * stats.connections + 8, "calls unbounded: {stats:?}");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`fuzz`]: the bodies of the cargo-fuzz targets in `fuzz/`, so that
 //!   `tests/fuzz_corpus.rs` replays every corpus file on stable through
 //!   exactly the code the fuzzer runs;
+//! - [`RelayHarness`]: the same for the relay core, with real client
+//!   sessions (its tests and its fuzz target);
 //! - [`TestEntropy`]: deterministic randomness for server sessions.
 //!
 //! It lives outside the published crates (as quinn keeps its `Pair` under
@@ -22,5 +24,7 @@
 pub mod fuzz;
 pub mod model;
 mod pair;
+mod relay;
 
 pub use pair::{Pair, Side, TestEntropy};
+pub use relay::{RelayClient, RelayHarness};
