@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use asp_tokio::testing::{dns, Answer};
+use asp_testkit::dns::{dns, Answer};
 
 fn asp(args: &[&str]) -> (i32, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_asp")).args(args).output().expect("run asp");

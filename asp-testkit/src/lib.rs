@@ -14,7 +14,9 @@
 //!   exactly the code the fuzzer runs;
 //! - [`RelayHarness`]: the same for the relay core, with real client
 //!   sessions (its tests and its fuzz target);
-//! - [`TestEntropy`]: deterministic randomness for server sessions.
+//! - [`TestEntropy`]: deterministic randomness for server sessions;
+//! - `dns` (feature `dns`): an authoritative DNS server on a loopback UDP
+//!   port, for the discovery tests of the adapters, the scenarios and the CLI.
 //!
 //! It lives outside the published crates (as quinn keeps its `Pair` under
 //! `cfg(test)`), so none of it is part of their semver surface. Integration
@@ -25,6 +27,8 @@ pub mod fuzz;
 pub mod model;
 mod pair;
 mod relay;
+#[cfg(feature = "dns")]
+pub mod dns;
 
 pub use pair::{Pair, Side, TestEntropy};
 pub use relay::{RelayClient, RelayHarness};

@@ -26,8 +26,6 @@
 #![forbid(unsafe_code)]
 
 mod runtime;
-#[doc(hidden)]
-pub mod testing;
 
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
 pub use asp_driver::{

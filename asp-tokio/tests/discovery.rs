@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use asp_tokio::proto::aid::AidErrorCode;
 use asp_tokio::proto::{ToolSpec, Value};
-use asp_tokio::testing::{dns, Answer, Dns};
+use asp_testkit::dns::{dns, Answer, Dns};
 use asp_tokio::{ClientBuilder, ConnectError, Discovery, ServerBuilder, ToolContext, ToolError};
 
 fn discovery(dns: &Dns) -> Discovery {

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use asp_tokio::proto::aid::AidErrorCode;
-use asp_tokio::testing::{dns, Answer};
+use asp_testkit::dns::{dns, Answer};
 use asp_tokio::Discovery;
 use asp_tokio::DiscoverySource;
 use bytes::Bytes;
@@ -71,7 +71,7 @@ async fn https_server() -> (u16, String) {
     (port, cert.cert.pem())
 }
 
-async fn discovery() -> (Discovery, asp_tokio::testing::Dns) {
+async fn discovery() -> (Discovery, asp_testkit::dns::Dns) {
     let (port, ca) = https_server().await;
     let mut zone = HashMap::new();
     for host in HOSTS {

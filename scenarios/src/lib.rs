@@ -473,12 +473,12 @@ pub async fn resume_after_killed_transports<S: Network, C: Network>() {
 
 /// A test DNS server (asp-tokio's loopback responder) on a Tokio runtime of
 /// its own thread, so the runtime under test needs no Tokio.
-pub fn dns_server(zone: std::collections::HashMap<&'static str, asp_tokio::testing::Answer>) -> SocketAddr {
+pub fn dns_server(zone: std::collections::HashMap<&'static str, asp_testkit::dns::Answer>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let server = asp_tokio::testing::dns(zone).await;
+            let server = asp_testkit::dns::dns(zone).await;
             tx.send(server.addr).unwrap();
             futures::future::pending::<()>().await;
         });
@@ -492,7 +492,7 @@ pub fn dns_server(zone: std::collections::HashMap<&'static str, asp_tokio::testi
 /// their codes.
 pub async fn discovery_finds_the_agent<S: Network, C: Network>() {
     use asp_proto::aid::AidErrorCode;
-    use asp_tokio::testing::Answer;
+    use asp_testkit::dns::Answer;
     let tls = Tls::new();
     let server = server::<S>(&tls, &Counters::default()).await;
     let record: &'static str =

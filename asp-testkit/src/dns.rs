@@ -1,6 +1,6 @@
-//! Test support, not part of the public API: a small authoritative DNS
-//! server on a loopback UDP port (wire format by hickory-proto), for
-//! discovery tests here and in the `asp` CLI.
+//! A small authoritative DNS server on a loopback UDP port (wire format by
+//! hickory-proto), for discovery tests: the adapters', the scenarios' and
+//! the `asp` CLI's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
