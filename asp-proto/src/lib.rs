@@ -119,26 +119,25 @@
 #![deny(missing_docs)]
 
 pub mod aid;
-pub mod codec;
 mod error_code;
-pub mod frame;
 pub mod limits;
 pub mod session;
+pub mod wire;
 
 /// The README's examples run as doc tests, so they cannot drift from the code.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-pub use codec::{decode_all, Decoder, EncodeError, FrameError, PayloadError};
 pub use error_code::{ErrorClass, ErrorCode};
-pub use frame::{
-    flags, ClientHello, Complete, ErrorInfo, Frame, FrameHeader, FrameType, GoAway, Interrupt, Invoke, Metrics,
-    PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello, ToolDef,
-    ToolOp, ToolSpec, Value, Window,
-};
 pub use session::{
     CloseReason, DetachReason, Entropy, Event, Flushed, HelloInfo, Initiator, InvocationInfo, InvocationRole,
     InvocationState, Output, OutputQueue, QueueState, ResumeIndex, ResumeKey, ResumeOutcome, SendError, Session,
     SessionConfig, SessionState, Stats, ToolSet,
+};
+pub use wire::{decode_all, Decoder, EncodeError, FrameError, PayloadError};
+pub use wire::{
+    flags, ClientHello, Complete, ErrorInfo, Frame, FrameHeader, FrameType, GoAway, Interrupt, Invoke, Metrics,
+    PeerLimits, Ping, Pong, Progress, RequestId, ResumeOffer, ResumeRequest, Resumed, Role, ServerHello, ToolDef,
+    ToolOp, ToolSpec, Value, Window,
 };

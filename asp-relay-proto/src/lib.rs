@@ -80,8 +80,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use asp_proto::frame::RequestIdMap;
 use asp_proto::session::{ResumeIndex, Session};
+use asp_proto::wire::RequestIdMap;
 use asp_proto::{Entropy, ErrorCode};
 
 pub use call::{CallFailure, CallId, CallKind, FunctionCall, ResponseHead};

@@ -23,12 +23,12 @@
 //! tests of `asp-proto` and `asp-relay-proto` take it as a dev-dependency.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "dns")]
+pub mod dns;
 pub mod fuzz;
 pub mod model;
 mod pair;
 mod relay;
-#[cfg(feature = "dns")]
-pub mod dns;
 
 pub use pair::{Pair, Side, TestEntropy};
 pub use relay::{RelayClient, RelayHarness};

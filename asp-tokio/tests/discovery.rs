@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use asp_testkit::dns::{dns, Answer, Dns};
 use asp_tokio::proto::aid::AidErrorCode;
 use asp_tokio::proto::{ToolSpec, Value};
-use asp_testkit::dns::{dns, Answer, Dns};
 use asp_tokio::{ClientBuilder, ConnectError, Discovery, ServerBuilder, ToolContext, ToolError};
 
 fn discovery(dns: &Dns) -> Discovery {

@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use asp_tokio::proto::aid::AidErrorCode;
 use asp_testkit::dns::{dns, Answer};
+use asp_tokio::proto::aid::AidErrorCode;
 use asp_tokio::Discovery;
 use asp_tokio::DiscoverySource;
 use bytes::Bytes;

@@ -24,7 +24,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asp_proto::frame::RequestIdMap;
+use asp_proto::wire::RequestIdMap;
 use asp_proto::{CloseReason, ErrorInfo, HelloInfo, ResumeKey, ResumeRequest, Session, SessionConfig};
 use futures::channel::{mpsc, oneshot};
 use futures::future::Fuse;

@@ -19,7 +19,7 @@ mod tools;
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::frame::RequestIdMap;
+use crate::wire::RequestIdMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};

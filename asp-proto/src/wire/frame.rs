@@ -1,30 +1,14 @@
-//! Typed ASP/1 frames: the header, the eleven types and their payloads.
-//!
-//! [`Frame`] is the unit the session core exchanges. Encoding writes straight
-//! into the caller's output buffer; decoding from a header and its payload
-//! bytes is [`Frame::from_parts`], and the streaming [`Decoder`](crate::Decoder)
-//! finds those parts in arbitrary input chunks.
-
-mod frame_type;
-mod header;
-mod msgpack;
-mod payload;
-mod request_id;
+//! [`Frame`]: one typed frame, its encoding straight into the caller's
+//! buffer, and its decoding from a header and payload bytes.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub use frame_type::{flags, FrameType, RequestIdRule};
-pub use header::FrameHeader;
-pub use payload::{
-    ClientHello, Complete, ErrorInfo, GoAway, Interrupt, Invoke, Metrics, PeerLimits, Ping, Pong, Progress,
-    ResumeOffer, ResumeRequest, Resumed, ServerHello, ToolDef, ToolOp, ToolSpec, Value, Window,
+use super::header::check_request_id;
+use super::msgpack::{decode_map, encode_map};
+use super::{
+    flags, ClientHello, Complete, EncodeError, ErrorInfo, FrameError, FrameHeader, FrameType, GoAway, Interrupt,
+    Invoke, Ping, Pong, Progress, RequestId, ServerHello, ToolDef, Window,
 };
-pub use request_id::{RequestId, RequestIdHasher, RequestIdMap, Role};
-
-pub(crate) use header::check_request_id;
-use msgpack::{decode_map, encode_map};
-
-use crate::codec::{EncodeError, FrameError};
 
 /// One ASP/1 frame.
 ///

@@ -1,6 +1,6 @@
 //! Codec errors. Each maps to the wire [`ErrorCode`] the session sends back.
 
-use crate::frame::{FrameType, RequestId};
+use super::{FrameType, RequestId};
 use crate::ErrorCode;
 
 /// Why a payload does not match its MsgPack schema (SPEC.md §6).

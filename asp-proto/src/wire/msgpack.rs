@@ -8,7 +8,7 @@
 use bytes::{BufMut, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::codec::PayloadError;
+use super::PayloadError;
 use crate::limits::MAX_NESTING_DEPTH;
 
 /// A payload that travels as a MsgPack map and has rules beyond its types.

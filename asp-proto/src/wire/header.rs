@@ -1,8 +1,8 @@
 //! The 8-byte frame header: parsing with the checks in their normative
 //! order, and writing.
 
+use super::FrameError;
 use super::{FrameType, RequestId, RequestIdRule};
-use crate::codec::FrameError;
 
 /// A parsed, validated frame header (SPEC.md §4.1).
 ///

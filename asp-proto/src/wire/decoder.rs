@@ -3,7 +3,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::FrameError;
-use crate::frame::{Frame, FrameHeader};
+use super::{Frame, FrameHeader};
 
 /// Finds frames in a byte stream delivered in chunks of any size.
 ///

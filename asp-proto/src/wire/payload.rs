@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::msgpack::{invalid, MapPayload};
-use crate::codec::PayloadError;
+use super::PayloadError;
 use crate::limits::{
     MAX_CONNECTION_ID_LEN, MAX_RESUME_TICKET_LEN, MAX_WINDOW, MIN_MAX_FRAME_PAYLOAD, MIN_RESUME_TICKET_LEN,
 };
