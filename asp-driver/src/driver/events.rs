@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use asp_proto::{CloseReason, Event, RequestId};
+use asp_proto::{CloseReason, Event, RequestId, SessionState};
 use bytes::Bytes;
 
 use super::{Driver, RECONNECT_BACKOFF_MIN};
@@ -50,8 +50,11 @@ where
                     self.backoff = RECONNECT_BACKOFF_MIN;
                     self.register();
                 }
-                Event::Detached { .. } => {
-                    // Drop the transport (dead or silent); a client reconnects.
+                // Drop the transport (dead or silent); a client reconnects.
+                // A resume that replaced a transport the session still held
+                // detached and re-attached it at once: the transport now is
+                // the new one (SPEC §11.3.3), and stays.
+                Event::Detached { .. } if self.session.state() == SessionState::Detached => {
                     self.transport = None;
                 }
                 Event::Invoked { id, invoke } => self.start_handler(now, id, invoke),

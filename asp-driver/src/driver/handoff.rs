@@ -38,9 +38,10 @@ where
     /// lost on the way.
     async fn offer_transport(&mut self, request: ResumeRequest) -> Result<ResumeOutcome, ()> {
         let Resumption::Server(registry) = &self.resumption else { return Ok(ResumeOutcome::NotFound) };
-        let (Some(driver), Some(transport)) = (registry.find(&request), self.transport.take()) else {
-            return Ok(ResumeOutcome::NotFound);
-        };
+        // Look first: the transport stays with this session unless there is
+        // a session to hand it to.
+        let Some(driver) = registry.find(&request) else { return Ok(ResumeOutcome::NotFound) };
+        let Some(transport) = self.transport.take() else { return Ok(ResumeOutcome::NotFound) };
         let (reply, answer) = oneshot::channel();
         if let Err(e) = driver.unbounded_send(Handoff { transport, request, reply }) {
             // That task has just ended: resume is impossible, carry on.

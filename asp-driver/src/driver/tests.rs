@@ -283,6 +283,59 @@ fn a_resuming_client_gets_its_old_session_through_the_hand_off() {
 }
 
 #[test]
+fn a_resume_replaces_an_old_transport_the_server_still_holds() {
+    // SPEC §11.3.3: the client's network died silently; the server has not
+    // noticed, and the client resumes on a new transport.
+    let mut w = World::new();
+    w.tools.add(ToolSpec::named("echo"), |_ctx: ToolContext, args: Value| async move { Ok(args) });
+    let (mut peer, old_conn) = w.connect(SessionConfig::default(), true);
+    let cid = old_conn.connection_id().expect("connected");
+    let _silent_old_end = peer.transport.take(); // kept open: the server sees nothing
+    peer.session.handle_transport_closed(w.rt.now());
+    w.run();
+
+    let (client_end, server_end) = pair();
+    w.serve(server_end, true);
+    peer.transport = Some(client_end);
+    peer.session.reconnect(w.rt.now()).unwrap();
+    w.exchange(&mut peer);
+    let resumed = peer.events.iter().any(|e| matches!(e, Event::Connected { cid: c, resumed: true, .. } if *c == cid));
+    assert!(resumed, "not resumed: {:?}", peer.events);
+    let id = peer.session.invoke(w.rt.now(), Invoke::new("echo", Value::from("on the new transport"))).unwrap();
+    w.exchange(&mut peer);
+    assert_eq!(peer.completed(id), Some(Value::from("on the new transport")));
+    assert!(!old_conn.is_closed());
+}
+
+#[test]
+fn a_resume_with_an_unknown_ticket_gets_a_new_session() {
+    // SPEC §11.3.4: no session for the ticket → a new session in the same
+    // HELLO, with `resume_error` RESUME_UNKNOWN_SESSION.
+    let mut w = World::new();
+    let (mut peer, _old) = w.connect(SessionConfig::default(), true);
+    let old_cid = peer.session.connection_id().unwrap().to_owned();
+    peer.transport = None;
+    peer.session.handle_transport_closed(w.rt.now());
+    w.run();
+    w.registry = ResumeRegistry::default(); // another server: it never saw the ticket
+
+    let (client_end, server_end) = pair();
+    let fresh = w.serve(server_end, true);
+    peer.transport = Some(client_end);
+    peer.session.reconnect(w.rt.now()).unwrap();
+    w.exchange(&mut peer);
+    let refused = peer.events.iter().find_map(|e| match e {
+        Event::Connected { cid, resumed: false, resume_error: Some(code) } => Some((cid.clone(), *code)),
+        _ => None,
+    });
+    let (cid, code) = refused.unwrap_or_else(|| panic!("no new session: {:?}", peer.events));
+    assert_eq!(code, ErrorCode::RESUME_UNKNOWN_SESSION);
+    assert_ne!(cid, old_cid);
+    assert_eq!(fresh.connection_id(), Some(cid));
+    assert_eq!(peer.session.state(), SessionState::Open);
+}
+
+#[test]
 fn the_tool_registry_forgets_connections_that_ended() {
     let mut w = World::new();
     w.tools.add(ToolSpec::named("echo"), |_ctx: ToolContext, args: Value| async move { Ok(args) });
