@@ -69,6 +69,11 @@ pub const ACK_EVERY_FRAMES: u64 = 64;
 /// Default bound on the tools kept for the peer (`TOO_MANY_TOOLS` past it).
 pub const DEFAULT_MAX_PEER_TOOLS: usize = 1024;
 
+/// An ERROR whose message (or `data`) would make the frame larger than the
+/// peer accepts goes out with the message cut to this many bytes and no
+/// `data` (SPEC.md §5.2): an invocation always gets its terminal frame.
+pub const MAX_FITTED_ERROR_MESSAGE: usize = 1024;
+
 /// Longest WebSocket close reason, in bytes (RFC 6455: a control frame's
 /// payload is at most 125 bytes, two of which are the code).
 pub const CLOSE_REASON_MAX: usize = 123;

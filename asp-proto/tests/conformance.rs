@@ -22,6 +22,12 @@ fn output(session: &mut Session) -> Vec<Frame> {
 /// A server whose client (played frame by frame) asked for resume and
 /// announced the largest windows, and never acknowledges anything.
 fn server_with_silent_resuming_client(config: SessionConfig) -> (Session, Instant) {
+    let (server, now, _) = server_and_ticket(config);
+    (server, now)
+}
+
+/// The same, with the resume ticket the server's HELLO gave.
+fn server_and_ticket(config: SessionConfig) -> (Session, Instant, Vec<u8>) {
     let now = Instant::now();
     let mut server = Session::server(config, now, Box::new(TestEntropy(1)));
     let mut hello = ClientHello::new();
@@ -30,9 +36,15 @@ fn server_with_silent_resuming_client(config: SessionConfig) -> (Session, Instan
     server.handle_input(now, &raw(Frame::Hello(hello)));
     assert!(matches!(server.poll_event(), Some(Event::HelloReceived(_))));
     server.accept(now).unwrap();
-    output(&mut server);
+    let ticket = output(&mut server)
+        .into_iter()
+        .find_map(|f| match f {
+            Frame::HelloReply(hello) => hello.resume.map(|r| r.ticket.to_vec()),
+            _ => None,
+        })
+        .expect("a resume ticket");
     while server.poll_event().is_some() {}
-    (server, now)
+    (server, now, ticket)
 }
 
 #[test]
@@ -59,4 +71,121 @@ fn s11_2_a_full_replay_buffer_blocks_stream_output() {
     }
     assert!(blocked, "sent {sent} payload bytes without blocking");
     assert!(sent <= bound, "sent {sent} bytes past a {bound}-byte replay bound");
+}
+
+fn closed_code(session: &mut Session) -> Option<ErrorCode> {
+    std::iter::from_fn(|| session.poll_event()).find_map(|e| match e {
+        Event::Closed(reason) => Some(reason.code),
+        _ => None,
+    })
+}
+
+#[test]
+fn s11_3_4_a_wrong_secret_changes_nothing() {
+    let (mut server, now, mut ticket) = server_and_ticket(SessionConfig::default());
+    ticket[20] ^= 1; // right lookup key, wrong secret
+    let forged = ResumeRequest { ticket: ticket.into(), recv: 0 };
+    assert_eq!(server.resume(now, &forged), Err(ErrorCode::RESUME_UNKNOWN_SESSION));
+    assert_eq!(server.state(), SessionState::Open, "a forged ticket must not touch the live session");
+    assert!(server.poll_transmit().is_none() && closed_code(&mut server).is_none());
+}
+
+#[test]
+fn s11_3_4_a_refused_resume_ends_the_old_session() {
+    let (mut server, now, ticket) = server_and_ticket(SessionConfig::default());
+    // The ticket's holder claims frames the server never sent.
+    let request = ResumeRequest { ticket: ticket.clone().into(), recv: 1_000 };
+    assert_eq!(server.resume(now, &request), Err(ErrorCode::RESUME_REJECTED));
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::SESSION_LOST));
+    assert!(server.is_closed());
+    // The ticket resumes nothing afterwards.
+    let again = ResumeRequest { ticket: ticket.into(), recv: 0 };
+    assert!(server.resume(now, &again).is_err());
+}
+
+#[test]
+fn s11_3_3_a_resume_replaces_a_transport_still_attached() {
+    let (mut server, now, ticket) = server_and_ticket(SessionConfig::default());
+    let request = ResumeRequest { ticket: ticket.into(), recv: 0 };
+    assert_eq!(server.resume(now, &request), Ok(()));
+    assert_eq!(server.state(), SessionState::Open);
+    let resumed = output(&mut server).into_iter().any(|f| matches!(f, Frame::HelloReply(h) if h.resumed.is_some()));
+    assert!(resumed, "the resumed HELLO goes out on the new transport");
+}
+
+/// A server whose client announced the smallest `max_frame` (16 KiB).
+fn server_for_small_frames() -> (Session, Instant) {
+    let now = Instant::now();
+    let config = SessionConfig { tools: vec![ToolSpec::named("echo")], ..SessionConfig::default() };
+    let mut server = Session::server(config, now, Box::new(TestEntropy(1)));
+    let mut hello = ClientHello::new();
+    hello.limits = PeerLimits { max_frame: Some(16 * 1024), ..Default::default() };
+    server.handle_input(now, &raw(Frame::Hello(hello)));
+    while server.poll_event().is_some() {}
+    server.accept(now).unwrap();
+    output(&mut server);
+    (server, now)
+}
+
+fn terminal(frames: &[Frame], id: RequestId) -> Option<&Frame> {
+    frames.iter().find(|f| matches!(f, Frame::Complete(i, _) | Frame::Error(i, _) if *i == id))
+}
+
+#[test]
+fn s5_2_a_result_too_large_for_the_invoker_still_ends_the_invocation() {
+    let (mut server, now) = server_for_small_frames();
+    server.handle_input(now, &raw(Frame::Invoke(RequestId(1), Invoke::new("echo", Value::Nil))));
+    while server.poll_event().is_some() {}
+    let big = Value::from("x".repeat(20_000));
+    assert!(matches!(server.complete(now, RequestId(1), big, None), Err(SendError::TooLarge { .. })));
+    let frames = output(&mut server);
+    match terminal(&frames, RequestId(1)) {
+        Some(Frame::Error(_, e)) => assert_eq!(e.code, ErrorCode::FRAME_TOO_LARGE),
+        other => panic!("expected ERROR(FRAME_TOO_LARGE), got {other:?}"),
+    }
+    assert!(server.invocation(RequestId(1)).is_none(), "the id is free again");
+    // ... and can be reused.
+    server.handle_input(now, &raw(Frame::Invoke(RequestId(1), Invoke::new("echo", Value::Nil))));
+    assert!(matches!(server.poll_event(), Some(Event::Invoked { .. })));
+}
+
+#[test]
+fn s5_2_an_error_quoting_a_huge_tool_name_is_cut_to_fit() {
+    let (mut server, now) = server_for_small_frames();
+    let name = "n".repeat(20_000);
+    server.handle_input(now, &raw(Frame::Invoke(RequestId(3), Invoke::new(name, Value::Nil))));
+    let frames = output(&mut server);
+    match terminal(&frames, RequestId(3)) {
+        Some(Frame::Error(_, e)) => {
+            assert_eq!(e.code, ErrorCode::UNKNOWN_TOOL);
+            assert!(e.message.len() <= limits::MAX_FITTED_ERROR_MESSAGE);
+        }
+        other => panic!("expected ERROR(UNKNOWN_TOOL), got {other:?}"),
+    }
+    assert_eq!(server.state(), SessionState::Open);
+}
+
+/// An INVOKE whose payload nests `levels` deep, counting the payload map:
+/// `{"tool": "t", "args": [[...[]...]]}` with `levels - 1` arrays.
+fn invoke_nested(levels: usize) -> Vec<u8> {
+    let mut payload = vec![0x82, 0xa4, b't', b'o', b'o', b'l', 0xa1, b't', 0xa4, b'a', b'r', b'g', b's'];
+    payload.extend(std::iter::repeat_n(0x91, levels - 2)); // arrays of one element ...
+    payload.push(0x90); // ... around an empty array
+    let header = raw(Frame::Invoke(RequestId(1), Invoke::new("t", Value::Nil)));
+    let mut frame = header[..4].to_vec(); // version, type, flags, request id
+    frame.extend((payload.len() as u32).to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+#[test]
+fn s6_1_nesting_counts_the_payload_map_and_allows_exactly_32_levels() {
+    let mut decoder = Decoder::new(1 << 20);
+    let mut ok = Bytes::from(invoke_nested(limits::MAX_NESTING_DEPTH));
+    let frame = decoder.decode(&mut ok).expect("32 levels are allowed").expect("a frame");
+    assert!(matches!(frame, Frame::Invoke(..)));
+    let mut decoder = Decoder::new(1 << 20);
+    let mut deep = Bytes::from(invoke_nested(limits::MAX_NESTING_DEPTH + 1));
+    let err = decoder.decode(&mut deep).expect_err("33 levels are not");
+    assert_eq!(err.code(), ErrorCode::MALFORMED_PAYLOAD);
 }

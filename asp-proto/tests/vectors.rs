@@ -337,6 +337,12 @@ fn invalid_cases() -> Vec<Invalid> {
     deep_args[0] = 0x82;
     deep_args.extend_from_slice(&msgpack(&"args".into()));
     deep_args.extend_from_slice(&deep);
+    // The payload map and 32 arrays: 33 levels, one past the limit (§6.1).
+    let mut deep33_args = p(&[("tool", "echo".into())]);
+    deep33_args[0] = 0x82;
+    deep33_args.extend_from_slice(&msgpack(&"args".into()));
+    deep33_args.extend(std::iter::repeat_n(0x91u8, 31));
+    deep33_args.push(0x90);
     let bad_utf8 = vec![0x81, 0xA4, b't', b'o', b'o', b'l', 0xA2, 0xC3, 0x28];
     let ok_stream = enc(Frame::Stream(RequestId(1), Bytes::from_static(b"ok")));
     let then = |first: &Bytes, second: Bytes| -> Bytes { [&first[..], &second[..]].concat().into() };
@@ -489,6 +495,12 @@ fn invalid_cases() -> Vec<Invalid> {
             "invoke-too-deep",
             "`args` nested 40 arrays deep (the limit is 32).",
             raw(0x12, 0, 1, &deep_args),
+            ErrorCode::MALFORMED_PAYLOAD,
+        ),
+        bad(
+            "invoke-depth-33",
+            "The payload map and 32 nested arrays: 33 levels, one past the limit of 32 counting the payload map.",
+            raw(0x12, 0, 1, &deep33_args),
             ErrorCode::MALFORMED_PAYLOAD,
         ),
         bad(

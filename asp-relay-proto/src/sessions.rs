@@ -109,8 +109,12 @@ impl Relay {
             None => ResumeOutcome::NotFound,
         };
         let Some(conn) = self.sessions.get_mut(&key) else { return };
-        if let (Ok(true), Some(old)) = (conn.session.conclude_resume(now, outcome), old) {
-            self.move_transport(now, key, old);
+        let resumed = conn.session.conclude_resume(now, outcome) == Ok(true);
+        match old {
+            Some(old) if resumed => self.move_transport(now, key, old),
+            // A refusal to the ticket's holder ended the old session: let it go.
+            Some(old) => self.settle(now, old),
+            None => {}
         }
     }
 

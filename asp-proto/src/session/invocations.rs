@@ -84,7 +84,7 @@ impl Session {
             None
         };
         if let Some((code, message)) = refuse {
-            let _ = self.send(&Frame::Error(id, ErrorInfo::new(code, message)));
+            let _ = self.send_error(id, ErrorInfo::new(code, message));
             return;
         }
         let inv = Invocation::new(InvocationRole::Handler, invoke.tool.clone(), now, self.peer.win);
@@ -103,7 +103,7 @@ impl Session {
     /// out now and the application is told to stop the tool.
     pub(super) fn stop_handler(&mut self, id: RequestId, code: ErrorCode, message: &str) {
         self.close_invocation(id);
-        let _ = self.send(&Frame::Error(id, ErrorInfo::new(code, message)));
+        let _ = self.send_error(id, ErrorInfo::new(code, message));
         self.events.push_back(Event::Interrupted { id, code });
         self.maybe_finish_drain();
     }
@@ -141,7 +141,9 @@ impl Session {
 
     /// Ends invocation `id` (which we handle) with its result. Wall time is
     /// measured from the INVOKE's arrival; `cpu_us` is the handler's CPU
-    /// time when it knows it.
+    /// time when it knows it. A result larger than the invoker accepts ends
+    /// the invocation with ERROR(`FRAME_TOO_LARGE`) instead, and returns
+    /// [`SendError::TooLarge`].
     pub fn complete(
         &mut self,
         now: Instant,
@@ -151,10 +153,18 @@ impl Session {
     ) -> Result<(), SendError> {
         let started = self.handler(id)?.started;
         let wall_us = u64::try_from(now.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX);
-        self.send(&Frame::Complete(id, Complete { result, metrics: Metrics { wall_us, cpu_us } }))?;
+        let sent = self.send(&Frame::Complete(id, Complete { result, metrics: Metrics { wall_us, cpu_us } }));
+        if let Err(SendError::TooLarge { len, max }) = sent {
+            // The invoker would reject the frame; it still gets exactly one
+            // terminal frame (SPEC.md §5.2).
+            let message = format!("the result is {len} bytes; the invoker accepts frames of at most {max}");
+            self.send_error(id, ErrorInfo::new(ErrorCode::FRAME_TOO_LARGE, message))?;
+        } else {
+            sent.clone()?;
+        }
         self.close_invocation(id);
         self.maybe_finish_drain();
-        Ok(())
+        sent
     }
 
     /// Ends invocation `id` (which we handle) with an error.
@@ -166,7 +176,7 @@ impl Session {
     /// structured `data` (a relay's `BACKEND_STATUS` holds the HTTP status).
     pub fn fail_with(&mut self, id: RequestId, error: ErrorInfo) -> Result<(), SendError> {
         self.handler(id)?;
-        self.send(&Frame::Error(id, error))?;
+        self.send_error(id, error)?;
         self.close_invocation(id);
         self.maybe_finish_drain();
         Ok(())
@@ -220,6 +230,26 @@ pub(super) fn next_of_parity(id: u16) -> u16 {
             } else {
                 2
             }
+        }
+    }
+}
+
+impl Session {
+    /// Sends ERROR(id). One that would not fit the peer's `max_frame` goes
+    /// out with its message cut to [`limits::MAX_FITTED_ERROR_MESSAGE`]
+    /// bytes and no `data`: the peer always learns the invocation ended.
+    pub(super) fn send_error(&mut self, id: RequestId, error: ErrorInfo) -> Result<(), SendError> {
+        match self.send(&Frame::Error(id, error.clone())) {
+            Err(SendError::TooLarge { .. }) => {
+                let mut message = error.message;
+                let mut cut = message.len().min(limits::MAX_FITTED_ERROR_MESSAGE);
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+                self.send(&Frame::Error(id, ErrorInfo::new(error.code, message)))
+            }
+            other => other,
         }
     }
 }

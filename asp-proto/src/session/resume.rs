@@ -103,20 +103,35 @@ impl Session {
         if ticket.len() != request.ticket.len() || !bool::from(ticket.ct_eq(&request.ticket)) {
             return Err(ErrorCode::RESUME_UNKNOWN_SESSION);
         }
-        match self.state {
-            SessionState::Closed => return Err(ErrorCode::RESUME_EXPIRED),
-            SessionState::Open | SessionState::Draining => self.detach(now, DetachReason::TransportClosed),
-            _ => {}
-        }
-        if self.state != SessionState::Detached || self.timers.get(Timer::Grace).is_some_and(|at| at <= now) {
+        // From here the request holds this session's ticket: its holder is
+        // resuming. A refusal now ends the session (SPEC.md §11.3.4): the
+        // client is told its invocations are lost, and so is this side.
+        if self.state == SessionState::Closed {
             return Err(ErrorCode::RESUME_EXPIRED);
+        }
+        if self.state == SessionState::Detached && self.timers.get(Timer::Grace).is_some_and(|at| at <= now) {
+            return Err(self.refuse_resume(ErrorCode::RESUME_EXPIRED, "its grace period passed"));
+        }
+        if matches!(self.state, SessionState::Open | SessionState::Draining) {
+            // Still attached (the old transport died silently): the new
+            // transport replaces it (§11.3.3).
+            self.detach(now, DetachReason::TransportClosed);
+        }
+        if self.state != SessionState::Detached {
+            return Err(self.refuse_resume(ErrorCode::RESUME_EXPIRED, "it had ended"));
         }
         let frames: Option<Vec<Bytes>> =
             self.resumption.replay.since(request.recv, self.resumption.sent_seq).map(|f| f.cloned().collect());
         let frames = match frames {
             Some(frames) => frames,
-            None if request.recv > self.resumption.sent_seq => return Err(ErrorCode::RESUME_REJECTED),
-            None => return Err(ErrorCode::RESUME_BUFFER_EXCEEDED),
+            None if request.recv > self.resumption.sent_seq => {
+                let why = format!("the client claims {} frames; {} were sent", request.recv, self.resumption.sent_seq);
+                return Err(self.refuse_resume(ErrorCode::RESUME_REJECTED, &why));
+            }
+            None => {
+                let why = format!("frame {} is no longer in the replay buffer", request.recv);
+                return Err(self.refuse_resume(ErrorCode::RESUME_BUFFER_EXCEEDED, &why));
+            }
         };
         // The client has what it acknowledged by asking: drop it from the buffer.
         self.on_ack_value(request.recv);
@@ -139,6 +154,13 @@ impl Session {
         self.events.push_back(Event::Connected { cid, resumed: true, resume_error: None });
         self.wake_blocked();
         Ok(())
+    }
+
+    /// Ends this session because its ticket's holder could not resume it;
+    /// returns the code the new session's HELLO reports.
+    fn refuse_resume(&mut self, code: ErrorCode, why: &str) -> ErrorCode {
+        self.end(ErrorCode::SESSION_LOST, format!("the session could not be resumed: {why}"), Initiator::Local);
+        code
     }
 
     pub(super) fn finish_client_resume(&mut self, now: Instant, hello: ServerHello, peer_recv: u64) {

@@ -32,7 +32,10 @@ pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadErro
     }
     let mut rest = bytes;
     let mut de = rmp_serde::Deserializer::new(&mut rest);
-    de.set_max_depth(MAX_NESTING_DEPTH);
+    // rmp-serde refuses a container when its depth budget is already spent,
+    // so a budget of N admits N - 1 levels: one more gives exactly
+    // MAX_NESTING_DEPTH levels counting the payload map (SPEC.md §6.1).
+    de.set_max_depth(MAX_NESTING_DEPTH + 1);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
     if !rest.is_empty() {
         return Err(PayloadError::TrailingBytes(rest.len()));
