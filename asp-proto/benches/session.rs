@@ -122,11 +122,34 @@ fn stream_chunks(c: &mut Criterion) {
     group.finish();
 }
 
+/// Applying a TOOL_DEF of many tools in descending name order: the shape
+/// that made per-tool insertion quadratic (6.3 s for 87,000 tools). Rows
+/// for 1,000 and 87,000 tools show the cost growing about linearly.
+fn tool_def_descending(c: &mut Criterion) {
+    use asp_proto::{ToolOp, ToolSet, ToolSpec};
+    let mut group = c.benchmark_group("tools");
+    for n in [1_000usize, 87_000] {
+        let mut names: Vec<String> = (0..n).map(|i| format!("{i:05x}")).collect();
+        names.sort();
+        names.reverse();
+        let tools: Vec<ToolSpec> = names.into_iter().map(ToolSpec::named).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("tool_def_add_{n}_descending"), |b| {
+            b.iter(|| {
+                let mut set = ToolSet::default();
+                set.apply(ToolOp::Add, tools.clone());
+                set.len()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = session;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = invoke_complete, stream_chunks
+    targets = invoke_complete, stream_chunks, tool_def_descending
 }
 criterion_main!(session);

@@ -69,6 +69,10 @@ pub const ACK_EVERY_FRAMES: u64 = 64;
 /// Default bound on the tools kept for the peer (`TOO_MANY_TOOLS` past it).
 pub const DEFAULT_MAX_PEER_TOOLS: usize = 1024;
 
+/// Default bound on the size of the tools kept for the peer, about their
+/// MsgPack size (`TOO_MANY_TOOLS` past it).
+pub const DEFAULT_MAX_PEER_TOOLS_BYTES: usize = 1 << 20;
+
 /// An ERROR whose message (or `data`) would make the frame larger than the
 /// peer accepts goes out with the message cut to this many bytes and no
 /// `data` (SPEC.md §5.2): an invocation always gets its terminal frame.

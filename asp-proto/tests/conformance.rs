@@ -189,3 +189,67 @@ fn s6_1_nesting_counts_the_payload_map_and_allows_exactly_32_levels() {
     let err = decoder.decode(&mut deep).expect_err("33 levels are not");
     assert_eq!(err.code(), ErrorCode::MALFORMED_PAYLOAD);
 }
+
+/// `n` tools with short names (so that many fit one frame), in name order
+/// or reversed.
+fn tools(n: usize, descending: bool) -> Vec<ToolSpec> {
+    let mut names: Vec<String> = (0..n).map(|i| format!("{i:05x}")).collect();
+    names.sort();
+    if descending {
+        names.reverse();
+    }
+    names.into_iter().map(ToolSpec::named).collect()
+}
+
+#[test]
+fn s6_5_the_tool_bound_applies_to_hello_too() {
+    let now = Instant::now();
+    let mut server = Session::server(SessionConfig::default(), now, Box::new(TestEntropy(1)));
+    let mut hello = ClientHello::new();
+    hello.tools = Some(tools(5_000, false));
+    server.handle_input(now, &raw(Frame::Hello(hello)));
+    let closed = std::iter::from_fn(|| server.poll_event()).find_map(|e| match e {
+        Event::Closed(reason) => Some(reason.code),
+        _ => None,
+    });
+    assert_eq!(closed, Some(ErrorCode::TOO_MANY_TOOLS));
+}
+
+#[test]
+fn s6_5_tool_defs_are_bounded_in_count_and_bytes() {
+    // 87,000 tools in descending order (the order that made insertion
+    // quadratic) are refused; the set is kept as it was.
+    let (mut server, now) = server_with_silent_resuming_client(SessionConfig::default());
+    let def = ToolDef { op: ToolOp::Add, tools: tools(87_000, true) };
+    let frame = raw(Frame::ToolDef(def));
+    assert!(frame.len() <= limits::DEFAULT_MAX_FRAME_PAYLOAD as usize, "the attack fits one frame");
+    server.handle_input(now, &frame);
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::TOO_MANY_TOOLS));
+
+    // Ten tools of 200 KB each: few, but 2 MB.
+    let (mut server, now) = server_with_silent_resuming_client(SessionConfig::default());
+    for i in 0..10 {
+        let mut tool = ToolSpec::named(format!("big-{i}"));
+        tool.desc = Some("d".repeat(200_000));
+        server.handle_input(now, &raw(Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![tool] })));
+    }
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::TOO_MANY_TOOLS));
+    assert!(server.peer_tools().bytes() <= limits::DEFAULT_MAX_PEER_TOOLS_BYTES);
+}
+
+#[test]
+fn s6_5_a_tool_set_applies_large_changes_in_order() {
+    let mut set = ToolSet::new(tools(10, false));
+    let mut newer = tools(20, true);
+    newer[0].desc = Some("newest".into()); // "00013": the last name, first in descending order
+    newer.push(ToolSpec { desc: Some("last wins".into()), ..ToolSpec::named("00003") });
+    set.apply(ToolOp::Add, newer);
+    assert_eq!(set.len(), 20);
+    let names: Vec<&str> = set.iter().map(|t| t.name.as_str()).collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+    assert_eq!(set.get("00003").unwrap().desc.as_deref(), Some("last wins"));
+    assert_eq!(set.get("00013").unwrap().desc.as_deref(), Some("newest"));
+    set.apply(ToolOp::Remove, tools(15, false));
+    assert_eq!(set.len(), 5);
+    assert!(set.bytes() > 0);
+}

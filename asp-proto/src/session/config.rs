@@ -35,6 +35,10 @@ pub struct SessionConfig {
     pub replay_buffer_bytes: usize,
     /// Most tools the peer may announce; more is a connection error.
     pub max_peer_tools: usize,
+    /// Bound on the size of the peer's tool set ([`ToolSet::bytes`](super::ToolSet::bytes));
+    /// more is a connection error (`TOO_MANY_TOOLS`), so a peer cannot make
+    /// us hold a thousand 1 MiB schemas.
+    pub max_peer_tools_bytes: usize,
     /// Answer INVOKE of a tool we have not announced with `UNKNOWN_TOOL`
     /// ourselves. Turn off when the application resolves tools dynamically
     /// (a relay whose functions know their tools).
@@ -64,6 +68,7 @@ impl Default for SessionConfig {
             resume_grace: Duration::from_millis(limits::DEFAULT_RESUME_GRACE_MS.into()),
             replay_buffer_bytes: limits::DEFAULT_REPLAY_BUFFER_BYTES,
             max_peer_tools: limits::DEFAULT_MAX_PEER_TOOLS,
+            max_peer_tools_bytes: limits::DEFAULT_MAX_PEER_TOOLS_BYTES,
             check_tools: true,
             tools: Vec::new(),
             name: None,

@@ -18,6 +18,10 @@ impl Session {
             caps: hello.caps.clone(),
             resume_requested: hello.resume.is_some(),
         };
+        let tools = ToolSet::new(hello.tools.clone().unwrap_or_default());
+        if !self.peer_tools_fit(&tools) {
+            return;
+        }
         self.client_hello = Some(hello);
         self.state = SessionState::Authenticating;
         self.events.push_back(Event::HelloReceived(info));
@@ -92,10 +96,14 @@ impl Session {
             self.fail_all(ErrorCode::SESSION_LOST, "the session could not be resumed");
             self.reset_session();
         }
+        let tools = ToolSet::new(hello.tools.clone().unwrap_or_default());
+        if !self.peer_tools_fit(&tools) {
+            return;
+        }
         self.liveness.interval = Duration::from_millis(hello.hb.unwrap_or(limits::DEFAULT_HEARTBEAT_MS).into());
         self.peer_caps = hello.caps.clone();
         self.apply_peer_limits(&hello.limits);
-        self.peer_tools = ToolSet::new(hello.tools.clone().unwrap_or_default());
+        self.peer_tools = tools;
         self.resumption.active = self.config.resume && hello.resume.is_some();
         if let Some(offer) = &hello.resume {
             self.resumption.ticket = Some(offer.ticket.to_vec());

@@ -8,9 +8,36 @@ use crate::{ErrorCode, Frame, ToolDef, ToolOp, ToolSpec};
 /// A sorted `Vec`, not a `BTreeMap`: every connection holds two sets, and a
 /// B-tree allocates a whole node (~2 KB here) for even one tool, which
 /// showed up as a sixth of an idle connection's memory.
+///
+/// Changes cost O(n log n) in the tools involved, never a shift per tool:
+/// an adversarial TOOL_DEF (tens of thousands of tools in descending
+/// order) must not cost quadratic time.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolSet {
     tools: Vec<ToolSpec>,
+    /// [`tool_size`] summed over `tools`.
+    bytes: usize,
+}
+
+/// A tool's size for the session's memory bound: its strings and the
+/// strings, binaries and scalars of its schemas (about its MsgPack size).
+pub(super) fn tool_size(tool: &ToolSpec) -> usize {
+    fn value_size(v: &crate::Value) -> usize {
+        use crate::Value;
+        match v {
+            Value::String(s) => 5 + s.as_bytes().len(),
+            Value::Binary(b) => 5 + b.len(),
+            Value::Array(items) => 5 + items.iter().map(value_size).sum::<usize>(),
+            Value::Map(pairs) => 5 + pairs.iter().map(|(k, v)| value_size(k) + value_size(v)).sum::<usize>(),
+            Value::Ext(_, b) => 6 + b.len(),
+            _ => 9,
+        }
+    }
+    tool.name.len()
+        + tool.desc.as_ref().map_or(0, String::len)
+        + value_size(&tool.input)
+        + value_size(&tool.output)
+        + value_size(&tool.meta)
 }
 
 impl ToolSet {
@@ -27,22 +54,42 @@ impl ToolSet {
         match op {
             // A nameless tool cannot be announced or invoked.
             ToolOp::Add => {
-                for tool in tools.into_iter().filter(|t| !t.name.is_empty()) {
-                    match self.position(&tool.name) {
-                        Ok(i) => self.tools[i] = tool,
-                        Err(i) => self.tools.insert(i, tool),
+                let incoming: Vec<ToolSpec> = tools.into_iter().filter(|t| !t.name.is_empty()).collect();
+                if incoming.len() <= 4 {
+                    for tool in incoming {
+                        match self.position(&tool.name) {
+                            Ok(i) => self.tools[i] = tool,
+                            Err(i) => self.tools.insert(i, tool),
+                        }
                     }
+                } else {
+                    // Old tools, then the new ones in order; a stable sort
+                    // keeps that order among equal names, and the last of
+                    // each name wins.
+                    self.tools.extend(incoming);
+                    self.tools.sort_by(|a, b| a.name.cmp(&b.name));
+                    self.tools.reverse();
+                    self.tools.dedup_by(|later, kept| later.name == kept.name);
+                    self.tools.reverse();
                 }
             }
             ToolOp::Remove => {
-                for tool in tools {
-                    if let Ok(i) = self.position(&tool.name) {
-                        self.tools.remove(i);
-                    }
-                }
+                let mut names: Vec<String> = tools.into_iter().map(|t| t.name).collect();
+                names.sort_unstable();
+                self.tools.retain(|t| names.binary_search(&t.name).is_err());
             }
-            ToolOp::Replace => *self = ToolSet::new(tools),
+            ToolOp::Replace => {
+                self.tools.clear();
+                self.apply(ToolOp::Add, tools);
+            }
         }
+        self.bytes = self.tools.iter().map(tool_size).sum();
+    }
+
+    /// The set's size for memory bounds: its names, descriptions and
+    /// schemas, about their MsgPack size.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
@@ -81,12 +128,27 @@ impl Session {
     pub(super) fn on_tool_def(&mut self, def: ToolDef) {
         let mut next = self.peer_tools.clone();
         next.apply(def.op, def.tools);
-        if next.len() > self.config.max_peer_tools {
-            let max = self.config.max_peer_tools;
-            return self.protocol_error(ErrorCode::TOO_MANY_TOOLS, format!("the peer announced more than {max} tools"));
+        if self.peer_tools_fit(&next) {
+            self.peer_tools = next;
+            self.events.push_back(Event::PeerToolsChanged);
         }
-        self.peer_tools = next;
-        self.events.push_back(Event::PeerToolsChanged);
+    }
+
+    /// True when `tools` is within the bounds on the peer's tool set (count
+    /// and bytes, SPEC.md §6.5, §12), from HELLO or TOOL_DEF alike; past
+    /// them the session ends with `TOO_MANY_TOOLS`.
+    pub(super) fn peer_tools_fit(&mut self, tools: &ToolSet) -> bool {
+        let (max, max_bytes) = (self.config.max_peer_tools, self.config.max_peer_tools_bytes);
+        if tools.len() <= max && tools.bytes() <= max_bytes {
+            return true;
+        }
+        let message = format!(
+            "the peer announced {} tools of {} bytes; at most {max} tools of {max_bytes} bytes are kept",
+            tools.len(),
+            tools.bytes()
+        );
+        self.protocol_error(ErrorCode::TOO_MANY_TOOLS, message);
+        false
     }
 
     /// Changes our tool set and tells the peer (TOOL_DEF).
