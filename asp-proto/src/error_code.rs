@@ -190,19 +190,22 @@ impl ErrorCode {
         match self {
             Self::NO_ERROR => 1000,
             Self::TEXT_MESSAGE => 1003,
-            ErrorCode(c @ 1..=999) => 4000 + c,
+            ErrorCode(c @ 1..=998) => 4000 + c,
+            // 999 and application codes: the ERROR(0) frame before the close
+            // carries the code itself (SPEC.md §7.2).
             _ => 4999,
         }
     }
 
     /// The inverse of [`close_code`](Self::close_code), for the side that
     /// receives a WebSocket close frame. `None` for close codes ASP does not
-    /// assign.
+    /// assign, and for 4999 (code 999 or an application code: the ERROR(0)
+    /// before the close says which).
     pub fn from_close_code(close: u16) -> Option<ErrorCode> {
         match close {
             1000 => Some(Self::NO_ERROR),
             1003 => Some(Self::TEXT_MESSAGE),
-            4001..=4999 => Some(ErrorCode(close - 4000)),
+            4001..=4998 => Some(ErrorCode(close - 4000)),
             _ => None,
         }
     }
@@ -257,6 +260,9 @@ mod tests {
         }
         assert_eq!(ErrorCode::FRAME_TOO_LARGE.close_code(), 4200);
         assert_eq!(ErrorCode(50_000).close_code(), 4999);
+        assert_eq!(ErrorCode(999).close_code(), 4999);
+        assert_eq!(ErrorCode(998).close_code(), 4998);
+        assert_eq!(ErrorCode::from_close_code(4999), None, "4999 names no single code");
         assert_eq!(ErrorCode::from_close_code(1006), None);
     }
 

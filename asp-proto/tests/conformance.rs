@@ -253,3 +253,43 @@ fn s6_5_a_tool_set_applies_large_changes_in_order() {
     assert_eq!(set.len(), 5);
     assert!(set.bytes() > 0);
 }
+
+#[test]
+fn s13_the_receiver_of_a_goaway_takes_no_invocation_from_its_sender() {
+    let (mut server, now) = server_for_small_frames();
+    server.handle_input(now, &raw(Frame::GoAway(GoAway { code: None, message: None })));
+    server.handle_input(now, &raw(Frame::Invoke(RequestId(1), Invoke::new("echo", Value::Nil))));
+    assert!(!std::iter::from_fn(|| server.poll_event()).any(|e| matches!(e, Event::Invoked { .. })));
+    match terminal(&output(&mut server), RequestId(1)) {
+        Some(Frame::Error(_, e)) => assert_eq!(e.code, ErrorCode::GOING_AWAY),
+        other => panic!("expected ERROR(GOING_AWAY), got {other:?}"),
+    }
+}
+
+#[test]
+fn s5_5_a_timeout_of_zero_means_no_deadline() {
+    let (mut server, now) = server_for_small_frames();
+    let mut invoke = Invoke::new("echo", Value::Nil);
+    invoke.timeout = Some(0);
+    server.handle_input(now, &raw(Frame::Invoke(RequestId(1), invoke)));
+    assert_eq!(server.invocation(RequestId(1)).and_then(|i| i.deadline), None);
+    server.handle_timeout(now + std::time::Duration::from_secs(3600));
+    assert!(server.invocation(RequestId(1)).is_some(), "still running an hour later");
+}
+
+#[test]
+fn s11_3_a_resumed_hello_claiming_unsent_frames_is_rejected() {
+    let now = Instant::now();
+    let mut client = Session::client(SessionConfig::default(), now);
+    output(&mut client);
+    let offer = ResumeOffer { ticket: vec![1u8; 32].into(), grace: 60_000 };
+    let hello = ServerHello { resume: Some(offer), caps: vec!["resume".into()], ..ServerHello::new("c-1") };
+    client.handle_input(now, &raw(Frame::HelloReply(hello)));
+    while client.poll_event().is_some() {}
+    client.handle_transport_closed(now);
+    client.reconnect(now).unwrap();
+    output(&mut client);
+    let resumed = ServerHello { resumed: Some(Resumed { recv: 999 }), ..ServerHello::new("c-1") };
+    client.handle_input(now, &raw(Frame::HelloReply(resumed)));
+    assert_eq!(closed_code(&mut client), Some(ErrorCode::RESUME_REJECTED));
+}

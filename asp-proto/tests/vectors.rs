@@ -438,6 +438,12 @@ fn invalid_cases() -> Vec<Invalid> {
             ErrorCode::TRUNCATED_FRAME,
         ),
         bad(
+            "truncated-header-bad-version",
+            "Two bytes whose version nibble is 0: header checks wait for all 8 bytes, so this is a truncated frame, not UNSUPPORTED_VERSION (SPEC.md §4.4).",
+            [0x03, 0].to_vec().into(),
+            ErrorCode::TRUNCATED_FRAME,
+        ),
+        bad(
             "truncated-payload",
             "The header declares 5 payload bytes; 3 follow.",
             raw(0x13, 0, 1, b"abcde").slice(..11),

@@ -37,7 +37,8 @@ impl Session {
 
     /// Records an open invocation and its deadline, `timeout_ms` from `now`.
     fn open_invocation(&mut self, now: Instant, id: RequestId, mut inv: Invocation, timeout_ms: Option<u32>) {
-        if let Some(ms) = timeout_ms {
+        // `timeout: 0` means no deadline (SPEC.md §5.5).
+        if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
             let at = now + Duration::from_millis(ms.into());
             inv.deadline = Some(at);
             self.deadlines.insert((at, id));
@@ -73,7 +74,9 @@ impl Session {
         if self.invocations.contains_key(&id) {
             return self.protocol_error(ErrorCode::REQUEST_ID_IN_USE, format!("INVOKE reuses open id {id}"));
         }
-        let refuse = if self.goaway.local {
+        let refuse = if self.goaway.any() {
+            // Either side announced the drain: the GOAWAY's sender starts
+            // no new invocation, and its receiver takes none from it (§13).
             Some((ErrorCode::GOING_AWAY, "draining: no new invocations".to_owned()))
         } else if self.open_count(InvocationRole::Handler) >= self.config.max_concurrent_invocations as usize {
             let max = self.config.max_concurrent_invocations;

@@ -32,7 +32,8 @@ use crate::{ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
 pub enum Output {
     /// STREAM bytes.
     Data(Bytes),
-    /// A PROGRESS update (waits for credit like output).
+    /// A PROGRESS update: sent if credit allows when its turn comes,
+    /// dropped otherwise (progress is advisory).
     Progress(Progress),
     /// A change to our tool set (TOOL_DEF); never blocks, and a failure
     /// (session draining) loses nothing the invocation needs.
@@ -145,11 +146,11 @@ impl OutputQueue {
                     }
                     result
                 }
-                Output::Progress(progress) => match session.send_progress(id, progress.clone()) {
-                    Err(SendError::Blocked) => {
-                        self.items.push_front((Output::Progress(progress), release));
-                        return Flushed { released, state: QueueState::Open };
-                    }
+                // Progress is advisory (SPEC.md §6.4): an update without
+                // credit is dropped, never waited for, so a window smaller
+                // than one progress map cannot stall the output behind it.
+                Output::Progress(progress) => match session.send_progress(id, progress) {
+                    Err(SendError::Blocked) => Ok(()),
                     result => result,
                 },
                 Output::Tools(op, tools) => {

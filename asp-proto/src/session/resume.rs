@@ -167,6 +167,11 @@ impl Session {
         let frames: Option<Vec<Bytes>> =
             self.resumption.replay.since(peer_recv, self.resumption.sent_seq).map(|f| f.cloned().collect());
         let Some(frames) = frames else {
+            let sent = self.resumption.sent_seq;
+            if peer_recv > sent {
+                let why = format!("the server claims {peer_recv} frames; {sent} were sent");
+                return self.protocol_error(ErrorCode::RESUME_REJECTED, why);
+            }
             return self
                 .protocol_error(ErrorCode::RESUME_BUFFER_EXCEEDED, format!("cannot replay from frame {peer_recv}"));
         };
