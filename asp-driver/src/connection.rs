@@ -17,6 +17,8 @@ pub(crate) struct Shared {
     pub(crate) tool_watchers: Vec<mpsc::UnboundedSender<()>>,
     pub(crate) closed: Option<CloseReason>,
     pub(crate) close_watchers: Vec<oneshot::Sender<CloseReason>>,
+    /// Server: lifts the pre-handshake read limit once connected.
+    pub(crate) handshake_gate: Option<crate::HandshakeGate>,
 }
 
 /// A handle on one connection, cheap to clone. Commands go to the task that

@@ -10,10 +10,15 @@
 //! handshake timer starts only after the upgrade.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::{select, Either};
+use futures::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 use tungstenite::protocol::WebSocketConfig;
 
@@ -28,6 +33,67 @@ pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// resident in every idle connection; the buffer still grows for large
 /// messages when it must.
 pub const SERVER_READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes a connection may send before its ASP handshake completes: the TLS
+/// handshake, the HTTP upgrade and one pre-handshake frame (64 KiB + 8,
+/// SPEC.md §3.2, §17) with room to spare. Past it the socket is dropped:
+/// an unauthenticated peer cannot make the server buffer a 16 MiB message.
+pub const PRE_HANDSHAKE_READ_LIMIT: usize = 96 * 1024;
+
+/// Opened by whoever owns a connection once its ASP handshake is done:
+/// from then on the connection's reads are no longer counted against
+/// [`PRE_HANDSHAKE_READ_LIMIT`].
+#[derive(Clone, Debug, Default)]
+pub struct HandshakeGate(Arc<AtomicBool>);
+
+impl HandshakeGate {
+    /// The handshake is done: lift the pre-handshake read limit.
+    pub fn open(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_open(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A socket whose reads are counted until its [`HandshakeGate`] opens.
+struct Gated<S> {
+    inner: S,
+    read: usize,
+    gate: HandshakeGate,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Gated<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let n = match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        if !self.gate.is_open() {
+            self.read += n;
+            if self.read > PRE_HANDSHAKE_READ_LIMIT {
+                let why = format!("more than {PRE_HANDSHAKE_READ_LIMIT} bytes before the ASP handshake");
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Gated<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
 
 /// How a server accepts WebSockets: path, `Origin` allowlist, TLS, and the
 /// upgrade timeout. Every ASP server built on the driver uses one.
@@ -123,11 +189,13 @@ impl Listener {
 
     /// Accepts connections on `listener` until the future is dropped. Each
     /// one is upgraded in a task of its own within the upgrade timeout; then
-    /// `on_open(transport, bearer_token)` runs in another new task, so that
+    /// `on_open(transport, bearer_token, gate)` runs in another new task, so that
     /// the handshake's state (TLS acceptor, HTTP upgrade: ~11 KB) is freed
     /// instead of living as long as the connection. `ws_config` is the
     /// WebSocket configuration (its read buffer is set to
-    /// [`SERVER_READ_BUFFER`]).
+    /// [`SERVER_READ_BUFFER`]). Until `on_open` opens the [`HandshakeGate`]
+    /// (when the ASP handshake completes), the connection may send at most
+    /// [`PRE_HANDSHAKE_READ_LIMIT`] bytes.
     pub async fn accept_loop<N, F, Fut>(
         self,
         net: N,
@@ -136,7 +204,7 @@ impl Listener {
         on_open: F,
     ) where
         N: Network,
-        F: Fn(BoxTransport, Option<String>) -> Fut + Send + Sync + 'static,
+        F: Fn(BoxTransport, Option<String>, HandshakeGate) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let ws_config = ws_config.read_buffer_size(SERVER_READ_BUFFER);
@@ -150,10 +218,12 @@ impl Listener {
                     let deadline = net.sleep_until(net.now() + this.upgrade_timeout);
                     net.spawn(Box::pin(
                         async move {
+                            let gate = HandshakeGate::default();
+                            let tcp = Gated { inner: tcp, read: 0, gate: gate.clone() };
                             let accept = accept_websocket(tcp, this.tls.clone(), this.policy.clone(), ws_config);
                             match select(Box::pin(accept), deadline).await {
                                 Either::Left((Ok((ws, token)), _)) => {
-                                    spawner.spawn(Box::pin(on_open(ws, token).in_current_span()));
+                                    spawner.spawn(Box::pin(on_open(ws, token, gate).in_current_span()));
                                 }
                                 Either::Left((Err(e), _)) => tracing::debug!(error = %e, "refused before the session"),
                                 Either::Right(_) => tracing::debug!("TLS and upgrade did not finish in time"),

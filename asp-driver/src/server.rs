@@ -11,7 +11,7 @@ use futures::future::{select, AbortHandle, Abortable, Either};
 use futures::FutureExt;
 
 use crate::driver::{run_connection, DriverConfig};
-use crate::listener::Listener;
+use crate::listener::{HandshakeGate, Listener};
 use crate::net::{websocket_config, Network};
 use crate::resume::{ResumeRegistry, Resumption};
 use crate::{AuthHook, BoxTransport, Connection, OsEntropy, Tool, ToolRegistry};
@@ -250,18 +250,28 @@ async fn accept_loop<N: Network>(net: N, socket: Arc<N::Listener>, inner: Arc<In
     let listener = inner.listener.clone();
     let rt = net.clone();
     listener
-        .accept_loop(net, socket, ws_config, move |transport, token| serve(rt.clone(), transport, token, inner.clone()))
+        .accept_loop(net, socket, ws_config, move |transport, token, gate| {
+            serve(rt.clone(), transport, token, gate, inner.clone())
+        })
         .await
 }
 
 /// One accepted connection: its session and the task that drives it.
-async fn serve<N: Network>(net: N, transport: BoxTransport, token: Option<String>, inner: Arc<Inner>) {
+async fn serve<N: Network>(
+    net: N,
+    transport: BoxTransport,
+    token: Option<String>,
+    gate: HandshakeGate,
+    inner: Arc<Inner>,
+) {
     let mut config = inner.driver.clone();
     config.session.tools = config.tools.specs();
     let mut session = Session::server(config.session.clone(), net.now(), Box::new(OsEntropy));
     session.set_transport_token(token);
     let resumption = Resumption::Server(inner.resume.clone());
     let (conn, driver) = run_connection(net, transport, session, config, None, resumption);
+    // The driver opens it when the handshake completes.
+    conn.shared.lock().expect("lock").handshake_gate = Some(gate);
     {
         let mut list = inner.connections.lock().expect("lock");
         list.retain(|c| !c.is_closed());

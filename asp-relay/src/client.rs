@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use asp_driver::{BoxTransport, Listener};
+use asp_driver::{BoxTransport, HandshakeGate, Listener};
 use asp_relay_proto::TransportId;
 use asp_tokio::TokioRuntime;
 use futures::{SinkExt, StreamExt};
@@ -25,10 +25,12 @@ pub(crate) async fn accept_loop(
     config: WebSocketConfig,
     core: mpsc::Sender<Input>,
 ) {
-    listener.accept_loop(TokioRuntime, socket, config, move |ws, token| serve(ws, token, core.clone())).await
+    listener
+        .accept_loop(TokioRuntime, socket, config, move |ws, token, gate| serve(ws, token, gate, core.clone()))
+        .await
 }
 
-async fn serve(ws: BoxTransport, token: Option<String>, core: mpsc::Sender<Input>) {
+async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, core: mpsc::Sender<Input>) {
     let (writer, mut outgoing) = mpsc::unbounded_channel();
     let (reply, id) = oneshot::channel();
     if core.send(Input::Opened { token, writer, reply }).await.is_err() {
@@ -55,6 +57,9 @@ async fn serve(ws: BoxTransport, token: Option<String>, core: mpsc::Sender<Input
                 loop {
                     match out {
                         ToClient::Message(bytes) => {
+                            // The core answers HELLO only once the client is
+                            // accepted: the pre-handshake read limit is lifted.
+                            gate.open();
                             if sink.feed(Message::Binary(bytes)).await.is_err() {
                                 return closed(&core, id).await;
                             }

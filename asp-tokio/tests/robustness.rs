@@ -261,3 +261,41 @@ async fn sockets_that_never_finish_tls_or_the_upgrade_are_dropped_after_the_time
     );
     still_works(&client).await;
 }
+
+#[tokio::test]
+async fn a_client_cannot_make_the_server_buffer_more_than_the_pre_handshake_limit() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+    // Default handshake timeout (10 s): without the read limit the server
+    // would keep buffering this message until then.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
+        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        .unwrap()
+        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
+        .bind()
+        .await
+        .unwrap()
+        .spawn();
+    let fixture = Fixture { cert_pem: cert_pem.clone(), server };
+    let mut ws = fixture.raw().await;
+    // Fragments of one binary message that never ends, 64 KiB each, before
+    // any HELLO: 1 MiB in all if the server let it.
+    let mut refused = false;
+    for i in 0..16 {
+        let opcode = if i == 0 { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Continue) };
+        let fragment = WsFrame::message(vec![0x13u8; 64 * 1024], opcode, false);
+        if ws.send(Message::Frame(fragment)).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    if !refused {
+        let end = timeout(Duration::from_secs(3), ws.next()).await.expect("the server must drop the connection");
+        assert!(!matches!(end, Some(Ok(Message::Binary(_)))), "no session: {end:?}");
+    }
+    let client = fixture.client().await;
+    still_works(&client).await;
+    assert!(asp_tokio::PRE_HANDSHAKE_READ_LIMIT <= 128 * 1024);
+}

@@ -41,6 +41,9 @@ where
                     tracing::Span::current().record("cid", cid.as_str());
                     tracing::debug!(%cid, "connected");
                     let mut shared = self.conn.shared.lock().expect("lock");
+                    if let Some(gate) = shared.handshake_gate.take() {
+                        gate.open();
+                    }
                     shared.cid = Some(cid);
                     shared.peer_tools = self.session.peer_tools().clone();
                     drop(shared);
