@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use asp_proto::{Progress, ToolSpec, Value};
+use asp_proto::{ErrorCode, ErrorInfo, Progress, ToolSpec, Value};
 use asp_tokio::{ServerBuilder, ToolContext, ToolError};
 
 /// Text the `tokens` tool streams, a word at a time, like a language model.
@@ -71,13 +71,42 @@ pub(crate) fn self_signed() -> Result<(String, String), String> {
     Ok((cert.cert.pem(), cert.signing_key.serialize_pem()))
 }
 
+/// Who may connect to `asp serve`.
+#[derive(Debug, Default)]
+pub(crate) struct Access {
+    /// Allowed browser `Origin`s; empty allows any.
+    pub(crate) origins: Vec<String>,
+    /// Accepted bearer tokens; empty accepts every client.
+    pub(crate) tokens: Vec<String>,
+}
+
 pub(crate) async fn serve(
     bind: SocketAddr,
     cert_key: Option<(PathBuf, PathBuf)>,
     write_cert: Option<PathBuf>,
     plaintext: bool,
+    access: Access,
 ) -> Result<(), String> {
     let mut builder = with_demo_tools(ServerBuilder::new(bind));
+    if !access.origins.is_empty() {
+        builder = builder.allowed_origins(access.origins);
+    }
+    if !access.tokens.is_empty() {
+        let tokens = access.tokens;
+        builder = builder.auth(move |hello| {
+            use subtle::ConstantTimeEq;
+            let given = hello.token.as_deref().unwrap_or_default().as_bytes();
+            // Constant time: the token is a secret.
+            let ok = tokens.iter().any(|t| bool::from(t.as_bytes().ct_eq(given)));
+            if ok {
+                Ok(())
+            } else if hello.token.is_none() {
+                Err(ErrorInfo::new(ErrorCode::UNAUTHENTICATED, "a bearer token is required"))
+            } else {
+                Err(ErrorInfo::new(ErrorCode::UNAUTHENTICATED, "invalid token"))
+            }
+        });
+    }
     if plaintext {
         builder = builder.allow_plaintext();
     } else {

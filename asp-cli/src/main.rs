@@ -41,6 +41,15 @@ enum Command {
         /// Serve plain ws:// (loopback and tests only).
         #[arg(long)]
         plaintext: bool,
+        /// Accept browser upgrades only from this `Origin` (repeat for more);
+        /// others get 403. Requests without an `Origin` are not browsers and
+        /// are accepted.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// Require this bearer token (in HELLO or `Authorization`; repeat, or
+        /// give `a,b`, for more); other clients get UNAUTHENTICATED.
+        #[arg(long = "token", value_delimiter = ',')]
+        tokens: Vec<String>,
     },
     /// Invoke a tool and stream its output to stdout; progress and metrics
     /// go to stderr.
@@ -151,8 +160,9 @@ async fn main() -> ExitCode {
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
         }
-        Command::Serve { bind, cert, key, write_cert, plaintext } => {
-            agent::serve(bind, cert.zip(key), write_cert, plaintext).await
+        Command::Serve { bind, cert, key, write_cert, plaintext, origins, tokens } => {
+            let access = agent::Access { origins, tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect() };
+            agent::serve(bind, cert.zip(key), write_cert, plaintext, access).await
         }
         Command::Invoke { url, tool, args, ca, token, plaintext } => {
             invoke::run(url, tool, args, ca, token, plaintext).await

@@ -70,7 +70,9 @@ pub struct ResponseHead {
     pub state: Option<String>,
 }
 
-/// Why a call failed below HTTP semantics, as the adapter saw it.
+/// Why a call failed below HTTP semantics, as the adapter saw it. The
+/// string is the adapter's detail, for its own log: the client is told only
+/// the class (SPEC.md §15).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallFailure {

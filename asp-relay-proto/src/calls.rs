@@ -30,6 +30,12 @@ impl Relay {
             let _ = conn.session.fail(id, ErrorCode::BACKEND_OVERLOADED, format!("{max} function calls are in flight"));
             return;
         }
+        if conn.calls.len() >= self.config.max_calls_per_connection {
+            let max = self.config.max_calls_per_connection;
+            let message = format!("this connection has {max} function calls in flight, its share");
+            let _ = conn.session.fail(id, ErrorCode::BACKEND_OVERLOADED, message);
+            return;
+        }
         let cid = conn.cid.clone().unwrap_or_default();
         let body =
             InvokeBody { cid: &cid, id, invoke: &invoke, state: conn.state.as_deref() }.encode(self.config.encoding);

@@ -39,6 +39,10 @@ pub struct RelayConfig {
     /// Function calls in flight across all clients; an INVOKE beyond it is
     /// answered `BACKEND_OVERLOADED`.
     pub max_calls: usize,
+    /// Function calls one connection may have in flight: its share of
+    /// `max_calls`, so that a few greedy clients cannot take every call
+    /// (`BACKEND_OVERLOADED` past it).
+    pub max_calls_per_connection: usize,
     /// The largest function state kept per connection (`X-Asp-State`).
     pub max_state_bytes: usize,
     /// How long the function may take to send its response head.
@@ -75,6 +79,7 @@ impl Default for RelayConfig {
             encoding: BodyEncoding::Json,
             max_connections: 10_000,
             max_calls: 1_000,
+            max_calls_per_connection: 32,
             max_state_bytes: 64 * 1024,
             response_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),

@@ -86,7 +86,7 @@ use asp_proto::{Entropy, ErrorCode};
 
 pub use call::{CallFailure, CallId, CallKind, FunctionCall, ResponseHead};
 pub use config::{BodyEncoding, RelayConfig};
-pub use management::{ManagementRequest, ManagementResponse};
+pub use management::{management_authorized, ManagementRequest, ManagementResponse};
 pub use request::{decode_state, encode_state, parse_cpu_time, value_to_json};
 
 use call::Call;

@@ -45,6 +45,19 @@ impl ManagementResponse {
     }
 }
 
+/// True when `authorization` (an `Authorization` header) carries the
+/// management `secret`, compared in constant time. Without a secret nothing
+/// is authorized. Adapters check this before they read a request's body, so
+/// an unauthenticated client cannot make the relay read 1 MiB.
+pub fn management_authorized(secret: Option<&str>, authorization: Option<&str>) -> bool {
+    match (secret, authorization) {
+        (Some(secret), Some(header)) => {
+            header.strip_prefix("Bearer ").is_some_and(|given| bool::from(given.as_bytes().ct_eq(secret.as_bytes())))
+        }
+        _ => false,
+    }
+}
+
 enum Target {
     Live(SessionKey),
     Closed,
@@ -58,13 +71,7 @@ impl Relay {
     /// GOAWAY, then close). Unknown connections are 404, recently closed
     /// ones 410, a missing or wrong secret 401.
     pub fn handle_management(&mut self, now: Instant, request: &ManagementRequest) -> ManagementResponse {
-        let authorized = match (&self.config.management_secret, request.authorization.as_deref()) {
-            (Some(secret), Some(header)) => header
-                .strip_prefix("Bearer ")
-                .is_some_and(|given| bool::from(given.as_bytes().ct_eq(secret.as_bytes()))),
-            _ => false,
-        };
-        if !authorized {
+        if !management_authorized(self.config.management_secret.as_deref(), request.authorization.as_deref()) {
             return ManagementResponse::error(401, "a valid `Authorization: Bearer <management secret>` is required");
         }
         let Some(rest) = request.path.strip_prefix("/v1/connections/") else {

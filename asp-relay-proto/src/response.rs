@@ -130,11 +130,16 @@ impl Relay {
             return self.end_call(call_id, false);
         }
         if !call.finished() {
+            // The client learns the class of failure; the detail (the
+            // function's address, OS errors) is the adapter's to log, not
+            // the client's to read.
             let (code, message) = match failure {
-                CallFailure::Unavailable(m) => (ErrorCode::BACKEND_UNAVAILABLE, m),
-                CallFailure::Truncated(m) => (ErrorCode::BACKEND_TRUNCATED, m),
-                CallFailure::Timeout(m) => (ErrorCode::BACKEND_TIMEOUT, m),
-                CallFailure::Invalid(m) => (ErrorCode::BACKEND_INVALID_RESPONSE, m),
+                CallFailure::Unavailable(_) => (ErrorCode::BACKEND_UNAVAILABLE, "the function could not be reached"),
+                CallFailure::Truncated(_) => (ErrorCode::BACKEND_TRUNCATED, "the function's response was cut short"),
+                CallFailure::Timeout(_) => (ErrorCode::BACKEND_TIMEOUT, "the function did not answer in time"),
+                CallFailure::Invalid(_) => {
+                    (ErrorCode::BACKEND_INVALID_RESPONSE, "the function's response was not HTTP")
+                }
             };
             call.queue(Output::Fail(ErrorInfo::new(code, message)), 0);
         }

@@ -341,6 +341,22 @@ fn limits_on_calls_and_connections() {
 }
 
 #[test]
+fn one_connection_gets_only_its_share_of_the_calls() {
+    let config = RelayConfig { max_calls: 10, max_calls_per_connection: 3, ..RelayConfig::default() };
+    let mut h = Harness::new(config);
+    let greedy = h.connect(SessionConfig::default());
+    let ids: Vec<RequestId> = (0..5).map(|_| h.invoke(greedy, "t", Value::Nil)).collect();
+    assert_eq!(h.calls().len(), 3);
+    assert_eq!(h.error_code(greedy, ids[3]), ErrorCode::BACKEND_OVERLOADED);
+    assert_eq!(h.error_code(greedy, ids[4]), ErrorCode::BACKEND_OVERLOADED);
+    // Another connection still gets calls.
+    let probe = h.connect(SessionConfig::default());
+    let id = h.invoke(probe, "t", Value::Nil);
+    assert_eq!(h.calls().len(), 1);
+    assert!(h.outcome(probe, id).is_none());
+}
+
+#[test]
 fn client_tokens_are_checked() {
     let mut h = Harness::new(RelayConfig { client_tokens: vec!["good".into()], ..RelayConfig::default() });
     let bad = h.connect(SessionConfig { token: Some("bad".into()), ..SessionConfig::default() });

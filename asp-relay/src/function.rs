@@ -108,11 +108,14 @@ pub(crate) async fn run(fc: FunctionClient, call: FunctionCall, credit: Arc<Sema
 }
 
 /// A timeout, or else `otherwise` (which depends on how far the call got).
+/// The client is told only the failure's class; the detail goes to the log.
 fn failure(error: &reqwest::Error, otherwise: fn(String) -> CallFailure) -> CallFailure {
+    let detail = describe(error);
+    tracing::warn!(error = %detail, "function call failed");
     if error.is_timeout() {
-        CallFailure::Timeout(describe(error))
+        CallFailure::Timeout(detail)
     } else {
-        otherwise(describe(error))
+        otherwise(detail)
     }
 }
 

@@ -221,10 +221,12 @@ impl RelayServer {
         let url = self.url();
         let (tx, rx) = mpsc::channel(4096);
         let ws_config = asp_driver::net::websocket_config(&self.config.session);
+        let secret = self.config.management_secret.clone();
         let relay = Relay::new(self.config, || Box::new(OsEntropy) as Box<dyn Entropy>);
         let core = tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http).run());
         let accept = tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone()));
-        let management = self.management.map(|listener| tokio::spawn(management::serve(listener, tx.clone())));
+        let management =
+            self.management.map(|listener| tokio::spawn(management::serve(listener, tx.clone(), secret.clone())));
         RelayHandle {
             url,
             local_addr: self.local_addr,

@@ -64,6 +64,13 @@ struct Args {
     /// Function calls in flight at once.
     #[arg(long, env = "ASP_RELAY_MAX_CALLS", default_value_t = 1_000)]
     max_calls: usize,
+    /// Function calls one connection may have in flight (its share).
+    #[arg(long, env = "ASP_RELAY_MAX_CALLS_PER_CONNECTION", default_value_t = 32)]
+    max_calls_per_connection: usize,
+    /// Accept browser upgrades only from this `Origin` (repeat for more);
+    /// others get 403.
+    #[arg(long = "origin", env = "ASP_RELAY_ORIGINS", value_delimiter = ',')]
+    origins: Vec<String>,
     /// Largest function state kept per connection, in bytes.
     #[arg(long, env = "ASP_RELAY_MAX_STATE_BYTES", default_value_t = 64 * 1024)]
     max_state_bytes: usize,
@@ -99,6 +106,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         encoding: if args.msgpack { BodyEncoding::MsgPack } else { BodyEncoding::Json },
         max_connections: args.max_connections,
         max_calls: args.max_calls,
+        max_calls_per_connection: args.max_calls_per_connection,
         max_state_bytes: args.max_state_bytes,
         body_window: args.body_window,
         response_timeout: Duration::from_millis(args.response_timeout_ms),
@@ -125,6 +133,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.allow_plaintext();
     } else {
         return Err("give --tls-cert/--tls-key, --self-signed FILE, or --plaintext".into());
+    }
+    let origins: Vec<String> = args.origins.into_iter().filter(|o| !o.is_empty()).collect();
+    if !origins.is_empty() {
+        builder = builder.allowed_origins(origins);
     }
     if let Some(addr) = args.management_listen {
         builder = builder.management(addr, args.management_secret.unwrap_or_default());

@@ -278,6 +278,11 @@ async fn each_fault_fails_only_its_invocation() {
         let (_, outcome) = run(&lonely, "echo", Value::Nil).await;
         assert_eq!(outcome.unwrap_err(), ErrorCode::BACKEND_UNAVAILABLE);
     }
+    // The client learns the class of failure, not the function's address.
+    let error = lonely.invoke("echo", Value::Nil).await.unwrap().result().await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::BACKEND_UNAVAILABLE);
+    let port = dead_url.rsplit(':').next().unwrap();
+    assert!(!error.message.contains(port) && !error.message.contains("http"), "{}", error.message);
     assert!(!lonely.is_closed(), "the session outlives the function");
     assert_eq!(relay.stats().await.connections, 1);
 }
@@ -399,6 +404,7 @@ async fn the_binary_is_configured_by_flags_and_environment() {
         .args(["--listen", "127.0.0.1:0", "--self-signed"])
         .arg(&cert_path)
         .args(["--management-listen", &management_addr.to_string(), "--lifecycle-calls"])
+        .args(["--origin", "https://app.example"])
         .env("ASP_RELAY_FUNCTION", &function.url)
         .env("ASP_RELAY_MANAGEMENT_SECRET", SECRET)
         .env("ASP_RELAY_CLIENT_TOKENS", "alpha,beta")
@@ -413,6 +419,19 @@ async fn the_binary_is_configured_by_flags_and_environment() {
     let cid = client.connection_id().unwrap();
     let refused = ClientBuilder::new(&url).trust_pem(&cert).unwrap().token("gamma").connect().await;
     assert!(refused.is_err(), "a token not in ASP_RELAY_CLIENT_TOKENS is refused");
+    // --origin: a browser upgrade from another origin gets 403.
+    {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "asp-v1".parse().unwrap());
+        request.headers_mut().insert("Origin", "https://evil.example".parse().unwrap());
+        let tls = asp_driver::tls::client_config(Some(&cert)).unwrap();
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+            other => panic!("expected 403, got {other:?}"),
+        }
+    }
     client.close(ErrorCode::NO_ERROR, "done").unwrap();
     let observed = within(10, async {
         loop {
@@ -428,4 +447,20 @@ async fn the_binary_is_configured_by_flags_and_environment() {
     let _ = relay.kill();
     let _ = relay.wait();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_requests_without_the_secret_are_refused_before_their_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = Setup::python(RelayConfig::default()).await;
+    let addr = setup.management("").trim_start_matches("http://").to_owned();
+    // A request that announces 10 MB and sends none of it: the answer must
+    // not wait for the body.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v1/connections/c-x/frames HTTP/1.1\r\nHost: relay\r\nContent-Length: 10000000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = within(5, tcp.read(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
