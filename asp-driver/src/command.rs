@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use asp_proto::{ErrorCode, ErrorInfo, Invoke, Progress, RequestId, SendError, Stats, ToolOp, ToolSpec, Value};
+use asp_proto::{ErrorCode, ErrorInfo, Invoke, RequestId, SendError, Stats, ToolOp, ToolSpec, Value};
 use futures::channel::{mpsc, oneshot};
 
 use crate::invocation::InvocationEvent;
@@ -25,11 +25,6 @@ pub(crate) enum Command {
         id: RequestId,
         token: u64,
         outbox: Arc<Outbox>,
-    },
-    Progress {
-        id: RequestId,
-        token: u64,
-        progress: Progress,
     },
     Complete {
         id: RequestId,

@@ -13,12 +13,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::Poll;
 
+use asp_proto::Progress;
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 
 #[derive(Default)]
 pub(crate) struct Outbox {
     chunks: Mutex<VecDeque<Bytes>>,
+    /// The latest progress update not yet taken: updates replace each
+    /// other (progress is advisory), so a tool reporting progress in a
+    /// tight loop costs one update's memory, not a queue of them.
+    progress: Mutex<Option<Progress>>,
     /// Bytes appended and not yet taken by the session.
     queued: AtomicUsize,
     /// A bell (command) is on its way to the driver.
@@ -43,10 +48,19 @@ impl Outbox {
         !self.rung.swap(true, Ordering::SeqCst)
     }
 
-    /// Driver: takes everything queued (the bell first, see the module doc).
-    pub(crate) fn take_all(&self) -> VecDeque<Bytes> {
+    /// Replaces the pending progress update; true when the caller must
+    /// ring the driver.
+    pub(crate) fn set_progress(&self, progress: Progress) -> bool {
+        *self.progress.lock().expect("lock") = Some(progress);
+        !self.rung.swap(true, Ordering::SeqCst)
+    }
+
+    /// Driver: takes everything queued (the bell first, see the module doc)
+    /// and the latest progress update, which comes after that output.
+    pub(crate) fn take_all(&self) -> (VecDeque<Bytes>, Option<Progress>) {
         self.rung.store(false, Ordering::SeqCst);
-        std::mem::take(&mut *self.chunks.lock().expect("lock"))
+        let chunks = std::mem::take(&mut *self.chunks.lock().expect("lock"));
+        (chunks, self.progress.lock().expect("lock").take())
     }
 
     /// Driver: `n` bytes were taken by the session (or dropped).
@@ -60,7 +74,7 @@ impl Outbox {
     /// Driver: the invocation ended; wake a waiting handler to tell it.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let dropped: usize = self.take_all().iter().map(Bytes::len).sum();
+        let dropped: usize = self.take_all().0.iter().map(Bytes::len).sum();
         self.release(dropped);
         self.room.wake();
     }
@@ -97,7 +111,7 @@ mod tests {
         let outbox = Outbox::default();
         assert!(outbox.push(Bytes::from_static(b"a")), "idle: ring");
         assert!(!outbox.push(Bytes::from_static(b"b")), "a bell is on its way");
-        assert_eq!(outbox.take_all().len(), 2);
+        assert_eq!(outbox.take_all().0.len(), 2);
         assert!(outbox.push(Bytes::from_static(b"c")), "taken: ring again");
     }
 
@@ -112,6 +126,19 @@ mod tests {
         outbox.close();
         assert!(outbox.is_closed());
         assert!(outbox.room(0).now_or_never().is_some(), "a closed outbox never holds a handler");
-        assert!(outbox.take_all().is_empty(), "close drops what was queued");
+        assert!(outbox.take_all().0.is_empty(), "close drops what was queued");
+    }
+
+    #[test]
+    fn progress_updates_replace_each_other() {
+        let outbox = Outbox::default();
+        assert!(outbox.set_progress(Progress::new(1.0)), "idle: ring");
+        for i in 2..10_000 {
+            assert!(!outbox.set_progress(Progress::new(f64::from(i))), "one bell for the lot");
+        }
+        let (chunks, progress) = outbox.take_all();
+        assert!(chunks.is_empty());
+        assert_eq!(progress, Some(Progress::new(9_999.0)), "only the latest is kept");
+        assert_eq!(outbox.take_all().1, None);
     }
 }

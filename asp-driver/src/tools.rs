@@ -163,9 +163,18 @@ impl ToolContext {
         Ok(())
     }
 
-    /// Reports progress, e.g. `Progress::new(3.0).total(10.0)` (dropped if
-    /// the invoker did not ask for progress, or when there is no credit).
+    /// Reports progress, e.g. `Progress::new(3.0).total(10.0)`. Never
+    /// waits: an update not yet sent is replaced by the next one, and an
+    /// update without flow-control credit is dropped (progress is advisory,
+    /// SPEC.md §6.4); it is also dropped if the invoker did not ask for
+    /// progress. Fails with `CANCELLED` once the invocation has ended.
     pub fn progress(&self, progress: Progress) -> Result<(), ToolError> {
-        Ok(self.conn.command(Command::Progress { id: self.id, token: self.token, progress })?)
+        if self.outbox.is_closed() {
+            return Err(ToolError::new(ErrorCode::CANCELLED, "the invocation has ended"));
+        }
+        if self.outbox.set_progress(progress) {
+            self.conn.command(Command::Outbox { id: self.id, token: self.token, outbox: self.outbox.clone() })?;
+        }
+        Ok(())
     }
 }

@@ -123,17 +123,15 @@ where
             },
             Command::Outbox { id, token, outbox } => {
                 let Some(handler) = self.current_handler(id, token) else { return outbox.close() };
-                for data in handler.outbox.take_all() {
+                let (chunks, progress) = handler.outbox.take_all();
+                for data in chunks {
                     let len = data.len();
                     handler.output.push(Output::Data(data), len);
                 }
-                self.flush_handler(now, id);
-            }
-            Command::Progress { id, token, progress } => {
-                if self.current_handler(id, token).is_some() {
-                    // Progress is advisory: without credit it is dropped.
-                    let _ = self.session.send_progress(id, progress);
+                if let Some(progress) = progress {
+                    handler.output.push(Output::Progress(progress), 0);
                 }
+                self.flush_handler(now, id);
             }
             Command::Complete { id, token, result } => {
                 self.end_handler(now, id, token, Output::Complete { result, cpu_us: None })

@@ -132,6 +132,35 @@ struct Driver<T, R> {
     sleep: Option<(Instant, Fuse<BoxFuture<()>>)>,
 }
 
+/// Waits for `io` (a write to the transport) while running the session's
+/// timers. `None` when the session detached or closed meanwhile (a dead
+/// peer): the write is abandoned with the transport.
+async fn with_timers<R: Runtime, F: std::future::Future<Output = Result<(), tungstenite::Error>>>(
+    rt: &R,
+    session: &mut Session,
+    io: F,
+) -> Option<Result<(), tungstenite::Error>> {
+    let io = io.fuse();
+    futures::pin_mut!(io);
+    let attached = session.state() != asp_proto::SessionState::Detached;
+    loop {
+        let sleep = match session.poll_timeout() {
+            Some(at) => rt.sleep_until(at),
+            None => Box::pin(futures::future::pending()),
+        };
+        select! {
+            result = io => return Some(result),
+            _ = sleep.fuse() => {
+                session.handle_timeout(rt.now());
+                let detached = attached && session.state() == asp_proto::SessionState::Detached;
+                if detached || session.is_closed() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// First and longest wait between a client's reconnect attempts.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -252,26 +281,37 @@ where
 
     /// Sends every ready transmit as one WebSocket message each (the
     /// session already coalesces frames that are ready together).
+    ///
+    /// A write waits while the peer does not read. The session's timers keep
+    /// running meanwhile ([`with_timers`]): a peer that stops reading stops
+    /// answering PINGs too, and is dropped as unresponsive (SPEC.md §9)
+    /// instead of holding this task, and what it was sent, forever.
     async fn write_out(&mut self) {
         let Some(t) = self.transport.as_mut() else {
             while self.session.poll_transmit().is_some() {}
             return;
         };
         let mut wrote = false;
-        let mut failed = false;
+        let mut outcome = Some(Ok(()));
         while let Some(batch) = self.session.poll_transmit() {
-            if t.feed(Message::Binary(batch)).await.is_err() {
-                failed = true;
+            outcome = with_timers(&self.rt, &mut self.session, t.feed(Message::Binary(batch))).await;
+            if !matches!(outcome, Some(Ok(()))) {
                 break;
             }
             wrote = true;
         }
-        if !failed && wrote && t.flush().await.is_err() {
-            failed = true;
+        if wrote && matches!(outcome, Some(Ok(()))) {
+            outcome = with_timers(&self.rt, &mut self.session, t.flush()).await;
         }
-        if failed {
-            self.transport = None;
-            self.session.handle_transport_closed(self.rt.now());
+        match outcome {
+            Some(Ok(())) => {}
+            // The write failed: the transport is gone.
+            Some(Err(_)) => {
+                self.transport = None;
+                self.session.handle_transport_closed(self.rt.now());
+            }
+            // The session gave up on the transport while the write waited.
+            None => self.transport = None,
         }
     }
 

@@ -369,3 +369,76 @@ fn a_silent_peer_is_found_on_the_virtual_clock() {
     assert!(intervals as u32 > missed, "closed after {intervals} intervals, before {missed} PINGs were missed");
     assert!(conn.is_closed(), "unanswered PINGs end the session");
 }
+
+/// A transport whose writes stop being accepted after `left` messages: a
+/// peer that stopped reading, with full socket buffers.
+struct Stalling {
+    inner: MemoryTransport,
+    left: usize,
+}
+
+impl futures::Stream for Stalling {
+    type Item = Result<Message, tungstenite::Error>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl futures::Sink<Message> for Stalling {
+    type Error = tungstenite::Error;
+
+    fn poll_ready(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.left == 0 {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.left -= 1;
+        std::pin::Pin::new(&mut self.inner).start_send(item)
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn heartbeats_run_while_a_write_waits_on_a_peer_that_does_not_read() {
+    let mut w = World::new();
+    w.tools.add(ToolSpec::named("big"), big);
+    let (client_end, server_end) = pair();
+    // The server accepts 3 messages (its HELLO and a little output), then
+    // its writes wait for ever.
+    let server_end = Stalling { inner: server_end, left: 3 };
+    let session_config = SessionConfig { tools: w.tools.specs(), ..SessionConfig::default() };
+    let config = DriverConfig { session: session_config.clone(), tools: w.tools.clone(), auth: None };
+    let session = Session::server(session_config, w.rt.now(), Box::new(OsEntropy));
+    let (conn, driver) = run_connection(w.rt.clone(), server_end, session, config, None, Resumption::Off);
+    w.spawn(driver);
+    let client_config = SessionConfig { resume: false, ..SessionConfig::default() };
+    let mut peer =
+        Peer { session: Session::client(client_config, w.rt.now()), transport: Some(client_end), events: vec![] };
+    w.exchange(&mut peer);
+    peer.session.invoke(w.rt.now(), Invoke::new("big", Value::Nil)).unwrap();
+    w.exchange(&mut peer);
+    assert!(!conn.is_closed());
+
+    // The driver is now stuck in a write; only its timers can notice.
+    let heartbeat = SessionConfig::default().heartbeat_interval;
+    let mut intervals = 0;
+    while !conn.is_closed() && intervals < 10 {
+        w.rt.advance(heartbeat);
+        w.run();
+        intervals += 1;
+    }
+    assert!(conn.is_closed(), "a peer that does not read must be dropped as unresponsive");
+    assert!(intervals >= 2, "not before the PINGs were missed ({intervals} intervals)");
+}
