@@ -107,6 +107,19 @@ fi
 step "README main command: asp demo (wss:// server and client on loopback)"
 cargo run --release --locked -p asp-cli -- demo
 
+step "asp conformance against asp serve (wss://, certificate made now)"
+conf_dir=$(mktemp -d)
+./target/release/asp serve --bind 127.0.0.1:0 --write-cert "$conf_dir/cert.pem" > "$conf_dir/out" 2>/dev/null &
+serve_pid=$!
+for _ in $(seq 100); do grep -q '^serving' "$conf_dir/out" && break; sleep 0.1; done
+conf_url=$(awk '/^serving/ {print $2; exit}' "$conf_dir/out")
+conf_status=0
+./target/release/asp conformance "$conf_url" --ca "$conf_dir/cert.pem" || conf_status=$?
+kill "$serve_pid" 2>/dev/null || true
+wait "$serve_pid" 2>/dev/null || true
+rm -rf "$conf_dir"
+test "$conf_status" -eq 0 || { echo "asp conformance failed against asp serve" >&2; exit 1; }
+
 step "asp-proto's blocking example: a Session over std::net and sync tungstenite"
 cargo run --locked -p asp-proto --example blocking
 

@@ -4,6 +4,7 @@
 
 mod agent;
 mod aid;
+mod conformance;
 mod demo;
 mod invoke;
 
@@ -50,6 +51,22 @@ enum Command {
         /// give `a,b`, for more); other clients get UNAUTHENTICATED.
         #[arg(long = "token", value_delimiter = ',')]
         tokens: Vec<String>,
+    },
+    /// Check an ASP server against the MUSTs of SPEC.md observable on the
+    /// wire (framing, validation, handshake, limits, flow control, liveness,
+    /// resume, closing); exit 1 when a check fails.
+    Conformance {
+        /// The server's URL (wss://, or ws:// for a plaintext server).
+        url: String,
+        /// PEM CA to trust (e.g. `asp serve --write-cert`).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Bearer token, if the server requires one.
+        #[arg(long)]
+        token: Option<String>,
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Invoke a tool and stream its output to stdout; progress and metrics
     /// go to stderr.
@@ -168,6 +185,24 @@ async fn main() -> ExitCode {
             invoke::run(url, tool, args, ca, token, plaintext).await
         }
         Command::Demo { tokens, token_delay_ms, calls } => demo::run(tokens, token_delay_ms, calls).await,
+        Command::Conformance { url, ca, token, json } => {
+            let ca = match ca.map(|p| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose() {
+                Ok(ca) => ca,
+                Err(e) => {
+                    eprintln!("asp: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let tls = match asp_tokio::tls::client_config(ca.as_deref()) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("asp: --ca: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let outcomes = conformance::run(&conformance::Target { url, token, tls }).await;
+            return if conformance::report(&outcomes, json) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,8 @@ pub use net::{Network, DEFAULT_PATH, SUBPROTOCOL};
 pub use server::{Server, ServerBuilder, ServerHandle};
 
 pub use asp_proto as proto;
+/// The WebSocket types a [`Transport`] carries.
+pub use tungstenite;
 
 /// A boxed, sendable future: what [`Runtime`] spawns and sleeps with.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
