@@ -87,6 +87,9 @@ pub(crate) async fn serve(
     plaintext: bool,
     access: Access,
 ) -> Result<(), String> {
+    // Connections are capped below the descriptor limit; raise it as far as
+    // the hard limit allows first.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut builder = with_demo_tools(ServerBuilder::new(bind));
     if !access.origins.is_empty() {
         builder = builder.allowed_origins(access.origins);

@@ -44,7 +44,10 @@ pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
 
 pub use client::{Client, ClientBuilder};
 pub use discovery::{Discovered, Discovery, DiscoveryBuilder, DiscoverySource};
-pub use listener::{HandshakeGate, Listener, DEFAULT_UPGRADE_TIMEOUT, PRE_HANDSHAKE_READ_LIMIT, SERVER_READ_BUFFER};
+pub use listener::{
+    default_max_connections, HandshakeGate, Listener, DEFAULT_MAX_PENDING, DEFAULT_UPGRADE_TIMEOUT,
+    PRE_HANDSHAKE_READ_LIMIT, SERVER_READ_BUFFER,
+};
 pub use net::{Network, DEFAULT_PATH, SUBPROTOCOL};
 pub use server::{Server, ServerBuilder, ServerHandle};
 

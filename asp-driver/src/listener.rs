@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,20 +40,82 @@ pub const SERVER_READ_BUFFER: usize = 4 * 1024;
 /// an unauthenticated peer cannot make the server buffer a 16 MiB message.
 pub const PRE_HANDSHAKE_READ_LIMIT: usize = 96 * 1024;
 
+/// Default for [`Listener::max_pending`]: connections accepted whose ASP
+/// handshake has not completed.
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+
+/// Descriptors kept free below the process's limit when the connection cap
+/// is derived from it (listeners, DNS, files, the function's HTTP pool).
+const DESCRIPTOR_RESERVE: u64 = 64;
+
 /// Opened by whoever owns a connection once its ASP handshake is done:
 /// from then on the connection's reads are no longer counted against
-/// [`PRE_HANDSHAKE_READ_LIMIT`].
+/// [`PRE_HANDSHAKE_READ_LIMIT`], and it no longer counts against
+/// [`Listener::max_pending`].
 #[derive(Clone, Debug, Default)]
-pub struct HandshakeGate(Arc<AtomicBool>);
+pub struct HandshakeGate(Arc<GateState>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    open: AtomicBool,
+    /// The listener's count of connections still before their handshake.
+    pending: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for GateState {
+    fn drop(&mut self) {
+        if !self.open.load(Ordering::Relaxed) {
+            if let Some(pending) = &self.pending {
+                pending.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
 
 impl HandshakeGate {
+    fn counted(pending: Arc<AtomicUsize>) -> Self {
+        HandshakeGate(Arc::new(GateState { open: AtomicBool::new(false), pending: Some(pending) }))
+    }
+
     /// The handshake is done: lift the pre-handshake read limit.
     pub fn open(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        if !self.0.open.swap(true, Ordering::Relaxed) {
+            if let Some(pending) = &self.0.pending {
+                pending.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn is_open(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.open.load(Ordering::Relaxed)
+    }
+}
+
+/// The default connection cap: the process's descriptor limit less a
+/// reserve, so that accepting never exhausts descriptors (SPEC.md §17).
+/// Binaries raise the soft limit to the hard one at start
+/// (`rlimit::increase_nofile_limit`).
+pub fn default_max_connections() -> usize {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft.saturating_sub(DESCRIPTOR_RESERVE).max(16)).unwrap_or(usize::MAX),
+        Err(_) => 1000,
+    }
+}
+
+/// One open connection, counted against [`Listener::max_connections`]
+/// until dropped.
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl OpenSlot {
+    fn take(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenSlot(open)
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -103,6 +165,8 @@ pub struct Listener {
     tls: Option<Arc<rustls::ServerConfig>>,
     plaintext: bool,
     upgrade_timeout: Duration,
+    max_connections: usize,
+    max_pending: usize,
 }
 
 impl Default for Listener {
@@ -112,6 +176,8 @@ impl Default for Listener {
             tls: None,
             plaintext: false,
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            max_connections: default_max_connections(),
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 }
@@ -157,6 +223,23 @@ impl Listener {
     /// How long TLS plus the upgrade may take before the socket is dropped.
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
         self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// Connections open at once, handshaking or not; one more is closed as
+    /// soon as it is accepted. Default: the descriptor limit less a reserve
+    /// ([`default_max_connections`]).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Connections at once whose ASP handshake has not completed (TLS,
+    /// upgrade, HELLO); one more is closed as soon as it is accepted, so
+    /// sockets that never speak cannot take the slots of sessions. Default
+    /// [`DEFAULT_MAX_PENDING`].
+    pub fn max_pending(mut self, max: usize) -> Self {
+        self.max_pending = max;
         self
     }
 
@@ -210,20 +293,39 @@ impl Listener {
         let ws_config = ws_config.read_buffer_size(SERVER_READ_BUFFER);
         let on_open = Arc::new(on_open);
         let this = Arc::new(self);
+        let open = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(AtomicUsize::new(0));
         loop {
             match net.accept(listener.clone()).await {
                 Ok((tcp, peer)) => {
+                    if open.load(Ordering::Relaxed) >= this.max_connections
+                        || pending.load(Ordering::Relaxed) >= this.max_pending
+                    {
+                        tracing::debug!(%peer, "connection refused: at the connection or handshake cap");
+                        drop(tcp);
+                        continue;
+                    }
+                    let slot = OpenSlot::take(open.clone());
+                    pending.fetch_add(1, Ordering::Relaxed);
+                    let gate = HandshakeGate::counted(pending.clone());
                     let span = tracing::info_span!("asp_connection", %peer, cid = tracing::field::Empty);
                     let (this, on_open, spawner) = (this.clone(), on_open.clone(), net.clone());
                     let deadline = net.sleep_until(net.now() + this.upgrade_timeout);
                     net.spawn(Box::pin(
                         async move {
-                            let gate = HandshakeGate::default();
                             let tcp = Gated { inner: tcp, read: 0, gate: gate.clone() };
                             let accept = accept_websocket(tcp, this.tls.clone(), this.policy.clone(), ws_config);
                             match select(Box::pin(accept), deadline).await {
                                 Either::Left((Ok((ws, token)), _)) => {
-                                    spawner.spawn(Box::pin(on_open(ws, token, gate).in_current_span()));
+                                    // The slot is held until the connection's task ends.
+                                    let serve = on_open(ws, token, gate);
+                                    spawner.spawn(Box::pin(
+                                        async move {
+                                            serve.await;
+                                            drop(slot);
+                                        }
+                                        .in_current_span(),
+                                    ));
                                 }
                                 Either::Left((Err(e), _)) => tracing::debug!(error = %e, "refused before the session"),
                                 Either::Right(_) => tracing::debug!("TLS and upgrade did not finish in time"),

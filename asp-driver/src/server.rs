@@ -93,6 +93,20 @@ impl<N: Network> ServerBuilder<N> {
         self.listener(listener)
     }
 
+    /// Connections open at once; one more is closed when accepted (default:
+    /// the descriptor limit less a reserve).
+    pub fn max_connections(self, max: usize) -> Self {
+        let listener = self.listener.clone().max_connections(max);
+        self.listener(listener)
+    }
+
+    /// Connections at once still before their ASP handshake; one more is
+    /// closed when accepted (default 1024).
+    pub fn max_pending(self, max: usize) -> Self {
+        let listener = self.listener.clone().max_pending(max);
+        self.listener(listener)
+    }
+
     /// How long a new connection may take for TLS plus the WebSocket
     /// upgrade before it is dropped (default 10 s).
     pub fn upgrade_timeout(self, timeout: Duration) -> Self {

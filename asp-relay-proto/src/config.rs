@@ -33,8 +33,10 @@ pub struct RelayConfig {
     pub session: SessionConfig,
     /// Request body encoding.
     pub encoding: BodyEncoding,
-    /// Connections held at once (attached or waiting to be resumed); one
-    /// more is refused with `RATE_LIMITED` at its HELLO.
+    /// Sessions held at once past their HELLO (attached or waiting to be
+    /// resumed); a HELLO that would start one more is refused with
+    /// `RATE_LIMITED` (a resume is not). Transports before their HELLO are
+    /// bounded by the listener (`asp_driver::Listener::max_pending`).
     pub max_connections: usize,
     /// Function calls in flight across all clients; an INVOKE beyond it is
     /// answered `BACKEND_OVERLOADED`.

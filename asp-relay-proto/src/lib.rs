@@ -82,7 +82,7 @@ use bytes::Bytes;
 
 use asp_proto::session::{ResumeIndex, Session};
 use asp_proto::wire::RequestIdMap;
-use asp_proto::{Entropy, ErrorCode};
+use asp_proto::Entropy;
 
 pub use call::{CallFailure, CallId, CallKind, FunctionCall, ResponseHead};
 pub use config::{BodyEncoding, RelayConfig};
@@ -237,21 +237,18 @@ impl Relay {
     // ------------------------------------------------------- client inputs
 
     /// A client transport opened (the WebSocket upgrade succeeded); `token`
-    /// is the bearer token of its upgrade request, if any. Past
-    /// [`max_connections`](RelayConfig::max_connections) the session is
-    /// refused with `RATE_LIMITED` at once.
+    /// is the bearer token of its upgrade request, if any. A HELLO that
+    /// would start a session past
+    /// [`max_connections`](RelayConfig::max_connections) is refused with
+    /// `RATE_LIMITED`; transports before their HELLO are the listener's to
+    /// bound.
     pub fn handle_client_open(&mut self, now: Instant, token: Option<String>) -> TransportId {
         let client = TransportId(self.next_client);
         self.next_client += 1;
         let key = SessionKey(self.next_key);
         self.next_key += 1;
-        let full = self.sessions.len() >= self.config.max_connections;
         let mut session = Session::server(self.config.session.clone(), now, (self.entropy)());
         session.set_transport_token(token);
-        if full {
-            let max = self.config.max_connections;
-            session.reject(ErrorCode::RATE_LIMITED, format!("the relay holds its maximum of {max} connections"));
-        }
         let conn = SessionEntry {
             session,
             transport: Some(client),

@@ -9,7 +9,7 @@ use asp_proto::ErrorCode;
 use subtle::ConstantTimeEq;
 
 use crate::call::CallKind;
-use crate::{CallId, Command, Relay, SessionKey, TimerKey};
+use crate::{CallId, Command, Relay, SessionEntry, SessionKey, TimerKey};
 
 impl Relay {
     /// Acts on a session's events, moves its transmits out and re-arms its
@@ -99,7 +99,17 @@ impl Relay {
             let message = if info.token.is_some() { "invalid token" } else { "a bearer token is required" };
             return conn.session.reject(ErrorCode::UNAUTHENTICATED, message);
         }
+        // Sessions past their HELLO are what the cap counts; a resume
+        // reuses one and is never refused for it.
+        let max = self.config.max_connections;
+        let full = self.by_cid.len() >= max;
+        let refuse_full = |conn: &mut SessionEntry| {
+            conn.session.reject(ErrorCode::RATE_LIMITED, format!("the relay holds its maximum of {max} connections"))
+        };
         let Some(request) = conn.session.resume_request().cloned() else {
+            if full {
+                return refuse_full(conn);
+            }
             let _ = conn.session.accept(now);
             return;
         };
@@ -109,6 +119,13 @@ impl Relay {
             None => ResumeOutcome::NotFound,
         };
         let Some(conn) = self.sessions.get_mut(&key) else { return };
+        if full && outcome != ResumeOutcome::Resumed {
+            refuse_full(conn);
+            if let Some(old) = old {
+                self.settle(now, old);
+            }
+            return;
+        }
         let resumed = conn.session.conclude_resume(now, outcome) == Ok(true);
         match old {
             Some(old) if resumed => self.move_transport(now, key, old),

@@ -357,6 +357,18 @@ fn one_connection_gets_only_its_share_of_the_calls() {
 }
 
 #[test]
+fn transports_without_hello_do_not_count_toward_the_session_cap() {
+    let mut h = Harness::new(RelayConfig { max_connections: 1, ..RelayConfig::default() });
+    for _ in 0..3 {
+        h.relay.handle_client_open(h.now, None); // opened, never says HELLO
+    }
+    let first = h.connect(SessionConfig::default());
+    assert_eq!(h.clients[first].session.state(), SessionState::Open);
+    let second = h.connect(SessionConfig::default());
+    assert_eq!(h.clients[second].session.state(), SessionState::Closed, "the cap counts sessions past HELLO");
+}
+
+#[test]
 fn client_tokens_are_checked() {
     let mut h = Harness::new(RelayConfig { client_tokens: vec!["good".into()], ..RelayConfig::default() });
     let bad = h.connect(SessionConfig { token: Some("bad".into()), ..SessionConfig::default() });

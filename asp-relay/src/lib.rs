@@ -122,6 +122,13 @@ impl RelayBuilder {
         self.listener(listener)
     }
 
+    /// Client transports at once still before their ASP handshake; one
+    /// more is closed when accepted (default 1024).
+    pub fn max_pending(self, max: usize) -> Self {
+        let listener = self.listener.clone().max_pending(max);
+        self.listener(listener)
+    }
+
     /// Accept upgrades only from these `Origin`s (browsers).
     pub fn allowed_origins(self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let listener = self.listener.clone().allowed_origins(origins);

@@ -64,6 +64,9 @@ struct Args {
     /// Function calls in flight at once.
     #[arg(long, env = "ASP_RELAY_MAX_CALLS", default_value_t = 1_000)]
     max_calls: usize,
+    /// Client transports at once before their ASP handshake.
+    #[arg(long, env = "ASP_RELAY_MAX_PENDING", default_value_t = 1024)]
+    max_pending: usize,
     /// Function calls one connection may have in flight (its share).
     #[arg(long, env = "ASP_RELAY_MAX_CALLS_PER_CONNECTION", default_value_t = 32)]
     max_calls_per_connection: usize,
@@ -90,6 +93,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
+    // Connections are capped below the descriptor limit; raise it as far as
+    // the hard limit allows first.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "asp_relay=info".into()),
@@ -122,7 +128,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let tools: Vec<ToolSpec> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.session.tools = tools;
     }
-    let mut builder = RelayBuilder::new(args.listen, args.function.clone()).path(args.path).config(config);
+    let mut builder = RelayBuilder::new(args.listen, args.function.clone())
+        .path(args.path)
+        .config(config)
+        .max_pending(args.max_pending);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         builder = builder.tls_pem(&std::fs::read(cert)?, &std::fs::read(key)?)?;
     } else if let Some(path) = &args.self_signed {

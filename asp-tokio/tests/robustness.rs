@@ -298,3 +298,45 @@ async fn a_client_cannot_make_the_server_buffer_more_than_the_pre_handshake_limi
     let client = fixture.client().await;
     still_works(&client).await;
 }
+
+#[tokio::test]
+async fn connection_and_handshake_caps_refuse_only_the_extra_sockets() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
+        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        .unwrap()
+        .max_connections(3)
+        .max_pending(2)
+        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
+        .bind()
+        .await
+        .unwrap()
+        .spawn();
+    let addr = server.local_addr();
+    let fixture = Fixture { cert_pem, server };
+    let established = fixture.client().await;
+
+    // Two sockets that never speak fill the handshake slots; a third is
+    // closed at once, while the established client is served.
+    let mut silent: Vec<tokio::net::TcpStream> = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(closed_by_server(&mut extra, Duration::from_secs(2)).await, Ok(()), "the third pending socket");
+    still_works(&established).await;
+
+    // Freed handshake slots admit clients again, up to the connection cap.
+    drop(silent);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = fixture.client().await;
+    let third = fixture.client().await;
+    still_works(&second).await;
+    still_works(&third).await;
+    let fourth =
+        ClientBuilder::new(fixture.server.url()).trust_pem(fixture.cert_pem.as_bytes()).unwrap().connect().await;
+    assert!(fourth.is_err(), "a fourth connection is over the cap");
+    still_works(&established).await;
+}
