@@ -228,6 +228,37 @@ fn a_slow_client_holds_the_body_back_without_timing_the_function_out() {
 }
 
 #[test]
+fn a_flood_of_progress_frames_never_stalls_the_body() {
+    // 100,000 progress frames through a client that returns its credit as
+    // it should: the relay keeps reading (it stalled after 15,797 when
+    // progress waited for credit), and the result arrives.
+    let mut h = Harness::new(RelayConfig::default());
+    let mut config = SessionConfig::default();
+    config.caps.push(asp_proto::session::caps::PROGRESS.into());
+    let c = h.connect(config);
+    let id = h.invoke(c, "plan", Value::Nil);
+    let call = h.one_call();
+    let head = ResponseHead { status: 200, content_type: Some(FRAMES_CONTENT_TYPE.into()), ..Default::default() };
+    h.head(call.call, head);
+    let progress: Vec<Frame> =
+        (0..100_000).map(|i| Frame::Progress(id, Progress { progress: f64::from(i), total: None, message: None })).collect();
+    let mut body = frames(&progress).to_vec();
+    body.extend_from_slice(&frames(&[Frame::Complete(id, Complete { result: Value::from("done"), metrics: Metrics::default() })]));
+    let window = h.relay.config().body_window;
+    let mut sent = 0;
+    while sent < body.len() {
+        let room = window - h.outstanding(call.call);
+        assert!(room > 0, "the body stalled after {sent} of {} bytes", body.len());
+        let end = (sent + room.min(4096)).min(body.len());
+        h.chunk(call.call, &body[sent..end]);
+        sent = end;
+    }
+    let (result, _) = h.outcome(c, id).expect("ended").expect("completed");
+    assert_eq!(result, Value::from("done"));
+    assert!(h.clients[c].events.iter().any(|e| matches!(e, Event::Progress { .. })));
+}
+
+#[test]
 fn frames_mode_carries_progress_tools_and_the_result() {
     let mut h = Harness::new(RelayConfig::default());
     let mut config = SessionConfig::default();
