@@ -102,6 +102,11 @@ impl Relay {
         let Some(conn) = self.sessions.get_mut(&call.conn) else {
             return self.end_call(call_id, true);
         };
+        if conn.backlogged {
+            // The client's writes are backed up: hold the output (and the
+            // body credit it carries) until they drain.
+            return self.arm_call(call_id);
+        }
         let flushed = call.output.flush(&mut conn.session, now, call.id);
         let credit = flushed.released;
         let ended = match flushed.state {

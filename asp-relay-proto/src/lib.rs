@@ -157,6 +157,9 @@ pub(crate) struct SessionEntry {
     state: Option<Vec<u8>>,
     calls: RequestIdMap<CallId>,
     armed: Option<Instant>,
+    /// The adapter's writes to this client are backed up: call output
+    /// waits (and its body credit with it) until they drain.
+    backlogged: bool,
 }
 
 type EntropySource = Box<dyn FnMut() -> Box<dyn Entropy> + Send>;
@@ -258,6 +261,7 @@ impl Relay {
             state: None,
             calls: RequestIdMap::default(),
             armed: None,
+            backlogged: false,
         };
         self.sessions.insert(key, conn);
         self.transports.insert(client, key);
@@ -294,6 +298,24 @@ impl Relay {
             }
         }
         self.settle(now, key);
+    }
+
+    /// The adapter's queue of writes to `client` passed its budget
+    /// (`backlogged`), or drained again. While backlogged, function output
+    /// for that client is not moved into its session, so body credit is not
+    /// returned and the function's body is not read: a client whose socket
+    /// does not drain holds at most the adapter's budget plus one body
+    /// window per call, whatever windows it announced.
+    pub fn handle_client_backlog(&mut self, now: Instant, client: TransportId, backlogged: bool) {
+        let Some(&key) = self.transports.get(&client) else { return };
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
+        if std::mem::replace(&mut conn.backlogged, backlogged) && !backlogged {
+            let calls: Vec<CallId> = conn.calls.values().copied().collect();
+            for call in calls {
+                self.flush_call(now, call);
+            }
+            self.settle(now, key);
+        }
     }
 
     /// Timers: session heartbeats, handshakes, grace periods, and the

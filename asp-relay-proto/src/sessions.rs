@@ -144,6 +144,7 @@ impl Relay {
         }
         let Some(client) = temp.transport else { return };
         let Some(conn) = self.sessions.get_mut(&old) else { return };
+        conn.backlogged = false; // a new transport, with an empty queue
         if let Some(previous) = conn.transport.replace(client) {
             // The old transport had not been noticed dead yet.
             self.transports.remove(&previous);

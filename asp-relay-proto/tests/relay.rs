@@ -240,10 +240,14 @@ fn a_flood_of_progress_frames_never_stalls_the_body() {
     let call = h.one_call();
     let head = ResponseHead { status: 200, content_type: Some(FRAMES_CONTENT_TYPE.into()), ..Default::default() };
     h.head(call.call, head);
-    let progress: Vec<Frame> =
-        (0..100_000).map(|i| Frame::Progress(id, Progress { progress: f64::from(i), total: None, message: None })).collect();
+    let progress: Vec<Frame> = (0..100_000)
+        .map(|i| Frame::Progress(id, Progress { progress: f64::from(i), total: None, message: None }))
+        .collect();
     let mut body = frames(&progress).to_vec();
-    body.extend_from_slice(&frames(&[Frame::Complete(id, Complete { result: Value::from("done"), metrics: Metrics::default() })]));
+    body.extend_from_slice(&frames(&[Frame::Complete(
+        id,
+        Complete { result: Value::from("done"), metrics: Metrics::default() },
+    )]));
     let window = h.relay.config().body_window;
     let mut sent = 0;
     while sent < body.len() {
@@ -397,6 +401,32 @@ fn transports_without_hello_do_not_count_toward_the_session_cap() {
     assert_eq!(h.clients[first].session.state(), SessionState::Open);
     let second = h.connect(SessionConfig::default());
     assert_eq!(h.clients[second].session.state(), SessionState::Closed, "the cap counts sessions past HELLO");
+}
+
+#[test]
+fn a_backlogged_client_holds_its_calls_output_and_body_credit() {
+    let mut h = Harness::new(RelayConfig::default());
+    let c = h.connect(SessionConfig::default());
+    let id = h.invoke(c, "stream", Value::Nil);
+    let call = h.one_call();
+    h.ok(call.call);
+    h.chunk(call.call, &[1u8; 10_000]);
+    assert_eq!(h.output(c, id).len(), 10_000);
+    assert_eq!(h.credited(call.call), 10_000);
+
+    // The adapter's writes to this client are backed up.
+    let transport = h.clients[c].transport.unwrap();
+    h.relay.handle_client_backlog(h.now, transport, true);
+    h.chunk(call.call, &[2u8; 10_000]);
+    assert_eq!(h.output(c, id).len(), 10_000, "nothing more is moved to a backlogged client");
+    assert_eq!(h.credited(call.call), 10_000, "so the function's body is not read further");
+
+    h.relay.handle_client_backlog(h.now, transport, false);
+    h.pump();
+    assert_eq!(h.output(c, id).len(), 20_000);
+    assert_eq!(h.credited(call.call), 20_000);
+    h.end(call.call);
+    assert!(h.outcome(c, id).unwrap().is_ok());
 }
 
 #[test]

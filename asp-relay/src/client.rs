@@ -1,6 +1,7 @@
 //! Client transports: one task per WebSocket that forwards messages to the
 //! core and writes what the core routes back.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Message;
 
-use crate::messages::{Input, ToClient};
+use crate::messages::{Backlog, Input, ToClient, CLIENT_BACKLOG};
 
 /// Accepts client transports (TLS, upgrade checks and the upgrade timeout
 /// are asp-driver's [`Listener`], shared with every ASP server) and serves
@@ -33,7 +34,8 @@ pub(crate) async fn accept_loop(
 async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, core: mpsc::Sender<Input>) {
     let (writer, mut outgoing) = mpsc::unbounded_channel();
     let (reply, id) = oneshot::channel();
-    if core.send(Input::Opened { token, writer, reply }).await.is_err() {
+    let backlog = Arc::new(Backlog::default());
+    if core.send(Input::Opened { token, writer, backlog: backlog.clone(), reply }).await.is_err() {
         return;
     }
     let Ok(id) = id.await else { return };
@@ -54,12 +56,14 @@ async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, cor
             out = outgoing.recv() => {
                 let Some(mut out) = out else { break };
                 // Everything routed so far goes out in one flush.
+                let mut written = 0;
                 loop {
                     match out {
                         ToClient::Message(bytes) => {
                             // The core answers HELLO only once the client is
                             // accepted: the pre-handshake read limit is lifted.
                             gate.open();
+                            written += bytes.len();
                             if sink.feed(Message::Binary(bytes)).await.is_err() {
                                 return closed(&core, id).await;
                             }
@@ -78,6 +82,15 @@ async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, cor
                     }
                 }
                 if sink.flush().await.is_err() {
+                    break;
+                }
+                // Taken by the socket: tell the core when a backed-up client
+                // has drained below half its budget.
+                let left = backlog.bytes.fetch_sub(written, Ordering::SeqCst) - written;
+                if left < CLIENT_BACKLOG / 2
+                    && backlog.blocked.swap(false, Ordering::SeqCst)
+                    && core.send(Input::Drained(id)).await.is_err()
+                {
                     break;
                 }
             }

@@ -2,6 +2,7 @@
 //! call tasks, then routes the core's transmits and commands back out.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::function::{self, FunctionClient};
-use crate::messages::{Input, ToClient};
+use crate::messages::{Backlog, Input, ToClient, CLIENT_BACKLOG};
 
 struct RunningCall {
     task: AbortHandle,
@@ -26,7 +27,7 @@ pub(crate) struct CoreTask {
     rx: mpsc::Receiver<Input>,
     tx: mpsc::Sender<Input>,
     http: FunctionClient,
-    writers: HashMap<TransportId, mpsc::UnboundedSender<ToClient>>,
+    writers: HashMap<TransportId, (mpsc::UnboundedSender<ToClient>, Arc<Backlog>)>,
     calls: HashMap<CallId, RunningCall>,
 }
 
@@ -63,21 +64,22 @@ impl CoreTask {
             }
             // Re-read the clock rather than trust the sleep (quinn does the same).
             self.relay.handle_timeout(Instant::now());
-            self.route();
+            self.route(now);
         }
     }
 
     fn apply(&mut self, now: Instant, input: Input) {
         let relay = &mut self.relay;
         match input {
-            Input::Opened { token, writer, reply } => {
+            Input::Opened { token, writer, backlog, reply } => {
                 let client = relay.handle_client_open(now, token);
-                self.writers.insert(client, writer);
+                self.writers.insert(client, (writer, backlog));
                 // Anything already queued for it (a refusal) is routed after
                 // this input, when its writer is known.
                 let _ = reply.send(client);
             }
             Input::Message(client, bytes) => relay.handle_client_message(now, client, bytes),
+            Input::Drained(client) => relay.handle_client_backlog(now, client, false),
             Input::Text(client) => relay.handle_client_text(now, client),
             Input::Closed(client) => {
                 self.writers.remove(&client);
@@ -104,10 +106,22 @@ impl CoreTask {
 
     /// Transmits first, then commands: a client's last ERROR goes out before
     /// the close that follows it.
-    fn route(&mut self) {
+    fn route(&mut self, now: Instant) {
         while let Some((client, bytes)) = self.relay.poll_transmit() {
-            if let Some(writer) = self.writers.get(&client) {
+            if let Some((writer, backlog)) = self.writers.get(&client) {
+                let queued = backlog.bytes.fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
                 let _ = writer.send(ToClient::Message(bytes));
+                if queued > CLIENT_BACKLOG && !backlog.blocked.swap(true, Ordering::SeqCst) {
+                    // The client is not taking its bytes: hold its calls.
+                    self.relay.handle_client_backlog(now, client, true);
+                    // Its task may have drained everything before it could
+                    // see the flag: then nobody else would lift it.
+                    if backlog.bytes.load(Ordering::SeqCst) < CLIENT_BACKLOG / 2
+                        && backlog.blocked.swap(false, Ordering::SeqCst)
+                    {
+                        self.relay.handle_client_backlog(now, client, false);
+                    }
+                }
             }
         }
         while let Some(command) = self.relay.poll_command() {
@@ -129,7 +143,7 @@ impl CoreTask {
                     }
                 }
                 Command::Close { transport: client, code, reason } => {
-                    if let Some(writer) = self.writers.remove(&client) {
+                    if let Some((writer, _)) = self.writers.remove(&client) {
                         let _ = writer.send(ToClient::Close(code, reason));
                     }
                 }

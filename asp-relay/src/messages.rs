@@ -5,8 +5,24 @@
 use asp_relay_proto::{
     CallFailure, CallId, ManagementRequest, ManagementResponse, RelayStats, ResponseHead, TransportId,
 };
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+
+/// Bytes the core may queue for one client before the client's socket has
+/// taken them; past it the core holds that client's call output
+/// ([`Relay::handle_client_backlog`](asp_relay_proto::Relay::handle_client_backlog)).
+pub(crate) const CLIENT_BACKLOG: usize = 1 << 20;
+
+/// What the core has queued for a client task and the task not yet written.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    pub(crate) bytes: AtomicUsize,
+    /// The core told the relay this client is backed up.
+    pub(crate) blocked: AtomicBool,
+}
 
 /// What the other tasks tell the core.
 pub(crate) enum Input {
@@ -14,8 +30,11 @@ pub(crate) enum Input {
     Opened {
         token: Option<String>,
         writer: mpsc::UnboundedSender<ToClient>,
+        backlog: Arc<Backlog>,
         reply: oneshot::Sender<TransportId>,
     },
+    /// A client's backlog drained below half its budget.
+    Drained(TransportId),
     Message(TransportId, Bytes),
     Text(TransportId),
     Closed(TransportId),
