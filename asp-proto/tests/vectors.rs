@@ -611,14 +611,16 @@ fn invalid_cases() -> Vec<Invalid> {
 // ------------------------------------------------------ MsgPack <-> JSON view
 
 /// The JSON view of a MsgPack value used in the vectors (SPEC.md §14):
-/// bin as `{"$bin": hex}`, ext as `{"$ext": [type, hex]}`.
+/// maps keep their key order, floats are written with a fraction (`3.0`),
+/// float32 as `{"$f32": n}`, bin as `{"$bin": hex}`, ext as
+/// `{"$ext": [type, hex]}`: enough to rebuild the bytes ([`from_json`]).
 fn to_json(v: &rmpv::Value) -> Json {
     use rmpv::Value as V;
     match v {
         V::Nil => Json::Null,
         V::Boolean(b) => json!(b),
         V::Integer(i) => i.as_u64().map(|u| json!(u)).unwrap_or_else(|| json!(i.as_i64().unwrap())),
-        V::F32(f) => json!(f),
+        V::F32(f) => json!({ "$f32": f }),
         V::F64(f) => json!(f),
         V::String(s) => json!(s.as_str().expect("vectors hold valid UTF-8")),
         V::Binary(b) => json!({ "$bin": hex::encode(b) }),
@@ -627,6 +629,73 @@ fn to_json(v: &rmpv::Value) -> Json {
             Json::Object(m.iter().map(|(k, v)| (k.as_str().expect("string keys").to_owned(), to_json(v))).collect())
         }
         V::Ext(t, b) => json!({ "$ext": [t, hex::encode(b)] }),
+    }
+}
+
+/// The MsgPack value a JSON view stands for: the inverse of [`to_json`]
+/// (integers in their shortest encoding, as canonical payloads have them).
+fn from_json(j: &Json) -> rmpv::Value {
+    use rmpv::Value as V;
+    match j {
+        Json::Null => V::Nil,
+        Json::Bool(b) => V::Boolean(*b),
+        Json::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => V::from(u),
+            (None, Some(i)) => V::from(i),
+            _ => V::F64(n.as_f64().unwrap()),
+        },
+        Json::String(s) => V::from(s.as_str()),
+        Json::Array(a) => V::Array(a.iter().map(from_json).collect()),
+        Json::Object(m) => match (m.len(), m.iter().next()) {
+            (1, Some((k, v))) if k == "$bin" => V::Binary(hex::decode(v.as_str().unwrap()).unwrap()),
+            (1, Some((k, v))) if k == "$f32" => V::F32(v.as_f64().unwrap() as f32),
+            (1, Some((k, v))) if k == "$ext" => {
+                V::Ext(v[0].as_i64().unwrap() as i8, hex::decode(v[1].as_str().unwrap()).unwrap())
+            }
+            _ => V::Map(m.iter().map(|(k, v)| (V::from(k.as_str()), from_json(v))).collect()),
+        },
+    }
+}
+
+/// A frame's bytes rebuilt from its JSON description alone.
+fn rebuild(frame: &Json) -> Vec<u8> {
+    let name = frame["type"].as_str().unwrap();
+    let frame_type = (0u8..16)
+        .filter_map(|code| FrameType::from_code(code))
+        .find(|t| t.name() == name)
+        .unwrap_or_else(|| panic!("unknown type {name}"));
+    let payload = match (frame.get("data_hex"), frame.get("payload")) {
+        (Some(data), _) => hex::decode(data.as_str().unwrap()).unwrap(),
+        (None, Some(Json::Null)) => Vec::new(),
+        (None, Some(p)) => {
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &from_json(p)).unwrap();
+            out
+        }
+        _ => panic!("no payload"),
+    };
+    let mut out = vec![(FrameHeader::VERSION << 4) | frame_type.code(), frame["flags"].as_u64().unwrap() as u8];
+    out.extend((frame["request_id"].as_u64().unwrap() as u16).to_be_bytes());
+    out.extend((payload.len() as u32).to_be_bytes());
+    out.extend(payload);
+    out
+}
+
+#[test]
+fn every_valid_vector_can_be_rebuilt_from_its_json() {
+    let vectors = load();
+    for case in vectors["valid"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let rebuilt = rebuild(&case["frame"]);
+        let hex_bytes = bytes_of(case, "hex");
+        if case.get("canonical_hex").is_none() {
+            assert_eq!(hex::encode(&rebuilt), hex::encode(&hex_bytes), "{name}: the JSON does not rebuild `hex`");
+        } else {
+            // A non-canonical input: its JSON rebuilds the same frame.
+            let max = limits::DEFAULT_MAX_FRAME_PAYLOAD;
+            let again = decode_all(rebuilt.into(), max).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(again, decode_all(hex_bytes, max).unwrap(), "{name}");
+        }
     }
 }
 
@@ -641,7 +710,8 @@ fn describe(frame_bytes: &Bytes) -> Json {
     if header.frame_type == FrameType::Stream && header.flags & flags::STREAM_PROGRESS == 0 {
         obj["data_hex"] = json!(hex::encode(payload));
     } else if payload.is_empty() {
-        obj["payload"] = json!({});
+        // No payload bytes (read as the empty map, SPEC.md §6.1).
+        obj["payload"] = Json::Null;
     } else {
         let value = rmpv::decode::read_value(&mut &payload[..]).unwrap();
         obj["payload"] = to_json(&value);
