@@ -57,6 +57,12 @@ impl Relay {
     /// `POST /connect` or `/disconnect` for the session `conn` (which may
     /// already be out of the index, on its way out).
     pub(crate) fn lifecycle_call(&mut self, now: Instant, key: SessionKey, conn: &SessionEntry, kind: CallKind) {
+        // Lifecycle calls are notifications: past the call limit they are
+        // skipped, so clients that churn connections cannot make the relay
+        // hold unbounded calls to the function (found by the relay fuzzer).
+        if self.calls.len() >= self.config.max_calls {
+            return;
+        }
         let cid = conn.cid.as_deref().unwrap_or_default();
         let body =
             request::lifecycle_body(self.config.encoding, cid, conn.name.as_deref(), &conn.caps, conn.state.as_deref());

@@ -387,6 +387,7 @@ pub fn relay_ops(data: &[u8]) {
             }
         }
         let stats = h.relay.stats();
-        assert!(stats.calls <= max_calls + 2 * stats.connections + 8, "calls unbounded: {stats:?}");
+        // Invocation calls are bounded by max_calls, lifecycle calls too.
+        assert!(stats.calls <= 2 * max_calls, "calls unbounded: {stats:?}");
     }
 }
