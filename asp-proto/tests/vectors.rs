@@ -661,7 +661,7 @@ fn from_json(j: &Json) -> rmpv::Value {
 fn rebuild(frame: &Json) -> Vec<u8> {
     let name = frame["type"].as_str().unwrap();
     let frame_type = (0u8..16)
-        .filter_map(|code| FrameType::from_code(code))
+        .filter_map(FrameType::from_code)
         .find(|t| t.name() == name)
         .unwrap_or_else(|| panic!("unknown type {name}"));
     let payload = match (frame.get("data_hex"), frame.get("payload")) {
