@@ -210,6 +210,19 @@ async fn upgrade_without_the_subprotocol_is_refused() {
     still_works(&healthy).await;
 }
 
+/// An echo server over TLS with a certificate made now, configured by
+/// `configure` (timeouts, caps), with its client-side fixture.
+async fn echo_server(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Fixture {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let builder = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
+        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        .unwrap()
+        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) });
+    let server = configure(builder).bind().await.unwrap().spawn();
+    Fixture { cert_pem, server }
+}
+
 /// Reads until the server closes the socket; `Err` if it stays open `within`.
 async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(socket: &mut S, within: Duration) -> Result<(), ()> {
     use tokio::io::AsyncReadExt;
@@ -225,23 +238,13 @@ async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(socket: &mut S, withi
 
 #[tokio::test]
 async fn sockets_that_never_finish_tls_or_the_upgrade_are_dropped_after_the_timeout() {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert_pem = cert.cert.pem();
-    let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
-        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
-        .unwrap()
-        .upgrade_timeout(Duration::from_millis(600))
-        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
-        .bind()
-        .await
-        .unwrap()
-        .spawn();
-    let addr = server.local_addr();
+    let fixture = echo_server(|b| b.upgrade_timeout(Duration::from_millis(600))).await;
+    let addr = fixture.server.local_addr();
 
     // One socket opens TCP and says nothing; one finishes TLS and never
     // sends the HTTP upgrade.
     let mut silent_tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = asp_tokio::tls::client_config(Some(cert_pem.as_bytes())).unwrap();
+    let tls = asp_tokio::tls::client_config(Some(fixture.cert_pem.as_bytes())).unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut silent_tls = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
@@ -249,7 +252,7 @@ async fn sockets_that_never_finish_tls_or_the_upgrade_are_dropped_after_the_time
     // Both are still open before the timeout, and other clients are served.
     assert!(closed_by_server(&mut silent_tcp, Duration::from_millis(150)).await.is_err());
     assert!(closed_by_server(&mut silent_tls, Duration::from_millis(150)).await.is_err());
-    let client = ClientBuilder::new(server.url()).trust_pem(cert_pem.as_bytes()).unwrap().connect().await.unwrap();
+    let client = fixture.client().await;
     still_works(&client).await;
 
     // Then the server drops both.
@@ -268,17 +271,7 @@ async fn a_client_cannot_make_the_server_buffer_more_than_the_pre_handshake_limi
     use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
     // Default handshake timeout (10 s): without the read limit the server
     // would keep buffering this message until then.
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert_pem = cert.cert.pem();
-    let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
-        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
-        .unwrap()
-        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
-        .bind()
-        .await
-        .unwrap()
-        .spawn();
-    let fixture = Fixture { cert_pem: cert_pem.clone(), server };
+    let fixture = echo_server(|b| b).await;
     let mut ws = fixture.raw().await;
     // Fragments of one binary message that never ends, 64 KiB each, before
     // any HELLO: 1 MiB in all if the server let it.
@@ -301,20 +294,8 @@ async fn a_client_cannot_make_the_server_buffer_more_than_the_pre_handshake_limi
 
 #[tokio::test]
 async fn connection_and_handshake_caps_refuse_only_the_extra_sockets() {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert_pem = cert.cert.pem();
-    let server = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
-        .tls_pem(cert_pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
-        .unwrap()
-        .max_connections(3)
-        .max_pending(2)
-        .tool(ToolSpec::named("echo"), |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) })
-        .bind()
-        .await
-        .unwrap()
-        .spawn();
-    let addr = server.local_addr();
-    let fixture = Fixture { cert_pem, server };
+    let fixture = echo_server(|b| b.max_connections(3).max_pending(2)).await;
+    let addr = fixture.server.local_addr();
     let established = fixture.client().await;
 
     // Two sockets that never speak fill the handshake slots; a third is
