@@ -311,9 +311,19 @@ async fn connection_and_handshake_caps_refuse_only_the_extra_sockets() {
 
     // Freed handshake slots admit clients again, up to the connection cap.
     drop(silent);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = fixture.client().await;
-    let third = fixture.client().await;
+    let connect = || async {
+        // The freed slots come back as the server notices the closed sockets.
+        for _ in 0..50 {
+            let attempt = ClientBuilder::new(fixture.server.url()).trust_pem(fixture.cert_pem.as_bytes()).unwrap();
+            if let Ok(client) = attempt.connect().await {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no handshake slot came back");
+    };
+    let second = connect().await;
+    let third = connect().await;
     still_works(&second).await;
     still_works(&third).await;
     let fourth =
