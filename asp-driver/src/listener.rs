@@ -243,11 +243,6 @@ impl Listener {
         self
     }
 
-    /// The upgrade path.
-    pub fn path_str(&self) -> &str {
-        &self.policy.path
-    }
-
     /// True when it serves `wss://`.
     pub fn is_secure(&self) -> bool {
         self.tls.is_some()

@@ -227,17 +227,24 @@ fn a_slow_client_holds_the_body_back_without_timing_the_function_out() {
     assert!(h.outcome(c, id).unwrap().is_ok());
 }
 
-#[test]
-fn a_flood_of_progress_frames_never_stalls_the_body() {
-    // 100,000 progress frames through a client that returns its credit as
-    // it should: the relay keeps reading (it stalled after 15,797 when
-    // progress waited for credit), and the result arrives.
+/// A relay, a client that understands progress, and the call its
+/// invocation of `plan` became.
+fn progress_client_invoking() -> (Harness, usize, RequestId, FunctionCall) {
     let mut h = Harness::new(RelayConfig::default());
     let mut config = SessionConfig::default();
     config.caps.push(asp_proto::session::caps::PROGRESS.into());
     let c = h.connect(config);
     let id = h.invoke(c, "plan", Value::Nil);
     let call = h.one_call();
+    (h, c, id, call)
+}
+
+#[test]
+fn a_flood_of_progress_frames_never_stalls_the_body() {
+    // 100,000 progress frames through a client that returns its credit as
+    // it should: the relay keeps reading (it stalled after 15,797 when
+    // progress waited for credit), and the result arrives.
+    let (mut h, c, id, call) = progress_client_invoking();
     let head = ResponseHead { status: 200, content_type: Some(FRAMES_CONTENT_TYPE.into()), ..Default::default() };
     h.head(call.call, head);
     let progress: Vec<Frame> = (0..100_000)
@@ -264,12 +271,7 @@ fn a_flood_of_progress_frames_never_stalls_the_body() {
 
 #[test]
 fn frames_mode_carries_progress_tools_and_the_result() {
-    let mut h = Harness::new(RelayConfig::default());
-    let mut config = SessionConfig::default();
-    config.caps.push(asp_proto::session::caps::PROGRESS.into());
-    let c = h.connect(config);
-    let id = h.invoke(c, "plan", Value::Nil);
-    let call = h.one_call();
+    let (mut h, c, id, call) = progress_client_invoking();
     h.head(
         call.call,
         ResponseHead {
