@@ -103,3 +103,71 @@ fn a_server_that_refuses_the_runner_fails_with_reasons() {
     assert!(failed.iter().all(|c| !c["detail"].as_str().unwrap_or_default().is_empty()));
     assert!(report["passed"].as_u64().unwrap() < report["total"].as_u64().unwrap());
 }
+
+/// The server's resident memory, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// SPEC §17: a client that stops reading costs the server at most its send
+/// budgets, however large the windows it announces: per open invocation
+/// `SEND_BUDGET` (64 KiB, each chunk counting 256 bytes more) and its state
+/// (the task, the handler; 8 KiB allowed), per connection
+/// 128 KiB of encoded output waiting for the socket, the replay buffer
+/// (1 MiB) and the WebSocket write buffer (128 KiB). 50 clients announce the
+/// largest windows, start as many endless one-word `tokens` streams as they
+/// may (100) and never read; the server's growth stays within that budget,
+/// plus a quarter for the allocator's slack (before the chunk overhead was
+/// counted: 2.2 GB for 32 streams each), and a healthy client is served
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_cost_bounded_memory() {
+    use asp_proto::limits::{DEFAULT_MAX_CONCURRENT_INVOCATIONS, DEFAULT_REPLAY_BUFFER_BYTES, MAX_WINDOW};
+    use asp_proto::{ClientHello, Frame, Invoke, PeerLimits, RequestId};
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const CLIENTS: usize = 50;
+    const CALLS: u16 = DEFAULT_MAX_CONCURRENT_INVOCATIONS;
+    let server = serve(&["--plaintext"]);
+    let pid = server.child.id();
+    let before = rss_kib(pid);
+    let mut stalled = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut request = server.url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("asp-v1"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut hello = ClientHello::new();
+        hello.caps = vec!["resume".into()];
+        hello.limits = PeerLimits { win: Some(MAX_WINDOW), cwin: Some(MAX_WINDOW), ..Default::default() };
+        ws.send(Message::Binary(Frame::Hello(hello).to_bytes().unwrap())).await.unwrap();
+        for id in 0..CALLS {
+            let args = serde_json::from_value(serde_json::json!({"n": 100_000_000u64, "delay_ms": 0})).unwrap();
+            let invoke = Frame::Invoke(RequestId(2 * id + 1), Invoke::new("tokens", args));
+            ws.send(Message::Binary(invoke.to_bytes().unwrap())).await.unwrap();
+        }
+        stalled.push(ws); // never read again
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let client = ClientBuilder::new(&server.url).allow_plaintext().connect().await.unwrap();
+    let done = client.invoke("echo", Value::from("hi")).await.unwrap().result().await.unwrap();
+    assert_eq!(done.result, Value::from("hi"), "a healthy client is served");
+    let grown = rss_kib(pid).saturating_sub(before) as usize * 1024;
+    let per_client = usize::from(CALLS) * (asp_driver::SEND_BUDGET + (8 << 10))
+        + (128 << 10)
+        + DEFAULT_REPLAY_BUFFER_BYTES
+        + (128 << 10);
+    eprintln!(
+        "{CLIENTS} non-reading clients x {CALLS} streams: server RSS grew {} KiB ({} KiB each; budget {} KiB)",
+        grown >> 10,
+        (grown / CLIENTS) >> 10,
+        per_client >> 10
+    );
+    assert!(
+        grown < CLIENTS * per_client * 5 / 4,
+        "the server grew {grown} bytes for {CLIENTS} clients that never read"
+    );
+    drop(stalled);
+}

@@ -17,6 +17,19 @@ use asp_proto::Progress;
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 
+/// What one queued chunk costs beyond its bytes, measured: its `Bytes`
+/// handle and allocation, its slots in the outbox and in the output queue
+/// (80 bytes each, doubled by `VecDeque` growth). Counted against the send
+/// budget so that a tool streaming many tiny chunks is held back by the
+/// memory they take, not only by their length: 50 non-reading clients with
+/// 32 one-word streams each held 2.2 GB before this was counted.
+pub(crate) const CHUNK_OVERHEAD: usize = 256;
+
+/// A chunk's share of the send budget.
+pub(crate) fn cost(chunk: &Bytes) -> usize {
+    chunk.len() + CHUNK_OVERHEAD
+}
+
 #[derive(Default)]
 pub(crate) struct Outbox {
     chunks: Mutex<VecDeque<Bytes>>,
@@ -24,7 +37,7 @@ pub(crate) struct Outbox {
     /// other (progress is advisory), so a tool reporting progress in a
     /// tight loop costs one update's memory, not a queue of them.
     progress: Mutex<Option<Progress>>,
-    /// Bytes appended and not yet taken by the session.
+    /// Cost ([`cost`]) of the chunks appended and not yet taken by the session.
     queued: AtomicUsize,
     /// A bell (command) is on its way to the driver.
     rung: AtomicBool,
@@ -43,7 +56,7 @@ impl std::fmt::Debug for Outbox {
 impl Outbox {
     /// Appends output; true when the caller must ring the driver.
     pub(crate) fn push(&self, data: Bytes) -> bool {
-        self.queued.fetch_add(data.len(), Ordering::SeqCst);
+        self.queued.fetch_add(cost(&data), Ordering::SeqCst);
         self.chunks.lock().expect("lock").push_back(data);
         !self.rung.swap(true, Ordering::SeqCst)
     }
@@ -63,7 +76,7 @@ impl Outbox {
         (chunks, self.progress.lock().expect("lock").take())
     }
 
-    /// Driver: `n` bytes were taken by the session (or dropped).
+    /// Driver: chunks costing `n` were taken by the session (or dropped).
     pub(crate) fn release(&self, n: usize) {
         if n > 0 {
             self.queued.fetch_sub(n, Ordering::SeqCst);
@@ -74,7 +87,7 @@ impl Outbox {
     /// Driver: the invocation ended; wake a waiting handler to tell it.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let dropped: usize = self.take_all().0.iter().map(Bytes::len).sum();
+        let dropped: usize = self.take_all().0.iter().map(cost).sum();
         self.release(dropped);
         self.room.wake();
     }
@@ -120,13 +133,24 @@ mod tests {
         let outbox = Outbox::default();
         outbox.push(Bytes::from(vec![0u8; 100]));
         assert!(outbox.room(50).now_or_never().is_none(), "100 queued, budget 50");
-        outbox.release(60);
-        assert!(outbox.room(50).now_or_never().is_some(), "40 queued");
+        outbox.release(320);
+        assert!(outbox.room(50).now_or_never().is_some(), "100 + overhead - 120 queued");
         outbox.push(Bytes::from(vec![0u8; 100]));
         outbox.close();
         assert!(outbox.is_closed());
         assert!(outbox.room(0).now_or_never().is_some(), "a closed outbox never holds a handler");
         assert!(outbox.take_all().0.is_empty(), "close drops what was queued");
+    }
+
+    #[test]
+    fn tiny_chunks_are_held_back_by_their_overhead() {
+        let outbox = Outbox::default();
+        let mut pushed = 0;
+        while outbox.room(crate::SEND_BUDGET).now_or_never().is_some() {
+            outbox.push(Bytes::from_static(b" word"));
+            pushed += 1;
+        }
+        assert_eq!(pushed, crate::SEND_BUDGET / (5 + CHUNK_OVERHEAD) + 1);
     }
 
     #[test]

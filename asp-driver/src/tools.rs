@@ -126,7 +126,9 @@ pub struct ToolContext {
 
 /// Output a handler may have queued before `send` waits: enough to let
 /// chunks that are ready together go out in one write, small enough that a
-/// stalled reader costs little memory.
+/// stalled reader costs little memory. Each chunk counts its length plus a
+/// fixed 256 bytes for its bookkeeping, so many tiny chunks are held back by
+/// the memory they take.
 pub const SEND_BUDGET: usize = 64 * 1024;
 
 impl ToolContext {

@@ -1,9 +1,9 @@
 //! An ASP relay function in Rust (hyper): what `asp-relay` calls for each
 //! INVOKE (SPEC.md §15.2). The benchmark and the tests run it in-process.
 //!
-//! Tools: `echo` (the arguments back as JSON), `stream` (`{"chunks", "size"}`:
-//! that many chunks, each its own HTTP chunk, written only as fast as the
-//! relay reads), `frames` (frames mode: progress, output and a result),
+//! Tools: `echo` (the arguments back as JSON), `stream` (`{"chunks", "size",
+//! "tag"}`: that many chunks, each its own HTTP chunk, written only as fast
+//! as the relay reads; bytes written are counted under `tag`), `frames` (frames mode: progress, output and a result),
 //! `stream_frames` (`{"chunks", "size", "batch"}`: frames mode, `batch`
 //! STREAM frames per HTTP chunk, so small tokens stream without one HTTP
 //! chunk each), `count` (a counter in the connection's state).
@@ -13,8 +13,9 @@
 //! cargo run -p asp-relay -- --function http://127.0.0.1:8080 --self-signed relay.pem
 //! ```
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
@@ -27,9 +28,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-/// Bytes the `stream` tool has handed to hyper so far (all calls): tests
+/// Bytes the `stream` tool has handed to hyper so far, per `tag`: tests
 /// read it to see backpressure reach the function.
-pub static STREAMED_BYTES: AtomicU64 = AtomicU64::new(0);
+static STREAMED: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+/// Bytes the `stream` calls tagged `tag` have written so far.
+pub fn streamed_bytes(tag: &str) -> u64 {
+    STREAMED.lock().expect("lock").as_ref().and_then(|m| m.get(tag).copied()).unwrap_or(0)
+}
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -58,7 +64,11 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
     let args = &call["args"];
     Ok(match call["tool"].as_str().unwrap_or_default() {
         "echo" => text(StatusCode::OK, args.to_string()),
-        "stream" => stream(args["chunks"].as_u64().unwrap_or(10), args["size"].as_u64().unwrap_or(32) as usize),
+        "stream" => stream(
+            args["chunks"].as_u64().unwrap_or(10),
+            args["size"].as_u64().unwrap_or(32) as usize,
+            args["tag"].as_str().unwrap_or_default().to_owned(),
+        ),
         "frames" => frames(call["request_id"].as_u64().unwrap_or(0) as u16),
         "stream_frames" => stream_frames(
             call["request_id"].as_u64().unwrap_or(0) as u16,
@@ -79,7 +89,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 /// `chunks` chunks of `size` bytes. The channel holds one chunk: the
 /// producer waits whenever hyper (and so the relay) is not reading.
-fn stream(chunks: u64, size: usize) -> Response<Body> {
+fn stream(chunks: u64, size: usize, tag: String) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
     tokio::spawn(async move {
         let chunk = Bytes::from(vec![b'x'; size]);
@@ -87,7 +97,8 @@ fn stream(chunks: u64, size: usize) -> Response<Body> {
             if tx.send(Ok(Frame::data(chunk.clone()))).await.is_err() {
                 return; // the relay aborted the call
             }
-            STREAMED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+            *STREAMED.lock().expect("lock").get_or_insert_with(HashMap::new).entry(tag.clone()).or_default() +=
+                size as u64;
         }
     });
     let body = StreamBody::new(tokio_stream(rx));

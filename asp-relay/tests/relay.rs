@@ -345,14 +345,16 @@ async fn a_slow_client_slows_the_function_instead_of_filling_the_relay() {
     let client = connect(&tls, relay.url()).await;
     const CHUNK: u64 = 16 * 1024;
     const CHUNKS: u64 = 2048; // 32 MiB
-    let before = rust_function::STREAMED_BYTES.load(Ordering::SeqCst);
-    let mut inv = client.invoke("stream", args(serde_json::json!({"chunks": CHUNKS, "size": CHUNK}))).await.unwrap();
+    let mut inv = client
+        .invoke("stream", args(serde_json::json!({"chunks": CHUNKS, "size": CHUNK, "tag": "slow-client"})))
+        .await
+        .unwrap();
     let first = within(10, inv.next()).await.unwrap().len() as u64;
     // The client stops reading. The function soon stops too.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let written = rust_function::STREAMED_BYTES.load(Ordering::SeqCst) - before;
+    let written = rust_function::streamed_bytes("slow-client");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = rust_function::STREAMED_BYTES.load(Ordering::SeqCst) - before;
+    let later = rust_function::streamed_bytes("slow-client");
     assert_eq!(written, later, "the function is held back while the client does not read");
     eprintln!("the function wrote {written} bytes for a client that read {first} of {}", CHUNK * CHUNKS);
     // Client window (256 KiB) + relay window (16 KiB) + socket buffers on two hops.
@@ -463,4 +465,84 @@ async fn management_requests_without_the_secret_are_refused_before_their_body() 
     let n = within(5, tcp.read(&mut answer)).await.unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+/// The relay binary's resident memory, from `/proc`.
+fn rss_kib(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// SPEC §17, §15.2: clients that announce the largest windows and stop
+/// reading their sockets cost the relay its per-client backlog (1 MiB) and
+/// the call's body window each, not the function's output: the function is
+/// held back instead. (Before the backlog: 1.03 GB for two such clients.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_hold_the_function_not_the_relay() {
+    use asp_relay::proto::{ClientHello, Frame, Invoke, PeerLimits, RequestId};
+    use futures::SinkExt;
+    use tungstenite::Message;
+
+    const CLIENTS: usize = 4;
+    const STREAM: u64 = 256 << 20; // per client
+    let function = rust_function().await;
+    let dir = std::env::temp_dir().join(format!("asp-relay-stall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert_path = dir.join("relay.pem");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_asp-relay"))
+        .args(["--listen", "127.0.0.1:0", "--self-signed"])
+        .arg(&cert_path)
+        .args(["--function", &function])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().strip_prefix("relay ").unwrap().to_owned();
+    let cert = std::fs::read(&cert_path).unwrap();
+    let pid = relay.id();
+    let probe = ClientBuilder::new(&url).trust_pem(&cert).unwrap().connect().await.unwrap();
+    echo_works(&probe).await;
+    let before = rss_kib(pid);
+
+    let tls = asp_driver::tls::client_config(Some(&cert)).unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut ws = asp_driver::net::dial_raw(&asp_tokio::TokioRuntime, &url, None, tls.clone()).await.unwrap();
+        let max = asp_relay::proto::limits::MAX_WINDOW;
+        let mut hello = ClientHello::new();
+        hello.limits = PeerLimits { win: Some(max), cwin: Some(max), ..Default::default() };
+        ws.send(Message::Binary(Frame::Hello(hello).to_bytes().unwrap())).await.unwrap();
+        let args = args(serde_json::json!({"chunks": STREAM / 16384, "size": 16384, "tag": "stalled"}));
+        ws.send(Message::Binary(Frame::Invoke(RequestId(1), Invoke::new("stream", args)).to_bytes().unwrap()))
+            .await
+            .unwrap();
+        stalled.push(ws); // never read
+    }
+    // Wait until the function has stopped writing (it is held back).
+    let mut last = rust_function::streamed_bytes("stalled");
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = rust_function::streamed_bytes("stalled");
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    echo_works(&probe).await;
+    let grown = rss_kib(pid).saturating_sub(before);
+    let written = last;
+    eprintln!(
+        "{CLIENTS} stalled clients with maximal windows: the function wrote {} KiB of {} KiB, relay RSS grew {grown} KiB",
+        written >> 10,
+        (CLIENTS as u64 * STREAM) >> 10
+    );
+    assert!(written > 0 && written < CLIENTS as u64 * STREAM / 4, "the function is held back");
+    // Per client: the 1 MiB backlog, the 64 KiB body window, and the
+    // response bytes reqwest and rustls buffer; the stream is 256 MiB.
+    assert!(grown < CLIENTS * 4096, "the relay grew {grown} KiB for {CLIENTS} clients that do not read");
+    drop(stalled);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let _ = std::fs::remove_dir_all(dir);
 }

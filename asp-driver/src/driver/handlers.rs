@@ -22,6 +22,13 @@ use crate::outbox::Outbox;
 use crate::tools::ToolContext;
 use crate::Runtime;
 
+/// Encoded output the session may hold for a transport that has not taken
+/// it; past it tools' output waits in their queues (and then their
+/// outboxes, which holds the tools back). With [`SEND_BUDGET`](crate::SEND_BUDGET)
+/// per invocation this bounds what a peer that stops reading costs, whatever
+/// windows it announced.
+const UNSENT_BUDGET: usize = 128 * 1024;
+
 /// A tool running for one invocation we handle.
 pub(super) struct Handler {
     /// Which invocation with this id (ids are reused).
@@ -125,8 +132,8 @@ where
                 let Some(handler) = self.current_handler(id, token) else { return outbox.close() };
                 let (chunks, progress) = handler.outbox.take_all();
                 for data in chunks {
-                    let len = data.len();
-                    handler.output.push(Output::Data(data), len);
+                    let cost = crate::outbox::cost(&data);
+                    handler.output.push(Output::Data(data), cost);
                 }
                 if let Some(progress) = progress {
                     handler.output.push(Output::Progress(progress), 0);
@@ -169,8 +176,12 @@ where
         }
     }
 
-    /// Hands a handler's queued output to the session as far as credit goes.
+    /// Hands a handler's queued output to the session as far as credit goes
+    /// and while the session holds less than [`UNSENT_BUDGET`] unwritten.
     fn flush_handler(&mut self, now: Instant, id: RequestId) {
+        if self.session.unsent_bytes() >= UNSENT_BUDGET {
+            return; // refill() goes on once the transport has taken it
+        }
         let Some(handler) = self.handlers.get_mut(&id) else { return };
         let flushed = handler.output.flush(&mut self.session, now, id);
         handler.outbox.release(flushed.released);
@@ -181,6 +192,14 @@ where
             // Interrupted, timed out or closed under the tool: stop it.
             QueueState::Gone => self.handlers.remove(&id).expect("present").stop(),
         }
+    }
+
+    /// After a write: hands waiting output to the session again. True when
+    /// the session took some, so there is more to write.
+    pub(super) fn refill(&mut self, now: Instant) -> bool {
+        let before = self.session.unsent_bytes();
+        self.flush_blocked(now);
+        self.session.unsent_bytes() > before
     }
 
     /// Credit arrived: hand waiting output to the session again, in order.

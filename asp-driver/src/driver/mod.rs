@@ -235,6 +235,11 @@ where
     async fn settle(&mut self) {
         self.dispatch_events(self.rt.now());
         self.write_out().await;
+        // Output held back while the session's unsent bytes were high; this
+        // ends, as the queues only empty here and fill on commands.
+        while self.transport.is_some() && self.refill(self.rt.now()) {
+            self.write_out().await;
+        }
         self.dispatch_events(self.rt.now());
         if self.session.is_closed() {
             self.write_out().await;

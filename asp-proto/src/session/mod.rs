@@ -322,6 +322,15 @@ impl Session {
         }
     }
 
+    /// Bytes encoded and not yet taken by [`poll_transmit`](Self::poll_transmit).
+    /// Flow-control credit bounds what the peer may be sent, not what waits
+    /// for a transport that is not writable: an adapter holds its own output
+    /// back while this is high, so a peer that announces large windows and
+    /// stops reading costs bounded memory.
+    pub fn unsent_bytes(&self) -> usize {
+        self.outbound.len()
+    }
+
     /// Server: the key to index this session by for resumption, while it
     /// can be resumed.
     pub fn resume_key(&self) -> Option<ResumeKey> {
