@@ -23,16 +23,22 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal || have_nightly=no
 fi
 if [ "$have_nightly" = yes ] && ! cargo fuzz --version >/dev/null 2>&1; then
-  cargo install cargo-fuzz --locked
+  cargo install cargo-fuzz --version 0.13.2 --locked
 fi
 
 # The relay's end-to-end tests start the Python example function (standard
-# library only).
-if ! command -v python3 >/dev/null 2>&1; then
-  step "installing python3 (relay tests run the Python example function)"
+# library only); its cluster tests start real redis-server processes on
+# loopback ports (scenarios/src/redis.rs), each stopped by its test.
+missing=()
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]} (Debian packages the relay tests run)"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq python3
+  $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  # Debian's package may start a system instance; the tests never use it.
 fi
+redis-server --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

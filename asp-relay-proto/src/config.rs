@@ -72,6 +72,10 @@ pub struct RelayConfig {
     /// Closed connection ids remembered so the management API can answer
     /// 410 rather than 404.
     pub closed_memory: usize,
+    /// Announce connection ids as sessions start and end
+    /// ([`Command::Directory`](crate::Command::Directory)), for a cluster's
+    /// shared directory (SPEC.md §15.4). Off for a single relay.
+    pub directory: bool,
 }
 
 impl Default for RelayConfig {
@@ -93,6 +97,7 @@ impl Default for RelayConfig {
             client_tokens: Vec::new(),
             disconnect_drain: Duration::from_secs(5),
             closed_memory: 4096,
+            directory: false,
         }
     }
 }

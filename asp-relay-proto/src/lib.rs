@@ -128,6 +128,18 @@ pub enum Command {
         /// Close reason.
         reason: String,
     },
+    /// Record this in the cluster directory.
+    Directory(DirectoryChange),
+}
+
+/// A change to the cluster directory (SPEC.md §15.4): which connection ids
+/// this relay holds. Emitted only with [`RelayConfig::directory`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectoryChange {
+    /// A session with this connection id started (or resumed) here.
+    Added(String),
+    /// The session with this connection id ended here.
+    Removed(String),
 }
 
 /// Counters for logs and the management API.

@@ -68,11 +68,18 @@ impl Relay {
     /// Answers one management request: `GET /v1/connections/{cid}` (200
     /// with JSON), `POST /v1/connections/{cid}/frames` (202; TOOL_DEF and
     /// GOAWAY frames only, else 400), `DELETE /v1/connections/{cid}` (204:
-    /// GOAWAY, then close). Unknown connections are 404, recently closed
+    /// GOAWAY, then close), `POST /v1/frames` (202: TOOL_DEF frames for every
+    /// connection held here). Unknown connections are 404, recently closed
     /// ones 410, a missing or wrong secret 401.
     pub fn handle_management(&mut self, now: Instant, request: &ManagementRequest) -> ManagementResponse {
         if !management_authorized(self.config.management_secret.as_deref(), request.authorization.as_deref()) {
             return ManagementResponse::error(401, "a valid `Authorization: Bearer <management secret>` is required");
+        }
+        if request.path == "/v1/frames" {
+            return match request.method.as_str() {
+                "POST" => self.broadcast_frames(now, request.body.clone()),
+                _ => ManagementResponse::error(405, "method not allowed"),
+            };
         }
         let Some(rest) = request.path.strip_prefix("/v1/connections/") else {
             return ManagementResponse::error(404, "no such endpoint");
@@ -126,17 +133,52 @@ impl Relay {
         )
     }
 
-    fn push_frames(&mut self, now: Instant, key: SessionKey, body: Bytes) -> ManagementResponse {
-        let frames = match asp_proto::decode_all(body, self.config.session.max_frame_payload) {
-            Ok(frames) => frames,
-            Err(e) => return ManagementResponse::error(400, format!("invalid frames: {e}")),
-        };
-        if let Some(bad) = frames.iter().find(|f| !matches!(f, Frame::ToolDef(_) | Frame::GoAway(_))) {
-            return ManagementResponse::error(
-                400,
-                format!("only TOOL_DEF and GOAWAY may be pushed, not {:?}", bad.frame_type()),
-            );
+    /// The frames of a push body, when they are all of the kinds `allowed`.
+    fn pushed_frames(
+        &self,
+        body: Bytes,
+        allowed: fn(&Frame) -> bool,
+        kinds: &str,
+    ) -> Result<Vec<Frame>, ManagementResponse> {
+        let frames = asp_proto::decode_all(body, self.config.session.max_frame_payload)
+            .map_err(|e| ManagementResponse::error(400, format!("invalid frames: {e}")))?;
+        if let Some(bad) = frames.iter().find(|f| !allowed(f)) {
+            let message = format!("only {kinds} may be pushed, not {:?}", bad.frame_type());
+            return Err(ManagementResponse::error(400, message));
         }
+        Ok(frames)
+    }
+
+    /// `POST /v1/frames`: TOOL_DEF frames for every connection this relay
+    /// holds (a cluster sends the same request to every node). A connection
+    /// that cannot take them now (closing) is skipped.
+    fn broadcast_frames(&mut self, now: Instant, body: Bytes) -> ManagementResponse {
+        let frames = match self.pushed_frames(body, |f| matches!(f, Frame::ToolDef(_)), "TOOL_DEF") {
+            Ok(frames) => frames,
+            Err(response) => return response,
+        };
+        let keys: Vec<SessionKey> = self.by_cid.values().copied().collect();
+        let mut reached = 0;
+        for key in keys {
+            let Some(conn) = self.sessions.get_mut(&key) else { continue };
+            let mut ok = true;
+            for frame in &frames {
+                if let Frame::ToolDef(def) = frame {
+                    ok &= conn.session.push_tools(def.op, def.tools.clone()).is_ok();
+                }
+            }
+            reached += usize::from(ok);
+            self.settle(now, key);
+        }
+        ManagementResponse::json(202, json!({ "frames": frames.len(), "connections": reached }))
+    }
+
+    fn push_frames(&mut self, now: Instant, key: SessionKey, body: Bytes) -> ManagementResponse {
+        let allowed = |f: &Frame| matches!(f, Frame::ToolDef(_) | Frame::GoAway(_));
+        let frames = match self.pushed_frames(body, allowed, "TOOL_DEF and GOAWAY") {
+            Ok(frames) => frames,
+            Err(response) => return response,
+        };
         let count = frames.len();
         let conn = self.sessions.get_mut(&key).expect("live");
         for frame in frames {

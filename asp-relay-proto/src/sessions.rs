@@ -9,7 +9,7 @@ use asp_proto::ErrorCode;
 use subtle::ConstantTimeEq;
 
 use crate::call::CallKind;
-use crate::{CallId, Command, Relay, SessionEntry, SessionKey, TimerKey};
+use crate::{CallId, Command, DirectoryChange, Relay, SessionEntry, SessionKey, TimerKey};
 
 impl Relay {
     /// Acts on a session's events, moves its transmits out and re-arms its
@@ -164,6 +164,9 @@ impl Relay {
         if let Some(rk) = conn.session.resume_key() {
             self.by_resume.insert(rk, key);
         }
+        if self.config.directory {
+            self.commands.push_back(Command::Directory(DirectoryChange::Added(cid.clone())));
+        }
         self.by_cid.insert(cid, key);
         if self.config.lifecycle_calls {
             self.start_lifecycle_call(now, key, CallKind::Connect);
@@ -190,6 +193,9 @@ impl Relay {
         }
         if let Some(cid) = &conn.cid {
             self.by_cid.remove(cid);
+            if self.config.directory {
+                self.commands.push_back(Command::Directory(DirectoryChange::Removed(cid.clone())));
+            }
             self.remember_closed(cid.clone());
             if self.config.lifecycle_calls {
                 self.lifecycle_call(now, key, &conn, CallKind::Disconnect);

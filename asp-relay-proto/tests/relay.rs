@@ -477,6 +477,44 @@ fn management_api_pushes_looks_up_and_disconnects() {
 }
 
 #[test]
+fn a_broadcast_reaches_every_connection_and_the_directory_follows_sessions() {
+    let mut h = Harness::new(RelayConfig {
+        management_secret: Some("s3cret".into()),
+        directory: true,
+        ..RelayConfig::default()
+    });
+    let (a, b) = (h.connect(SessionConfig::default()), h.connect(SessionConfig::default()));
+    let (cid_a, cid_b) = (h.cid(a), h.cid(b));
+    let directory = |h: &mut Harness| -> Vec<DirectoryChange> {
+        h.commands
+            .drain(..)
+            .filter_map(|c| match c {
+                Command::Directory(change) => Some(change),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(directory(&mut h), [DirectoryChange::Added(cid_a.clone()), DirectoryChange::Added(cid_b.clone())]);
+
+    let push = frames(&[Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named("everywhere")] })]);
+    let answer = h.manage("POST", "/v1/frames", push);
+    assert_eq!(answer.status, 202);
+    let answer: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!((answer["frames"].as_u64(), answer["connections"].as_u64()), (Some(1), Some(2)));
+    h.pump();
+    for c in [a, b] {
+        assert!(h.clients[c].session.peer_tools().contains("everywhere"));
+    }
+    let goaway = frames(&[Frame::GoAway(asp_proto::GoAway::default())]);
+    assert_eq!(h.manage("POST", "/v1/frames", goaway).status, 400, "only TOOL_DEF is broadcast");
+    assert_eq!(h.manage("GET", "/v1/frames", Bytes::new()).status, 405);
+
+    assert_eq!(h.manage("DELETE", &format!("/v1/connections/{cid_a}"), Bytes::new()).status, 204);
+    h.pump();
+    assert_eq!(directory(&mut h), [DirectoryChange::Removed(cid_a)]);
+}
+
+#[test]
 fn sessions_resume_through_the_relay_and_calls_keep_running() {
     let mut h = Harness::new(RelayConfig::default());
     let c = h.connect(SessionConfig::default());

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_relay_proto::{CallId, Command, Relay, TransportId};
+use asp_relay_proto::{CallId, Command, DirectoryChange, Relay, TransportId};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 
@@ -29,11 +29,19 @@ pub(crate) struct CoreTask {
     http: FunctionClient,
     writers: HashMap<TransportId, (mpsc::UnboundedSender<ToClient>, Arc<Backlog>)>,
     calls: HashMap<CallId, RunningCall>,
+    /// The cluster's directory task, when the relay is one node of a cluster.
+    directory: Option<mpsc::UnboundedSender<DirectoryChange>>,
 }
 
 impl CoreTask {
-    pub(crate) fn new(relay: Relay, rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Input>, http: FunctionClient) -> Self {
-        CoreTask { relay, rx, tx, http, writers: HashMap::new(), calls: HashMap::new() }
+    pub(crate) fn new(
+        relay: Relay,
+        rx: mpsc::Receiver<Input>,
+        tx: mpsc::Sender<Input>,
+        http: FunctionClient,
+        directory: Option<mpsc::UnboundedSender<DirectoryChange>>,
+    ) -> Self {
+        CoreTask { relay, rx, tx, http, writers: HashMap::new(), calls: HashMap::new(), directory }
     }
 
     pub(crate) async fn run(mut self) {
@@ -145,6 +153,11 @@ impl CoreTask {
                 Command::Close { transport: client, code, reason } => {
                     if let Some((writer, _)) = self.writers.remove(&client) {
                         let _ = writer.send(ToClient::Close(code, reason));
+                    }
+                }
+                Command::Directory(change) => {
+                    if let Some(directory) = &self.directory {
+                        let _ = directory.send(change);
                     }
                 }
                 _ => {}

@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod cluster;
 mod core_task;
 mod function;
 mod management;
@@ -56,6 +57,7 @@ use tokio::task::JoinHandle;
 pub use asp_proto as proto;
 pub use asp_relay_proto as relay_proto;
 pub use asp_relay_proto::{BodyEncoding, RelayConfig};
+pub use cluster::{ClusterStore, RedisStore, StoreError};
 
 use core_task::CoreTask;
 use function::FunctionClient;
@@ -70,11 +72,17 @@ pub struct RelayBuilder {
     management: Option<ManagementBind>,
     function_ca: Option<Vec<u8>>,
     config: RelayConfig,
+    cluster: Option<ClusterBind>,
 }
 
 enum ManagementBind {
     Addr(SocketAddr),
     Listener(std::net::TcpListener),
+}
+
+enum ClusterBind {
+    Url(String),
+    Store(Arc<dyn ClusterStore>),
 }
 
 impl RelayBuilder {
@@ -88,6 +96,7 @@ impl RelayBuilder {
             management: None,
             function_ca: None,
             config: RelayConfig::default(),
+            cluster: None,
         }
     }
 
@@ -157,6 +166,21 @@ impl RelayBuilder {
         self
     }
 
+    /// Run as one node of a cluster whose shared store is the Redis server
+    /// at `url` (`redis://HOST:PORT[/DB]`, SPEC.md §15.4): the management
+    /// API of any node reaches every connection of the cluster.
+    /// [`bind`](Self::bind) fails when the store cannot be reached.
+    pub fn cluster(mut self, url: impl Into<String>) -> Self {
+        self.cluster = Some(ClusterBind::Url(url.into()));
+        self
+    }
+
+    /// Run as one node of a cluster on another [`ClusterStore`].
+    pub fn cluster_store(mut self, store: Arc<dyn ClusterStore>) -> Self {
+        self.cluster = Some(ClusterBind::Store(store));
+        self
+    }
+
     /// Limits, timeouts, body encoding, tokens: see [`RelayConfig`]. The
     /// management secret set by [`management`](Self::management) is kept
     /// unless `config` brings its own.
@@ -168,8 +192,8 @@ impl RelayBuilder {
         self
     }
 
-    /// Binds the listeners.
-    pub async fn bind(self) -> io::Result<RelayServer> {
+    /// Binds the listeners (and connects to the cluster store).
+    pub async fn bind(mut self) -> io::Result<RelayServer> {
         self.listener.check("a relay")?;
         if !(self.function.starts_with("http://") || self.function.starts_with("https://")) {
             return Err(io::Error::new(
@@ -189,6 +213,17 @@ impl RelayBuilder {
         };
         let management_addr = management.as_ref().map(TcpListener::local_addr).transpose()?;
         let http = FunctionClient::new(&self.function, self.function_ca.as_deref(), self.config.body_window)?;
+        let cluster = match self.cluster {
+            Some(ClusterBind::Url(url)) => {
+                let store = RedisStore::connect(&url).await.map_err(|e| {
+                    io::Error::new(io::ErrorKind::ConnectionRefused, format!("--cluster {url}: {}", e.0))
+                })?;
+                Some(Arc::new(store) as Arc<dyn ClusterStore>)
+            }
+            Some(ClusterBind::Store(store)) => Some(store),
+            None => None,
+        };
+        self.config.directory = cluster.is_some();
         Ok(RelayServer {
             socket: Arc::new(socket),
             local_addr,
@@ -197,6 +232,7 @@ impl RelayBuilder {
             listener: self.listener,
             http,
             config: self.config,
+            cluster,
         })
     }
 }
@@ -210,6 +246,7 @@ pub struct RelayServer {
     listener: Listener,
     http: FunctionClient,
     config: RelayConfig,
+    cluster: Option<Arc<dyn ClusterStore>>,
 }
 
 impl RelayServer {
@@ -229,19 +266,35 @@ impl RelayServer {
         let (tx, rx) = mpsc::channel(4096);
         let ws_config = asp_driver::net::websocket_config(&self.config.session);
         let secret = self.config.management_secret.clone();
+        let cluster = self.cluster.map(|store| cluster::Cluster::new(node_id(), store, secret.clone()));
+        let mut tasks = Vec::new();
+        let directory = cluster.as_ref().map(|cluster| {
+            let (changes, directory) = mpsc::unbounded_channel();
+            tasks.extend(cluster.start(directory, tx.clone()));
+            changes
+        });
         let relay = Relay::new(self.config, || Box::new(OsEntropy) as Box<dyn Entropy>);
-        let core = tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http).run());
-        let accept = tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone()));
-        let management =
-            self.management.map(|listener| tokio::spawn(management::serve(listener, tx.clone(), secret.clone())));
+        tasks.push(tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http, directory).run()));
+        tasks.push(tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone())));
+        if let Some(listener) = self.management {
+            tasks.push(tokio::spawn(management::serve(listener, tx.clone(), secret, cluster.clone())));
+        }
         RelayHandle {
             url,
             local_addr: self.local_addr,
             management_addr: self.management_addr,
+            node: cluster.map(|c| c.node().to_owned()),
             tx,
-            tasks: [Some(core), Some(accept), management].into_iter().flatten().collect(),
+            tasks,
         }
     }
+}
+
+/// A node id, random per process start: `n-` and 12 hex digits.
+fn node_id() -> String {
+    let mut bytes = [0u8; 6];
+    OsEntropy.fill(&mut bytes);
+    format!("n-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// A running relay. Dropping the handle leaves it running; [`shutdown`](Self::shutdown) stops it.
@@ -249,6 +302,7 @@ pub struct RelayHandle {
     url: String,
     local_addr: SocketAddr,
     management_addr: Option<SocketAddr>,
+    node: Option<String>,
     tx: mpsc::Sender<Input>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -267,6 +321,11 @@ impl RelayHandle {
     /// The management API's base URL (`http://…`), when it is served.
     pub fn management_url(&self) -> Option<String> {
         self.management_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// This node's id in its cluster, when it is one.
+    pub fn node_id(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// Counters from the core.

@@ -89,21 +89,35 @@ struct Args {
     /// Milliseconds a call may run in all.
     #[arg(long, env = "ASP_RELAY_CALL_TIMEOUT_MS", default_value_t = 900_000)]
     call_timeout_ms: u64,
+    /// Run as one node of a cluster sharing this Redis server
+    /// (redis://HOST:PORT[/DB]); exits with status 69 when it cannot be reached.
+    #[arg(long, env = "ASP_RELAY_CLUSTER")]
+    cluster: Option<String>,
 }
+
+/// Exit status when the cluster store cannot be reached at start
+/// (`EX_UNAVAILABLE` of sysexits.h).
+const EXIT_STORE_UNAVAILABLE: i32 = 69;
 
 #[tokio::main]
 async fn main() {
     // Connections are capped below the descriptor limit; raise it as far as
     // the hard limit allows first.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // Logs go to stderr (stdout carries the endpoint lines scripts read),
+    // in colour only on a terminal.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "asp_relay=info".into()),
         )
         .init();
     if let Err(e) = run(Args::parse()).await {
         eprintln!("asp-relay: {e}");
-        std::process::exit(1);
+        let unavailable =
+            e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        std::process::exit(if unavailable { EXIT_STORE_UNAVAILABLE } else { 1 });
     }
 }
 
@@ -153,6 +167,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.function_ca {
         builder = builder.function_ca_pem(&std::fs::read(path)?);
     }
+    if let Some(url) = args.cluster {
+        builder = builder.cluster(url);
+    }
     let relay = builder.bind().await?.spawn();
     // One line per endpoint on stdout, for scripts and tests that start the relay.
     println!("relay {}", relay.url());
@@ -160,6 +177,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("management {url}");
     }
     println!("function {}", args.function);
+    if let Some(node) = relay.node_id() {
+        println!("node {node}");
+    }
     tokio::signal::ctrl_c().await?;
     relay.shutdown();
     Ok(())

@@ -1,9 +1,13 @@
 //! The management API's HTTP server (hyper). The core decides every answer;
-//! this only turns HTTP into [`ManagementRequest`]s and back.
+//! this only turns HTTP into [`ManagementRequest`]s and back, and, on a node
+//! of a cluster, asks the node that holds a connection this one does not,
+//! and every node for a broadcast push.
 
 use std::convert::Infallible;
 
-use asp_relay_proto::{management_authorized, ManagementRequest};
+use std::sync::Arc;
+
+use asp_relay_proto::{management_authorized, ManagementRequest, ManagementResponse};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -14,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::Cluster;
 use crate::messages::Input;
 
 /// Largest request body (frames pushed to a client).
@@ -22,17 +27,22 @@ const MAX_BODY: usize = 1 << 20;
 /// How long a management client may take to send its request head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub(crate) async fn serve(listener: TcpListener, core: mpsc::Sender<Input>, secret: Option<String>) {
-    let secret: std::sync::Arc<Option<String>> = std::sync::Arc::new(secret);
+pub(crate) async fn serve(
+    listener: TcpListener,
+    core: mpsc::Sender<Input>,
+    secret: Option<String>,
+    cluster: Option<Arc<Cluster>>,
+) {
+    let secret: Arc<Option<String>> = Arc::new(secret);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (core, secret) = (core.clone(), secret.clone());
+        let (core, secret, cluster) = (core.clone(), secret.clone(), cluster.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, core.clone(), secret.clone()));
+            let service = service_fn(move |request| handle(request, core.clone(), secret.clone(), cluster.clone()));
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -45,7 +55,8 @@ pub(crate) async fn serve(listener: TcpListener, core: mpsc::Sender<Input>, secr
 async fn handle(
     request: Request<Incoming>,
     core: mpsc::Sender<Input>,
-    secret: std::sync::Arc<Option<String>>,
+    secret: Arc<Option<String>>,
+    cluster: Option<Arc<Cluster>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
@@ -59,18 +70,59 @@ async fn handle(
         Ok(body) => body.to_bytes(),
         Err(_) => return Ok(json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"body over 1 MiB"}"#.into())),
     };
-    let (reply, answer) = oneshot::channel();
     let request = ManagementRequest { method, path, authorization, body };
-    if core.send(Input::Manage(request, reply)).await.is_err() {
+    let Some(mut response) = ask_core(&core, request.clone()).await else {
         return Ok(json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the relay is stopping"}"#.into()));
+    };
+    if let Some(cluster) = cluster {
+        response = across_cluster(&cluster, &request, response).await;
     }
-    Ok(match answer.await {
-        Ok(response) => {
-            let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            json(status, response.body)
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Ok(json(status, response.body))
+}
+
+/// This node's core's answer; `None` when the relay is stopping.
+async fn ask_core(core: &mpsc::Sender<Input>, request: ManagementRequest) -> Option<ManagementResponse> {
+    let (reply, answer) = oneshot::channel();
+    core.send(Input::Manage(request, reply)).await.ok()?;
+    answer.await.ok()
+}
+
+/// On a node of a cluster: a connection this node does not hold is asked
+/// of its owner; a broadcast push also goes to every other node, and the
+/// answer counts the connections of the whole cluster.
+async fn across_cluster(
+    cluster: &Cluster,
+    request: &ManagementRequest,
+    local: ManagementResponse,
+) -> ManagementResponse {
+    if local.status == 404 {
+        if let Some(cid) =
+            request.path.strip_prefix("/v1/connections/").map(|rest| rest.split('/').next().unwrap_or(rest))
+        {
+            return cluster.forward(cid, request).await.unwrap_or(local);
         }
-        Err(_) => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the relay is stopping"}"#.into()),
-    })
+    }
+    if request.path == "/v1/frames" && local.status == 202 {
+        let mut total: serde_json::Value = serde_json::from_slice(&local.body).unwrap_or_default();
+        return match cluster.broadcast(request).await {
+            Ok(replies) => {
+                let count = |body: &[u8]| {
+                    serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v["connections"].as_u64())
+                };
+                let elsewhere: u64 = replies.iter().filter_map(|r| count(&r.body)).sum();
+                let connections = total["connections"].as_u64().unwrap_or(0) + elsewhere;
+                total["connections"] = connections.into();
+                total["nodes"] = (replies.len() + 1).into();
+                ManagementResponse { status: 202, body: total.to_string().into() }
+            }
+            Err(e) => ManagementResponse {
+                status: 503,
+                body: serde_json::json!({ "error": format!("pushed on this node only: {e}") }).to_string().into(),
+            },
+        };
+    }
+    local
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

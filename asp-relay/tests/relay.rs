@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -14,43 +14,11 @@ use asp_scenarios::{within, Proxy, Tls};
 use asp_tokio::{Client, ClientBuilder};
 use futures::StreamExt;
 
-#[path = "../examples/function.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod rust_function;
+mod common;
+
+use common::{http, rss_kib, rust_function, PyFunction};
 
 const SECRET: &str = "management-secret-for-tests";
-
-/// The Python example function as a child process; killed on drop.
-struct PyFunction {
-    child: Child,
-    url: String,
-}
-
-impl PyFunction {
-    fn start(management: &str) -> PyFunction {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/function.py");
-        let mut child = Command::new("python3")
-            .args([script, "--port", "0", "--management-url", management, "--management-secret", SECRET])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the example function");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening ").expect("the function says where it listens").to_owned();
-        PyFunction { child, url }
-    }
-
-    async fn observed(&self) -> serde_json::Value {
-        http().get(format!("{}/observed", self.url)).send().await.unwrap().json().await.unwrap()
-    }
-}
-
-impl Drop for PyFunction {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Setup {
     tls: Tls,
@@ -63,7 +31,7 @@ impl Setup {
     async fn python(config: RelayConfig) -> Setup {
         let tls = Tls::new();
         let management = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let function = PyFunction::start(&format!("http://{}", management.local_addr().unwrap()));
+        let function = PyFunction::start(&format!("http://{}", management.local_addr().unwrap()), SECRET);
         let relay = relay_for(&tls, &function.url, config).management_listener(management, SECRET);
         let relay = relay.bind().await.unwrap().spawn();
         Setup { tls, relay, function }
@@ -87,20 +55,6 @@ fn relay_for(tls: &Tls, function: &str, config: RelayConfig) -> RelayBuilder {
 
 async fn connect(tls: &Tls, url: &str) -> Client {
     ClientBuilder::new(url).trust_pem(tls.cert_pem.as_bytes()).unwrap().connect().await.unwrap()
-}
-
-/// An HTTP client for the management API and the function's `/observed`.
-fn http() -> reqwest::Client {
-    let tls = asp_driver::tls::client_config(None).unwrap();
-    reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().unwrap()
-}
-
-/// The Rust example function on a loopback port of this runtime.
-async fn rust_function() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(rust_function::serve(listener));
-    url
 }
 
 /// Output and outcome of one invocation.
@@ -352,9 +306,9 @@ async fn a_slow_client_slows_the_function_instead_of_filling_the_relay() {
     let first = within(10, inv.next()).await.unwrap().len() as u64;
     // The client stops reading. The function soon stops too.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let written = rust_function::streamed_bytes("slow-client");
+    let written = common::rust_function::streamed_bytes("slow-client");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = rust_function::streamed_bytes("slow-client");
+    let later = common::rust_function::streamed_bytes("slow-client");
     assert_eq!(written, later, "the function is held back while the client does not read");
     eprintln!("the function wrote {written} bytes for a client that read {first} of {}", CHUNK * CHUNKS);
     // Client window (256 KiB) + relay window (16 KiB) + socket buffers on two hops.
@@ -398,7 +352,7 @@ async fn the_binary_is_configured_by_flags_and_environment() {
     let management = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let management_addr: SocketAddr = management.local_addr().unwrap();
     drop(management); // the relay binary binds it again
-    let function = PyFunction::start(&format!("http://{management_addr}"));
+    let function = PyFunction::start(&format!("http://{management_addr}"), SECRET);
     let dir = std::env::temp_dir().join(format!("asp-relay-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cert_path = dir.join("relay.pem");
@@ -467,13 +421,6 @@ async fn management_requests_without_the_secret_are_refused_before_their_body() 
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
 
-/// The relay binary's resident memory, from `/proc`.
-fn rss_kib(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// SPEC §17, §15.2: clients that announce the largest windows and stop
 /// reading their sockets cost the relay its per-client backlog (1 MiB) and
 /// the call's body window each, not the function's output: the function is
@@ -520,10 +467,10 @@ async fn clients_that_stop_reading_hold_the_function_not_the_relay() {
         stalled.push(ws); // never read
     }
     // Wait until the function has stopped writing (it is held back).
-    let mut last = rust_function::streamed_bytes("stalled");
+    let mut last = common::rust_function::streamed_bytes("stalled");
     loop {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let now = rust_function::streamed_bytes("stalled");
+        let now = common::rust_function::streamed_bytes("stalled");
         if now == last {
             break;
         }

@@ -11,6 +11,10 @@
 //! The scenarios use only runtime-neutral waiting (`async-io` timers, a
 //! thread-based TCP proxy), so they run under any of the runtimes' block_on.
 
+mod redis;
+
+pub use redis::RedisServer;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};

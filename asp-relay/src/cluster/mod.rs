@@ -1,0 +1,285 @@
+//! A relay as one node of a cluster (SPEC.md §15.4).
+//!
+//! Every node records the connections it holds in the shared store's
+//! directory (`asp:conn:{cid}` → node id, with a lease it renews), listens
+//! on its own topic (`asp:node:{id}`) and on the broadcast topic. A
+//! management request for a connection another node holds is sent to that
+//! node's topic and answered with the owner's response; a broadcast push
+//! goes to every node. The relay core knows nothing of this: it only
+//! announces its connections ([`DirectoryChange`]).
+
+mod redis_store;
+mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use asp_proto::Value;
+use asp_relay_proto::{DirectoryChange, ManagementRequest, ManagementResponse};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use redis_store::RedisStore;
+pub use store::{ClusterStore, StoreError};
+
+use crate::messages::Input;
+
+/// How long a directory entry outlives its node's last renewal.
+pub(crate) const LEASE: Duration = Duration::from_secs(15);
+/// How often a node renews its entries (and re-registers them after the
+/// store was lost).
+const RENEW: Duration = Duration::from_secs(5);
+/// How long a node waits for another to answer a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// The topic every node listens on.
+const BROADCAST_TOPIC: &str = "asp:broadcast";
+
+fn connection_key(cid: &str) -> String {
+    format!("asp:conn:{cid}")
+}
+
+fn node_topic(node: &str) -> String {
+    format!("asp:node:{node}")
+}
+
+/// What nodes send each other, as MsgPack arrays.
+#[derive(Debug, PartialEq)]
+enum Message {
+    /// A management request for the receiving node's core.
+    Request { from: String, id: u64, method: String, path: String, body: Bytes },
+    /// The answer to request `id`.
+    Reply { id: u64, status: u16, body: Bytes },
+}
+
+impl Message {
+    fn encode(&self) -> Bytes {
+        let value = match self {
+            Message::Request { from, id, method, path, body } => Value::Array(vec![
+                0.into(),
+                from.as_str().into(),
+                (*id).into(),
+                method.as_str().into(),
+                path.as_str().into(),
+                Value::Binary(body.to_vec()),
+            ]),
+            Message::Reply { id, status, body } => {
+                Value::Array(vec![1.into(), (*id).into(), (*status).into(), Value::Binary(body.to_vec())])
+            }
+        };
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &value).expect("writing to a Vec cannot fail");
+        out.into()
+    }
+
+    /// `None` for anything that is not a message of ours.
+    fn decode(bytes: &[u8]) -> Option<Message> {
+        let value = rmpv::decode::read_value(&mut &bytes[..]).ok()?;
+        let items = value.as_array()?;
+        let text = |i: usize| items.get(i)?.as_str().map(str::to_owned);
+        let number = |i: usize| items.get(i)?.as_u64();
+        let binary = |i: usize| items.get(i)?.as_slice().map(Bytes::copy_from_slice);
+        match number(0)? {
+            0 => Some(Message::Request {
+                from: text(1)?,
+                id: number(2)?,
+                method: text(3)?,
+                path: text(4)?,
+                body: binary(5)?,
+            }),
+            1 => Some(Message::Reply { id: number(1)?, status: u16::try_from(number(2)?).ok()?, body: binary(3)? }),
+            _ => None,
+        }
+    }
+}
+
+/// This node's part in the cluster.
+pub(crate) struct Cluster {
+    node: String,
+    store: Arc<dyn ClusterStore>,
+    /// Put on requests from other nodes (they were authenticated there; the
+    /// secret itself never travels through the store).
+    secret: Option<String>,
+    pending: Mutex<HashMap<u64, mpsc::UnboundedSender<ManagementResponse>>>,
+    next_id: AtomicU64,
+}
+
+fn unavailable(message: String) -> ManagementResponse {
+    ManagementResponse { status: 503, body: serde_json::json!({ "error": message }).to_string().into() }
+}
+
+impl Cluster {
+    pub(crate) fn new(node: String, store: Arc<dyn ClusterStore>, secret: Option<String>) -> Arc<Cluster> {
+        Arc::new(Cluster { node, store, secret, pending: Mutex::default(), next_id: AtomicU64::new(1) })
+    }
+
+    /// This node's id (random per process start).
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Starts the directory and inbox tasks.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        changes: mpsc::UnboundedReceiver<DirectoryChange>,
+        core: mpsc::Sender<Input>,
+    ) -> [JoinHandle<()>; 2] {
+        [tokio::spawn(self.clone().directory(changes)), tokio::spawn(self.clone().inbox(core))]
+    }
+
+    /// Keeps this node's connections in the directory: each change as it
+    /// comes, and all of them every [`RENEW`], which also re-registers them
+    /// once a lost store is back.
+    async fn directory(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<DirectoryChange>) {
+        let mut held: HashSet<String> = HashSet::new();
+        let mut renew = tokio::time::interval(RENEW);
+        let mut healthy = true;
+        loop {
+            let result = tokio::select! {
+                change = changes.recv() => match change {
+                    Some(DirectoryChange::Added(cid)) => {
+                        held.insert(cid.clone());
+                        self.store.put(vec![(connection_key(&cid), self.node.clone())], LEASE).await
+                    }
+                    Some(DirectoryChange::Removed(cid)) => {
+                        held.remove(&cid);
+                        self.store.delete_if(connection_key(&cid), self.node.clone()).await
+                    }
+                    None => return,
+                },
+                _ = renew.tick() => {
+                    let entries = held.iter().map(|cid| (connection_key(cid), self.node.clone())).collect();
+                    let result = self.store.put(entries, LEASE).await;
+                    if result.is_ok() && !healthy {
+                        tracing::info!(node = %self.node, connections = held.len(), "cluster store is back: connections registered again");
+                    }
+                    healthy = result.is_ok();
+                    result
+                }
+            };
+            if let Err(e) = result {
+                if std::mem::replace(&mut healthy, false) {
+                    tracing::warn!(node = %self.node, "{e}; local clients keep working, cross-node requests answer 503");
+                }
+            }
+        }
+    }
+
+    /// Serves requests other nodes send here and collects their replies;
+    /// subscribes again whenever the store is lost.
+    async fn inbox(self: Arc<Self>, core: mpsc::Sender<Input>) {
+        let topics = vec![node_topic(&self.node), BROADCAST_TOPIC.to_owned()];
+        loop {
+            if let Ok(mut messages) = self.store.subscribe(topics.clone()).await {
+                while let Some((_, bytes)) = messages.next().await {
+                    match Message::decode(&bytes) {
+                        Some(Message::Request { from, id, method, path, body }) if from != self.node => {
+                            let authorization = self.secret.as_ref().map(|s| format!("Bearer {s}"));
+                            let request = ManagementRequest { method, path, authorization, body };
+                            tokio::spawn(self.clone().answer(core.clone(), from, id, request));
+                        }
+                        Some(Message::Reply { id, status, body }) => {
+                            if let Some(waiter) = self.pending.lock().expect("lock").get(&id) {
+                                let _ = waiter.send(ManagementResponse { status, body });
+                            }
+                        }
+                        _ => {} // our own broadcast, or not ours
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn answer(self: Arc<Self>, core: mpsc::Sender<Input>, from: String, id: u64, request: ManagementRequest) {
+        let (reply, answer) = oneshot::channel();
+        if core.send(Input::Manage(request, reply)).await.is_err() {
+            return;
+        }
+        let Ok(response) = answer.await else { return };
+        let message = Message::Reply { id, status: response.status, body: response.body };
+        let _ = self.store.publish(node_topic(&from), message.encode()).await;
+    }
+
+    /// Sends `request` on `topic` and collects up to `expect` replies.
+    async fn ask(
+        &self,
+        topic: String,
+        request: &ManagementRequest,
+        expect: Option<usize>,
+    ) -> Result<Vec<ManagementResponse>, StoreError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.pending.lock().expect("lock").insert(id, tx);
+        let message = Message::Request {
+            from: self.node.clone(),
+            id,
+            method: request.method.clone(),
+            path: request.path.clone(),
+            body: request.body.clone(),
+        };
+        let result = async {
+            let listeners = self.store.publish(topic, message.encode()).await?;
+            // A broadcast reaches this node too, which does not answer it.
+            let expect = expect.unwrap_or(listeners.saturating_sub(1)).min(listeners);
+            let mut replies = Vec::new();
+            let deadline = tokio::time::sleep(FORWARD_TIMEOUT);
+            tokio::pin!(deadline);
+            while replies.len() < expect {
+                tokio::select! {
+                    reply = rx.recv() => match reply { Some(reply) => replies.push(reply), None => break },
+                    () = &mut deadline => break,
+                }
+            }
+            Ok(replies)
+        }
+        .await;
+        self.pending.lock().expect("lock").remove(&id);
+        result
+    }
+
+    /// A request for connection `cid`, which this node's core does not
+    /// hold: the owner's answer, or `None` when no other node holds it.
+    pub(crate) async fn forward(&self, cid: &str, request: &ManagementRequest) -> Option<ManagementResponse> {
+        let owner = match self.store.get(connection_key(cid)).await {
+            Ok(Some(owner)) if owner != self.node => owner,
+            Ok(_) => return None,
+            Err(e) => return Some(unavailable(e.to_string())),
+        };
+        match self.ask(node_topic(&owner), request, Some(1)).await {
+            Ok(mut replies) if !replies.is_empty() => Some(replies.remove(0)),
+            Ok(_) => Some(unavailable(format!("node {owner}, which holds {cid}, did not answer"))),
+            Err(e) => Some(unavailable(e.to_string())),
+        }
+    }
+
+    /// A broadcast push, sent to every other node: their answers.
+    pub(crate) async fn broadcast(&self, request: &ManagementRequest) -> Result<Vec<ManagementResponse>, StoreError> {
+        self.ask(BROADCAST_TOPIC.to_owned(), request, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_ignored() {
+        let request = Message::Request {
+            from: "n-1".into(),
+            id: 7,
+            method: "POST".into(),
+            path: "/v1/frames".into(),
+            body: Bytes::from_static(b"\x00\x01"),
+        };
+        assert_eq!(Message::decode(&request.encode()), Some(request));
+        let reply = Message::Reply { id: 9, status: 202, body: Bytes::from_static(b"{}") };
+        assert_eq!(Message::decode(&reply.encode()), Some(reply));
+        for garbage in [&b""[..], b"\xc1", b"\x93\x05\x01\x02", b"\x92\x01\xa1x", b"\xdd\xff\xff\xff\xff"] {
+            assert_eq!(Message::decode(garbage), None);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! [`ClusterStore`] on Redis: keys with `PX` leases, pub/sub topics.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::store::{ClusterStore, StoreError};
+
+/// How long one command may take before the store counts as unreachable.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Deletes KEYS[1] only while it holds ARGV[1].
+const DELETE_IF: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// A Redis server (or anything speaking its protocol, e.g. Valkey).
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ConnectionManager,
+    delete_if: redis::Script,
+}
+
+fn error(e: redis::RedisError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://HOST:PORT[/DB]`) and checks that the
+    /// server answers. The connection reconnects by itself later.
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(format!("{url}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let mut conn =
+            client.get_connection_manager_with_config(config).await.map_err(|e| StoreError(format!("{url}: {e}")))?;
+        let _: String =
+            redis::cmd("PING").query_async(&mut conn).await.map_err(|e| StoreError(format!("{url}: {e}")))?;
+        Ok(RedisStore { client, conn, delete_if: redis::Script::new(DELETE_IF) })
+    }
+}
+
+impl ClusterStore for RedisStore {
+    fn put(&self, entries: Vec<(String, String)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let px = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+            for batch in entries.chunks(1000) {
+                let mut pipe = redis::pipe();
+                for (key, value) in batch {
+                    pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(px).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await.map_err(error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_if(&self, key: String, value: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            self.delete_if.key(key).arg(value).invoke_async::<i64>(&mut conn).await.map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move { redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(error) })
+    }
+
+    fn publish(&self, topic: String, message: Bytes) -> BoxFuture<'_, Result<usize, StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            redis::cmd("PUBLISH").arg(topic).arg(message.as_ref()).query_async(&mut conn).await.map_err(error)
+        })
+    }
+
+    fn subscribe(&self, topics: Vec<String>) -> BoxFuture<'_, Result<BoxStream<'static, (String, Bytes)>, StoreError>> {
+        Box::pin(async move {
+            let mut pubsub = tokio::time::timeout(COMMAND_TIMEOUT, self.client.get_async_pubsub())
+                .await
+                .map_err(|_| StoreError("timed out".into()))?
+                .map_err(error)?;
+            for topic in topics {
+                pubsub.subscribe(topic).await.map_err(error)?;
+            }
+            let messages = pubsub
+                .into_on_message()
+                .map(|msg| (msg.get_channel_name().to_owned(), Bytes::copy_from_slice(msg.get_payload_bytes())));
+            Ok(messages.boxed())
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! The store a cluster of relays shares (SPEC.md §15.4): a directory of
+//! keys with leases, and topics to send messages on.
+//!
+//! Kept small so that another store can stand in for Redis: NATS JetStream
+//! offers the same two things (a key-value bucket with a TTL, and subjects).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+/// The store could not be reached or refused a command.
+#[derive(Debug, Clone)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the cluster store is unreachable: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// What the relays of a cluster share.
+pub trait ClusterStore: Send + Sync + 'static {
+    /// Writes every `(key, value)` with a lease: the entry disappears by
+    /// itself `lease` after its last write, so a dead node's entries expire.
+    fn put(&self, entries: Vec<(String, String)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Deletes `key` if it still holds `value` (a connection that moved to
+    /// another node is not removed by the node it left).
+    fn delete_if(&self, key: String, value: String) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The value at `key`, if any.
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+
+    /// Sends `message` to whoever listens on `topic`; how many did.
+    fn publish(&self, topic: String, message: Bytes) -> BoxFuture<'_, Result<usize, StoreError>>;
+
+    /// Messages on `topics` as `(topic, message)`, for as long as the
+    /// subscription lasts: the stream ends when the store is lost, and the
+    /// caller subscribes again.
+    fn subscribe(&self, topics: Vec<String>) -> BoxFuture<'_, Result<BoxStream<'static, (String, Bytes)>, StoreError>>;
+}

@@ -1,0 +1,229 @@
+//! A relay cluster end to end (SPEC.md §15.4): `asp-relay --cluster`
+//! processes sharing a real `redis-server` on loopback, with the Python
+//! example function and the Rust one.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use asp_relay::proto::{ErrorCode, Frame, ToolDef, ToolOp, ToolSpec, Value};
+use asp_scenarios::{within, RedisServer};
+use asp_tokio::{Client, ClientBuilder};
+use futures::StreamExt;
+
+mod common;
+
+use common::{http, rust_function, PyFunction};
+
+const SECRET: &str = "cluster-management-secret";
+
+/// One `asp-relay --cluster` process; killed on drop.
+struct Node {
+    child: Child,
+    url: String,
+    management: String,
+    id: String,
+    cert: Vec<u8>,
+    dir: PathBuf,
+}
+
+impl Node {
+    /// A node calling `function`, sharing `redis`, with its management API
+    /// on `management` (any free port when `None`).
+    fn start(function: &str, redis: &str, management: Option<SocketAddr>) -> Node {
+        let dir = std::env::temp_dir().join(format!("asp-cluster-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("relay.pem");
+        let management = management.map_or("127.0.0.1:0".to_owned(), |a| a.to_string());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_asp-relay"))
+            .args(["--listen", "127.0.0.1:0", "--self-signed"])
+            .arg(&cert)
+            .args(["--function", function, "--cluster", redis, "--management-listen", &management])
+            .env("ASP_RELAY_MANAGEMENT_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map(|l| l.unwrap());
+        let mut field = |name: &str| {
+            let line = lines.next().unwrap_or_else(|| panic!("the relay printed no `{name}` line"));
+            line.strip_prefix(&format!("{name} "))
+                .unwrap_or_else(|| panic!("expected `{name} …`, got {line}"))
+                .to_owned()
+        };
+        let (url, management, _function, id) = (field("relay"), field("management"), field("function"), field("node"));
+        let cert = std::fs::read(&cert).unwrap();
+        Node { child, url, management, id, cert, dir }
+    }
+
+    async fn client(&self) -> Client {
+        ClientBuilder::new(&self.url).trust_pem(&self.cert).unwrap().connect().await.unwrap()
+    }
+
+    fn connection(&self, cid: &str) -> String {
+        format!("{}/v1/connections/{cid}", self.management)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+async fn status(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.unwrap().status().as_u16()
+}
+
+fn args(json: serde_json::Value) -> Value {
+    serde_json::from_value(json).unwrap()
+}
+
+/// The function's `echo` answers its arguments as JSON output.
+async fn echo_works(client: &Client) {
+    let output = within(10, async {
+        let mut inv = client.invoke("echo", Value::from("hi")).await.unwrap();
+        let mut output = Vec::new();
+        while let Some(chunk) = inv.next().await {
+            output.extend_from_slice(&chunk);
+        }
+        inv.result().await.unwrap();
+        output
+    })
+    .await;
+    assert_eq!(output, b"\"hi\"");
+}
+
+fn tool_def(name: &str) -> Vec<u8> {
+    let def = ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named(name)] };
+    Frame::ToolDef(def).to_bytes().unwrap().to_vec()
+}
+
+/// Waits until `client` sees a tool named `name`.
+async fn sees_tool(client: &Client, name: &str) {
+    within(10, async {
+        while !client.peer_tools().iter().any(|t| t.name == name) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_of_any_node_reaches_every_connection() {
+    let redis = RedisServer::start();
+    // The function pushes through node B's management API.
+    let management_b: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let function = PyFunction::start(&format!("http://{management_b}"), SECRET);
+    let a = Node::start(&function.url, &redis.url(), None);
+    let b = Node::start(&function.url, &redis.url(), Some(management_b));
+    let c = Node::start(&function.url, &redis.url(), None);
+    assert!(a.id != b.id && b.id != c.id && a.id.starts_with("n-"), "one id per node");
+
+    // A client of node A calls a tool whose function, after the call, pushes
+    // a TOOL_DEF through node B: B forwards it to A.
+    let client = a.client().await;
+    let cid = client.connection_id().unwrap();
+    let mut inv = client.invoke("push_tool", args(serde_json::json!({"name": "late_tool"}))).await.unwrap();
+    while within(10, inv.next()).await.is_some() {}
+    within(10, inv.result()).await.unwrap();
+    sees_tool(&client, "late_tool").await;
+
+    // Every node answers for it.
+    let http = http();
+    for node in [&a, &b, &c] {
+        let info = http.get(node.connection(&cid)).bearer_auth(SECRET).send().await.unwrap();
+        assert_eq!(info.status(), 200, "GET through {}", node.id);
+        let info: serde_json::Value = info.json().await.unwrap();
+        assert_eq!(info["connection_id"], cid.as_str());
+        assert_eq!(info["tools"], serde_json::json!(["late_tool"]));
+        // Unknown connections are 404 everywhere, a wrong secret 401.
+        assert_eq!(status(http.get(node.connection("c-0000000000000000")).bearer_auth(SECRET)).await, 404);
+        assert_eq!(status(http.get(node.connection(&cid)).bearer_auth("wrong")).await, 401);
+        assert_eq!(status(http.post(format!("{}/v1/frames", node.management)).bearer_auth("wrong")).await, 401);
+    }
+    let garbage = http.post(format!("{}/frames", c.connection(&cid))).bearer_auth(SECRET).body("no frames");
+    assert_eq!(status(garbage).await, 400, "the owner's answer comes back");
+
+    // A broadcast through node C reaches the clients of every node.
+    let (client_b, client_c) = (b.client().await, c.client().await);
+    let pushed = http
+        .post(format!("{}/v1/frames", c.management))
+        .bearer_auth(SECRET)
+        .body(tool_def("everywhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 202);
+    let counts: serde_json::Value = pushed.json().await.unwrap();
+    assert_eq!((counts["connections"].as_u64(), counts["nodes"].as_u64()), (Some(3), Some(3)), "{counts}");
+    for client in [&client, &client_b, &client_c] {
+        sees_tool(client, "everywhere").await;
+    }
+    let goaway_only = http
+        .post(format!("{}/v1/frames", a.management))
+        .bearer_auth(SECRET)
+        .body(Frame::GoAway(Default::default()).to_bytes().unwrap().to_vec());
+    assert_eq!(status(goaway_only).await, 400, "only TOOL_DEF is broadcast");
+
+    // DELETE through node B closes the client of node A.
+    assert_eq!(status(http.delete(b.connection(&cid)).bearer_auth(SECRET)).await, 204);
+    let reason = within(10, client.closed()).await;
+    assert_eq!(reason.code, ErrorCode::NO_ERROR);
+    echo_works(&client_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() {
+    let mut redis = RedisServer::start();
+    let function = rust_function().await;
+    let a = Node::start(&function, &redis.url(), None);
+    let b = Node::start(&function, &redis.url(), None);
+    let client = a.client().await;
+    let cid = client.connection_id().unwrap();
+    let http = http();
+    assert_eq!(status(http.get(b.connection(&cid)).bearer_auth(SECRET)).await, 200);
+
+    redis.kill();
+    echo_works(&client).await;
+    let other = b.client().await;
+    echo_works(&other).await;
+    let answer = http.get(b.connection(&cid)).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(answer.status(), 503, "the store is down");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("cluster store"), "{body}");
+    assert_eq!(status(http.get(a.connection(&cid)).bearer_auth(SECRET)).await, 200, "the owner still answers");
+
+    // Back, empty: node A registers its connections again by itself.
+    redis.restart();
+    within(15, async {
+        while status(http.get(b.connection(&cid)).bearer_auth(SECRET)).await != 200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(redis.command(&format!("GET asp:conn:{cid}")).contains(&a.id));
+    echo_works(&client).await;
+}
+
+#[test]
+fn a_node_without_its_store_exits_with_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_asp-relay"))
+        .args(["--listen", "127.0.0.1:0", "--plaintext", "--function", "http://127.0.0.1:9", "--cluster", &url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains(&url), "the error names the store: {stderr}");
+}
