@@ -163,9 +163,30 @@ error_codes! {
     BACKEND_OVERLOADED = 605, "backend overloaded";
     /// The function returned connection state over the configured bound.
     STATE_TOO_LARGE = 606, "connection state too large";
+    /// The relay node running the invocation was lost; the session moved to
+    /// another node (SPEC.md §11.4). Retryable: the call may or may not have
+    /// run.
+    NODE_LOST = 607, "relay node lost";
 }
 
 impl ErrorCode {
+    /// True for the invocation errors a caller may simply retry: the
+    /// request was refused for a passing reason or lost with a relay node
+    /// (SPEC.md §7.1): `RATE_LIMITED`, `GOING_AWAY`, `BACKEND_UNAVAILABLE`,
+    /// `BACKEND_OVERLOADED`, `NODE_LOST`. A tool with side effects should
+    /// make them idempotent before retrying after `NODE_LOST`, which does
+    /// not say whether the call ran.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::RATE_LIMITED
+                | Self::GOING_AWAY
+                | Self::BACKEND_UNAVAILABLE
+                | Self::BACKEND_OVERLOADED
+                | Self::NODE_LOST
+        )
+    }
+
     /// The class this code belongs to, known even for codes this version
     /// does not define.
     pub fn class(self) -> ErrorClass {

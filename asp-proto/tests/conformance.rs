@@ -289,7 +289,7 @@ fn s11_3_a_resumed_hello_claiming_unsent_frames_is_rejected() {
     client.handle_transport_closed(now);
     client.reconnect(now).unwrap();
     output(&mut client);
-    let resumed = ServerHello { resumed: Some(Resumed { recv: 999 }), ..ServerHello::new("c-1") };
+    let resumed = ServerHello { resumed: Some(Resumed { recv: 999, restart: false }), ..ServerHello::new("c-1") };
     client.handle_input(now, &raw(Frame::HelloReply(resumed)));
     assert_eq!(closed_code(&mut client), Some(ErrorCode::RESUME_REJECTED));
 }

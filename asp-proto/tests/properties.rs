@@ -98,7 +98,7 @@ fn server_hello() -> impl Strategy<Value = Frame> {
         proptest::option::of((ticket(), any::<u32>()).prop_map(|(ticket, grace)| ResumeOffer { ticket, grace })),
         prop_oneof![
             Just((None, None)),
-            any::<u64>().prop_map(|recv| (Some(Resumed { recv }), None)),
+            (any::<u64>(), any::<bool>()).prop_map(|(recv, restart)| (Some(Resumed { recv, restart }), None)),
             code().prop_map(|c| (None, Some(c))),
         ],
         tools(),

@@ -840,3 +840,43 @@ fn transmits_never_exceed_one_maximal_frame_of_the_peer() {
     assert!(messages >= 12, "200 KB needs at least 12 messages of 16 KiB, got {messages}");
     assert_eq!(chunks(&mut p, Side::Client, id).len(), 200_000);
 }
+
+/// SPEC.md §11.4: another server adopts a session from its snapshot only
+/// for the ticket's holder, and only for a client that lists `restart`.
+#[test]
+fn s11_4_a_restart_needs_the_whole_ticket_and_the_clients_capability() {
+    let p = Pair::connected(SessionConfig::default(), SessionConfig::default(), 7);
+    let snapshot = p.server.snapshot(b"app".to_vec()).expect("a resumable session");
+    assert_eq!(session::SessionSnapshot::from_bytes(&snapshot.to_bytes()), Some(snapshot.clone()));
+    let hello = |caps: &[&str], ticket: Vec<u8>| {
+        let mut hello = ClientHello::new();
+        hello.caps = caps.iter().map(|c| c.to_string()).collect();
+        hello.resume = Some(ResumeRequest { ticket: ticket.into(), recv: 3 });
+        raw(Frame::Hello(hello))
+    };
+    let mut forged = snapshot.ticket.clone();
+    forged[31] ^= 1;
+    let cases = [
+        (hello(&["resume"], snapshot.ticket.clone()), Err(ErrorCode::RESUME_UNKNOWN_SESSION)),
+        (hello(&["resume", "restart"], forged), Err(ErrorCode::RESUME_UNKNOWN_SESSION)),
+        (hello(&["resume", "restart"], snapshot.ticket.clone()), Ok(())),
+    ];
+    for (hello, expected) in cases {
+        let now = std::time::Instant::now();
+        let mut server = Session::server(SessionConfig::default(), now, Box::new(TestEntropy(9)));
+        server.handle_input(now, &hello);
+        assert!(matches!(server.poll_event(), Some(Event::HelloReceived(_))));
+        assert_eq!(server.accept_restart(now, &snapshot), expected);
+        if expected.is_ok() {
+            let reply = decode_all(server.poll_transmit().unwrap(), u32::MAX).unwrap();
+            let Some(Frame::HelloReply(reply)) = reply.first() else { panic!("{reply:?}") };
+            assert_eq!(reply.cid, snapshot.cid, "the same connection id");
+            assert_eq!(reply.resumed, Some(Resumed { recv: 0, restart: true }));
+            let ticket = &reply.resume.as_ref().unwrap().ticket;
+            assert_eq!(ticket[..8], snapshot.ticket[..8], "the same lookup key");
+            assert_ne!(ticket[8..], snapshot.ticket[8..], "a new secret");
+        } else {
+            assert_eq!(server.state(), SessionState::Authenticating, "nothing changed");
+        }
+    }
+}

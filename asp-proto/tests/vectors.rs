@@ -145,7 +145,7 @@ fn valid_cases() -> Vec<Valid> {
                 hb: None,
                 caps: vec![],
                 resume: Some(ResumeOffer { ticket: ticket.clone(), grace: 60000 }),
-                resumed: Some(Resumed { recv: 17 }),
+                resumed: Some(Resumed { recv: 17, restart: false }),
                 resume_error: None,
                 tools: None,
             }),

@@ -151,6 +151,8 @@ impl Relay {
         if call.kind == CallKind::Invoke {
             self.invoke_calls -= 1;
         }
+        // Its state and tool pushes, for the directory.
+        self.save(call.conn);
         if let Some(at) = call.armed {
             self.timers.remove(&(at, TimerKey::Call(call_id)));
         }

@@ -132,14 +132,38 @@ pub enum Command {
     Directory(DirectoryChange),
 }
 
-/// A change to the cluster directory (SPEC.md §15.4): which connection ids
-/// this relay holds. Emitted only with [`RelayConfig::directory`].
+/// Work for the cluster directory (SPEC.md §15.4): which connection ids
+/// this relay holds, the snapshots another node needs to adopt them, and
+/// the lookups of sessions held elsewhere. Emitted only with
+/// [`RelayConfig::directory`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectoryChange {
-    /// A session with this connection id started (or resumed) here.
+    /// A session with this connection id started (or was adopted) here.
     Added(String),
     /// The session with this connection id ended here.
     Removed(String),
+    /// Save this session's snapshot under its resume key (hex), replacing
+    /// the last: what another node needs to adopt it
+    /// ([`SessionSnapshot`](asp_proto::session::SessionSnapshot), with the
+    /// function's state). Saved when the session starts and whenever its
+    /// tools or state may have changed.
+    Saved {
+        /// The session's connection id.
+        cid: String,
+        /// Its resume key, hex.
+        key: String,
+        /// The snapshot's bytes.
+        snapshot: Bytes,
+    },
+    /// A client asks to resume a session this node does not hold: fetch
+    /// the snapshot saved under `key` (hex) and answer with
+    /// [`Relay::handle_lookup`]; the client waits meanwhile.
+    Lookup {
+        /// The transport the resuming client is on.
+        transport: TransportId,
+        /// The resume key, hex.
+        key: String,
+    },
 }
 
 /// Counters for logs and the management API.
@@ -242,6 +266,15 @@ impl Relay {
     /// The next thing the adapter must do. Drain transmits first.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
+    }
+
+    /// The answer to [`DirectoryChange::Lookup`]: the snapshot saved under
+    /// that key, if the store had one. A snapshot whose ticket matches the
+    /// client's is adopted (the client resumes with `restart`, SPEC.md
+    /// §11.4); otherwise the client gets a new session with
+    /// `RESUME_UNKNOWN_SESSION`.
+    pub fn handle_lookup(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>) {
+        self.adopt(now, transport, snapshot);
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next.

@@ -169,6 +169,7 @@ impl Relay {
             }
             reached += usize::from(ok);
             self.settle(now, key);
+            self.save(key);
         }
         ManagementResponse::json(202, json!({ "frames": frames.len(), "connections": reached }))
     }
@@ -193,6 +194,7 @@ impl Relay {
             }
         }
         self.settle(now, key);
+        self.save(key);
         ManagementResponse::json(202, json!({ "frames": count }))
     }
 

@@ -4,12 +4,17 @@
 
 use std::time::Instant;
 
-use asp_proto::session::{Event, HelloInfo, ResumeOutcome, SessionState};
+use asp_proto::session::{Event, HelloInfo, ResumeKey, ResumeOutcome, SessionSnapshot, SessionState};
 use asp_proto::ErrorCode;
 use subtle::ConstantTimeEq;
 
 use crate::call::CallKind;
-use crate::{CallId, Command, DirectoryChange, Relay, SessionEntry, SessionKey, TimerKey};
+use crate::{CallId, Command, DirectoryChange, Relay, SessionEntry, SessionKey, TimerKey, TransportId};
+
+/// Lowercase hex, for resume keys in the directory.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 impl Relay {
     /// Acts on a session's events, moves its transmits out and re-arms its
@@ -114,6 +119,15 @@ impl Relay {
             return;
         };
         let old = self.by_resume.find(&request).copied().filter(|old| *old != key);
+        if let (None, true, Some(transport)) = (old, self.config.directory, conn.transport) {
+            if let Some(rk) = ResumeKey::of(&request.ticket) {
+                // Perhaps held by another node: ask the store (the client
+                // waits, within its handshake timeout).
+                let key = hex(rk.as_bytes());
+                self.commands.push_back(Command::Directory(DirectoryChange::Lookup { transport, key }));
+                return;
+            }
+        }
         let outcome = match old.and_then(|old| self.sessions.get_mut(&old)) {
             Some(old_conn) => old_conn.session.resume(now, &request).into(),
             None => ResumeOutcome::NotFound,
@@ -159,6 +173,15 @@ impl Relay {
     }
 
     pub(crate) fn on_connected(&mut self, now: Instant, key: SessionKey, cid: String) {
+        self.register(key, cid);
+        if self.config.lifecycle_calls {
+            self.start_lifecycle_call(now, key, CallKind::Connect);
+        }
+    }
+
+    /// Indexes a connected session by cid and resume key (and announces it
+    /// to the directory).
+    fn register(&mut self, key: SessionKey, cid: String) {
         let Some(conn) = self.sessions.get_mut(&key) else { return };
         conn.cid = Some(cid.clone());
         if let Some(rk) = conn.session.resume_key() {
@@ -168,9 +191,45 @@ impl Relay {
             self.commands.push_back(Command::Directory(DirectoryChange::Added(cid.clone())));
         }
         self.by_cid.insert(cid, key);
-        if self.config.lifecycle_calls {
-            self.start_lifecycle_call(now, key, CallKind::Connect);
+        self.save(key);
+    }
+
+    /// Saves the session's snapshot for the directory, when there is one.
+    pub(crate) fn save(&mut self, key: SessionKey) {
+        if !self.config.directory {
+            return;
         }
+        let Some(conn) = self.sessions.get(&key) else { return };
+        let Some(snapshot) = conn.session.snapshot(conn.state.clone().unwrap_or_default()) else { return };
+        let (Some(cid), Some(rk)) = (conn.cid.clone(), snapshot.resume_key()) else { return };
+        let saved = DirectoryChange::Saved { cid, key: hex(rk.as_bytes()), snapshot: snapshot.to_bytes().into() };
+        self.commands.push_back(Command::Directory(saved));
+    }
+
+    /// A lookup's answer: adopts the snapshot when it is the client's
+    /// session and no session here has its cid; else a new session.
+    pub(crate) fn adopt(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>) {
+        let Some(&key) = self.transports.get(&transport) else { return };
+        let snapshot = snapshot.and_then(SessionSnapshot::from_bytes).filter(|s| !self.by_cid.contains_key(&s.cid));
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
+        if conn.session.state() != SessionState::Authenticating {
+            return;
+        }
+        let adopted = match &snapshot {
+            Some(snapshot) => conn.session.accept_restart(now, snapshot),
+            None => Err(ErrorCode::RESUME_UNKNOWN_SESSION),
+        };
+        match (adopted, snapshot) {
+            (Ok(()), Some(snapshot)) => {
+                conn.state = (!snapshot.app.is_empty()).then_some(snapshot.app);
+                self.register(key, snapshot.cid);
+            }
+            (Err(code), _) => {
+                let _ = conn.session.accept_refusing_resume(now, code);
+            }
+            (Ok(()), None) => unreachable!("adopted without a snapshot"),
+        }
+        self.settle(now, key);
     }
 
     pub(crate) fn remove_session(&mut self, now: Instant, key: SessionKey, code: u16, message: String) {

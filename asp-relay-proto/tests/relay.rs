@@ -489,7 +489,7 @@ fn a_broadcast_reaches_every_connection_and_the_directory_follows_sessions() {
         h.commands
             .drain(..)
             .filter_map(|c| match c {
-                Command::Directory(change) => Some(change),
+                Command::Directory(change @ (DirectoryChange::Added(_) | DirectoryChange::Removed(_))) => Some(change),
                 _ => None,
             })
             .collect()
@@ -512,6 +512,115 @@ fn a_broadcast_reaches_every_connection_and_the_directory_follows_sessions() {
     assert_eq!(h.manage("DELETE", &format!("/v1/connections/{cid_a}"), Bytes::new()).status, 204);
     h.pump();
     assert_eq!(directory(&mut h), [DirectoryChange::Removed(cid_a)]);
+}
+
+/// The snapshots and lookups a directory relay asks its adapter for.
+fn saved(h: &mut Harness) -> Vec<(String, Bytes)> {
+    h.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Directory(DirectoryChange::Saved { key, snapshot, .. }) => Some((key.clone(), snapshot.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn another_node_adopts_a_session_from_its_snapshot() {
+    let config = RelayConfig {
+        management_secret: Some("s3cret".into()),
+        directory: true,
+        session: SessionConfig { tools: vec![ToolSpec::named("from_config")], ..SessionConfig::default() },
+        ..RelayConfig::default()
+    };
+    let mut a = Harness::new(config.clone());
+    let c = a.connect(SessionConfig::default());
+    let cid = a.cid(c);
+    let first = a.invoke(c, "count", Value::Nil);
+    let call = a.one_call();
+    a.head(call.call, ResponseHead { status: 200, state: Some(encode_state(b"n=1")), ..Default::default() });
+    a.end(call.call);
+    assert!(a.outcome(c, first).unwrap().is_ok());
+    let push = frames(&[Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named("pushed")] })]);
+    assert_eq!(a.manage("POST", &format!("/v1/connections/{cid}/frames"), push).status, 202);
+    let in_flight = a.invoke(c, "long", Value::Nil);
+    a.one_call();
+    let (key, snapshot) = saved(&mut a).pop().expect("snapshots saved");
+
+    // Node A dies with the call running; the client resumes on node B.
+    let mut client = a.clients.remove(c);
+    client.session.handle_transport_closed(a.now);
+    let mut b = Harness::new(config);
+    let transport = b.relay.handle_client_open(b.now, None);
+    client.transport = Some(transport);
+    client.session.reconnect(b.now).unwrap();
+    b.clients.push(client);
+    b.pump();
+    let lookup = b.commands.iter().find_map(|c| match c {
+        Command::Directory(DirectoryChange::Lookup { transport, key }) => Some((*transport, key.clone())),
+        _ => None,
+    });
+    assert_eq!(lookup, Some((transport, key)), "B asks the store for the session");
+    assert_eq!(b.clients[0].session.state(), SessionState::Detached, "the client waits for the answer");
+    b.relay.handle_lookup(b.now, transport, Some(&snapshot));
+    b.pump();
+
+    let client = &b.clients[0];
+    assert_eq!(client.session.state(), SessionState::Open);
+    assert!(client.events.iter().any(|e| matches!(e, Event::Connected { cid: c, resumed: true, .. } if *c == cid)));
+    let lost = client.events.iter().find_map(|e| match e {
+        Event::Failed { id, error } if *id == in_flight => Some(error.code),
+        _ => None,
+    });
+    assert_eq!(lost, Some(ErrorCode::NODE_LOST), "the call in flight on A is lost, retryably");
+    assert!(ErrorCode::NODE_LOST.is_retryable());
+    for tool in ["from_config", "pushed"] {
+        assert!(client.session.peer_tools().contains(tool), "{tool} carried over");
+    }
+    assert!(b.commands.iter().any(|c| *c == Command::Directory(DirectoryChange::Added(cid.clone()))));
+    // The function's state carried over, and the session works on B.
+    let next = b.invoke(0, "count", Value::Nil);
+    let call = b.one_call();
+    assert_eq!(decode_state(body_json(&call)["state"].as_str().unwrap()).unwrap(), b"n=1");
+    assert_eq!(body_json(&call)["connection_id"], cid.as_str());
+    b.ok(call.call);
+    b.chunk(call.call, b"2");
+    b.end(call.call);
+    assert_eq!(b.output(0, next), b"2");
+    assert_eq!(b.manage("GET", &format!("/v1/connections/{cid}"), Bytes::new()).status, 200);
+}
+
+#[test]
+fn a_lookup_without_the_clients_session_starts_a_new_one() {
+    let config = RelayConfig { directory: true, ..RelayConfig::default() };
+    let forge = |snapshot: &[u8]| {
+        let mut forged = asp_proto::session::SessionSnapshot::from_bytes(snapshot).unwrap();
+        forged.ticket[20] ^= 1; // the right key, the wrong secret
+        Some(forged.to_bytes())
+    };
+    type Answer<'a> = &'a dyn Fn(&[u8]) -> Option<Vec<u8>>;
+    let answers: [Answer<'_>; 3] = [&|_| None, &forge, &|_| Some(b"garbage".to_vec())];
+    for answer in answers {
+        let mut a = Harness::new(config.clone());
+        let c = a.connect(SessionConfig::default());
+        let (_, snapshot) = saved(&mut a).pop().unwrap();
+        let mut client = a.clients.remove(c);
+        client.session.handle_transport_closed(a.now);
+        let mut b = Harness::new(config.clone());
+        let transport = b.relay.handle_client_open(b.now, None);
+        client.transport = Some(transport);
+        client.session.reconnect(b.now).unwrap();
+        b.clients.push(client);
+        b.pump();
+        b.relay.handle_lookup(b.now, transport, answer(&snapshot).as_deref());
+        b.pump();
+        let refused = b.clients[0].events.iter().find_map(|e| match e {
+            Event::Connected { resumed: false, resume_error, .. } => *resume_error,
+            _ => None,
+        });
+        assert_eq!(refused, Some(ErrorCode::RESUME_UNKNOWN_SESSION));
+        assert_eq!(b.clients[0].session.state(), SessionState::Open, "a new session");
+    }
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub(crate) enum Input {
     End(CallId),
     Failed(CallId, CallFailure),
     Manage(ManagementRequest, oneshot::Sender<ManagementResponse>),
+    /// The store's answer to a lookup of a session held elsewhere.
+    Lookup(TransportId, Option<Bytes>),
     Stats(oneshot::Sender<RelayStats>),
 }
 

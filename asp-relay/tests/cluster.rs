@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use asp_relay::proto::{ErrorCode, Frame, ToolDef, ToolOp, ToolSpec, Value};
-use asp_scenarios::{within, RedisServer};
+use asp_scenarios::{within, Proxy, RedisServer, Tls};
 use asp_tokio::{Client, ClientBuilder};
 use futures::StreamExt;
 
@@ -31,15 +31,20 @@ struct Node {
 
 impl Node {
     /// A node calling `function`, sharing `redis`, with its management API
-    /// on `management` (any free port when `None`).
-    fn start(function: &str, redis: &str, management: Option<SocketAddr>) -> Node {
+    /// on `management` (any free port when `None`), serving `tls`'s
+    /// certificate (the same on every node, as behind one load balancer).
+    fn start(function: &str, redis: &str, management: Option<SocketAddr>, tls: &Tls) -> Node {
         let dir = std::env::temp_dir().join(format!("asp-cluster-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cert = dir.join("relay.pem");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &tls.cert_pem).unwrap();
+        std::fs::write(&key, &tls.key_pem).unwrap();
         let management = management.map_or("127.0.0.1:0".to_owned(), |a| a.to_string());
         let mut child = Command::new(env!("CARGO_BIN_EXE_asp-relay"))
-            .args(["--listen", "127.0.0.1:0", "--self-signed"])
+            .args(["--listen", "127.0.0.1:0", "--tls-cert"])
             .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
             .args(["--function", function, "--cluster", redis, "--management-listen", &management])
             .env("ASP_RELAY_MANAGEMENT_SECRET", SECRET)
             .stdout(Stdio::piped())
@@ -53,8 +58,12 @@ impl Node {
                 .to_owned()
         };
         let (url, management, _function, id) = (field("relay"), field("management"), field("function"), field("node"));
-        let cert = std::fs::read(&cert).unwrap();
-        Node { child, url, management, id, cert, dir }
+        Node { child, url, management, id, cert: tls.cert_pem.as_bytes().to_vec(), dir }
+    }
+
+    /// Where clients connect.
+    fn addr(&self) -> SocketAddr {
+        self.url.trim_start_matches("wss://").split('/').next().unwrap().parse().unwrap()
     }
 
     async fn client(&self) -> Client {
@@ -124,9 +133,10 @@ async fn the_management_api_of_any_node_reaches_every_connection() {
     // The function pushes through node B's management API.
     let management_b: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let function = PyFunction::start(&format!("http://{management_b}"), SECRET);
-    let a = Node::start(&function.url, &redis.url(), None);
-    let b = Node::start(&function.url, &redis.url(), Some(management_b));
-    let c = Node::start(&function.url, &redis.url(), None);
+    let tls = Tls::new();
+    let a = Node::start(&function.url, &redis.url(), None, &tls);
+    let b = Node::start(&function.url, &redis.url(), Some(management_b), &tls);
+    let c = Node::start(&function.url, &redis.url(), None, &tls);
     assert!(a.id != b.id && b.id != c.id && a.id.starts_with("n-"), "one id per node");
 
     // A client of node A calls a tool whose function, after the call, pushes
@@ -186,8 +196,9 @@ async fn the_management_api_of_any_node_reaches_every_connection() {
 async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() {
     let mut redis = RedisServer::start();
     let function = rust_function().await;
-    let a = Node::start(&function, &redis.url(), None);
-    let b = Node::start(&function, &redis.url(), None);
+    let tls = Tls::new();
+    let a = Node::start(&function, &redis.url(), None, &tls);
+    let b = Node::start(&function, &redis.url(), None, &tls);
     let client = a.client().await;
     let cid = client.connection_id().unwrap();
     let http = http();
@@ -226,4 +237,66 @@ fn a_node_without_its_store_exits_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
     assert!(stderr.contains(&url), "the error names the store: {stderr}");
+}
+
+/// Output and outcome of one invocation.
+async fn run(client: &Client, tool: &str, args: Value) -> (Vec<u8>, Result<asp_driver::Completion, ErrorCode>) {
+    within(20, async {
+        let mut inv = client.invoke(tool, args).await.unwrap();
+        let mut output = Vec::new();
+        while let Some(chunk) = inv.next().await {
+            output.extend_from_slice(&chunk);
+        }
+        (output, inv.result().await.map_err(|e| e.code))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_killed_node_resumes_on_another_with_its_state_and_tools() {
+    let redis = RedisServer::start();
+    let function = rust_function().await;
+    let tls = Tls::new();
+    let a = Node::start(&function, &redis.url(), None, &tls);
+    let b = Node::start(&function, &redis.url(), None, &tls);
+    // The load balancer: node A until it dies, then node B.
+    let balancer = Proxy::start(a.addr());
+    let url = format!("wss://{}/v1/agent-socket", balancer.addr);
+    let client = ClientBuilder::new(&url).trust_pem(tls.cert_pem.as_bytes()).unwrap().connect().await.unwrap();
+    let cid = client.connection_id().unwrap();
+    assert_eq!(run(&client, "count", Value::Nil).await.0, b"1");
+    assert_eq!(run(&client, "count", Value::Nil).await.0, b"2");
+    let http = http();
+    let pushed = http.post(format!("{}/frames", b.connection(&cid))).bearer_auth(SECRET).body(tool_def("pushed"));
+    assert_eq!(status(pushed).await, 202);
+    sees_tool(&client, "pushed").await;
+    // A call in flight when A dies: a stream the client stops reading.
+    let mut in_flight = client
+        .invoke("stream", args(serde_json::json!({"chunks": 1_000_000, "size": 1024, "tag": "killed"})))
+        .await
+        .unwrap();
+    within(10, in_flight.next()).await.unwrap();
+
+    balancer.retarget(b.addr());
+    let mut a = a;
+    a.child.kill().unwrap(); // SIGKILL: no GOAWAY, nothing saved on the way out
+    a.child.wait().unwrap();
+    balancer.cut();
+
+    // The client resumes on B by itself: same session, the call is lost.
+    let lost = within(20, async {
+        while in_flight.next().await.is_some() {}
+        in_flight.result().await
+    })
+    .await;
+    assert_eq!(lost.map_err(|e| e.code).err(), Some(ErrorCode::NODE_LOST));
+    assert!(ErrorCode::NODE_LOST.is_retryable());
+    assert_eq!(client.connection_id().as_deref(), Some(cid.as_str()), "the same session");
+    assert_eq!(run(&client, "count", Value::Nil).await.0, b"3", "the function's state survived");
+    assert!(client.peer_tools().iter().any(|t| t.name == "pushed"), "the tool set survived");
+    // B holds it now, for the directory too.
+    let info: serde_json::Value =
+        http.get(b.connection(&cid)).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["connection_id"], cid.as_str());
+    assert!(redis.command(&format!("GET asp:conn:{cid}")).contains(&b.id));
 }

@@ -393,12 +393,14 @@ pub async fn a_slow_reader_holds_the_handler_back<S: Network, C: Network>() {
 }
 
 /// A loopback TCP proxy on plain threads (so it runs beside any runtime);
-/// `cut` shuts every connection through it down.
+/// `cut` shuts every connection through it down; `retarget` sends new
+/// connections elsewhere (a load balancer after a node died).
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     links: Arc<Mutex<Vec<TcpStream>>>,
     accepted: Arc<AtomicUsize>,
+    upstream: Arc<Mutex<SocketAddr>>,
 }
 
 impl Proxy {
@@ -408,12 +410,14 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let links: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let accepted: Arc<AtomicUsize> = Arc::default();
-        let (registry, counter) = (links.clone(), accepted.clone());
+        let upstream = Arc::new(Mutex::new(upstream));
+        let (registry, counter, target) = (links.clone(), accepted.clone(), upstream.clone());
         std::thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
-                let Ok(outbound) = TcpStream::connect(upstream) else { continue };
+                let to = *target.lock().unwrap();
+                let Ok(outbound) = TcpStream::connect(to) else { continue };
                 let _ = inbound.set_nodelay(true);
                 let _ = outbound.set_nodelay(true);
                 let pipe = |mut from: TcpStream, mut to: TcpStream| {
@@ -427,7 +431,12 @@ impl Proxy {
                 registry.lock().unwrap().extend([inbound, outbound]);
             }
         });
-        Proxy { addr, links, accepted }
+        Proxy { addr, links, accepted, upstream }
+    }
+
+    /// New connections go to `upstream` from now on.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
     }
 
     /// Cuts every open connection; returns how many sockets it shut.

@@ -95,4 +95,7 @@ pub mod caps {
     pub const PROGRESS: &str = "progress";
     /// The client offers tools the server may invoke.
     pub const CLIENT_TOOLS: &str = "client_tools";
+    /// The client understands a resume by another server that replays
+    /// nothing (`resumed.restart`, SPEC.md §11.4).
+    pub const RESTART: &str = "restart";
 }

@@ -88,13 +88,24 @@ impl Session {
             );
         }
         let resuming = self.state == SessionState::Detached;
+        let mut restarted = false;
         if resuming {
-            if let Some(resumed) = &hello.resumed {
-                return self.finish_client_resume(now, hello.clone(), resumed.recv);
+            match &hello.resumed {
+                Some(resumed) if !resumed.restart => {
+                    return self.finish_client_resume(now, hello.clone(), resumed.recv);
+                }
+                // Resumed by another server (SPEC.md §11.4): the session
+                // goes on, what was in flight is lost.
+                Some(_) => {
+                    restarted = true;
+                    self.restart_client_session();
+                }
+                None => {
+                    // A new session: the old one and its invocations are lost.
+                    self.fail_all(ErrorCode::SESSION_LOST, "the session could not be resumed");
+                    self.reset_session();
+                }
             }
-            // A new session: the old one and its invocations are lost.
-            self.fail_all(ErrorCode::SESSION_LOST, "the session could not be resumed");
-            self.reset_session();
         }
         let tools = ToolSet::new(hello.tools.clone().unwrap_or_default());
         if !self.peer_tools_fit(&tools) {
@@ -112,8 +123,11 @@ impl Session {
         self.cid = Some(hello.cid.clone());
         self.established(now);
         self.announce_tools();
-        let resume_error = if resuming { Some(hello.resume_error.unwrap_or(ErrorCode::RESUME_REJECTED)) } else { None };
-        self.events.push_back(Event::Connected { cid: hello.cid, resumed: false, resume_error });
+        let resume_error = match resuming && !restarted {
+            true => Some(hello.resume_error.unwrap_or(ErrorCode::RESUME_REJECTED)),
+            false => None,
+        };
+        self.events.push_back(Event::Connected { cid: hello.cid, resumed: restarted, resume_error });
         if !self.peer_tools.is_empty() {
             self.events.push_back(Event::PeerToolsChanged);
         }
@@ -160,6 +174,9 @@ impl Session {
         let mut out = Vec::new();
         if self.config.resume {
             out.push(caps::RESUME.to_owned());
+            if self.role == Role::Client {
+                out.push(caps::RESTART.to_owned());
+            }
         }
         out.push(caps::PROGRESS.to_owned());
         if self.role == Role::Client && !self.local_tools.is_empty() {

@@ -12,6 +12,7 @@ mod liveness;
 mod outbound;
 mod output;
 mod replay;
+mod restart;
 mod resume;
 mod routing;
 mod timer;
@@ -30,6 +31,7 @@ pub use error::SendError;
 pub use event::{CloseReason, DetachReason, Event, HelloInfo, Initiator};
 pub use invocation::{InvocationInfo, InvocationRole, InvocationState};
 pub use output::{Flushed, Output, OutputQueue, QueueState};
+pub use restart::SessionSnapshot;
 pub use routing::{ResumeIndex, ResumeOutcome};
 pub use tools::ToolSet;
 

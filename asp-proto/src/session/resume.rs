@@ -142,7 +142,7 @@ impl Session {
         let cid = self.cid.clone().expect("a resumable session has a cid");
         let reply = ServerHello {
             resume: Some(ResumeOffer { ticket: ticket.into(), grace: duration_ms(self.config.resume_grace) }),
-            resumed: Some(Resumed { recv: self.resumption.recv_seq }),
+            resumed: Some(Resumed { recv: self.resumption.recv_seq, restart: false }),
             ..self.own_server_hello(cid)
         };
         self.send(&Frame::HelloReply(reply)).expect("our own HELLO is valid");

@@ -207,6 +207,13 @@ pub struct ResumeOffer {
 pub struct Resumed {
     /// How many sequenced frames the server has received in the session (`recv`).
     pub recv: u64,
+    /// The session was resumed by a server other than the one that held it
+    /// (a relay cluster, SPEC.md §11.4): its identity, tools and state carry
+    /// over, but nothing is replayed, both sides count sequenced frames from
+    /// 0 again, flow control starts afresh, and every invocation that was
+    /// open ends with `NODE_LOST` (`restart`, omitted when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
 }
 
 /// HELLO from the server or relay: the answer (flag `HELLO_REPLY`, SPEC.md §6.3).

@@ -11,7 +11,7 @@
 mod redis_store;
 mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +40,11 @@ const BROADCAST_TOPIC: &str = "asp:broadcast";
 
 fn connection_key(cid: &str) -> String {
     format!("asp:conn:{cid}")
+}
+
+/// Where a session's snapshot is kept, by its resume key (hex).
+fn session_key(resume_key: &str) -> String {
+    format!("asp:session:{resume_key}")
 }
 
 fn node_topic(node: &str) -> String {
@@ -105,6 +110,9 @@ pub(crate) struct Cluster {
     secret: Option<String>,
     pending: Mutex<HashMap<u64, mpsc::UnboundedSender<ManagementResponse>>>,
     next_id: AtomicU64,
+    /// How long a snapshot outlives its node's last renewal: the resume
+    /// grace, so a client of a dead node can resume elsewhere within it.
+    grace: Duration,
 }
 
 fn unavailable(message: String) -> ManagementResponse {
@@ -112,8 +120,14 @@ fn unavailable(message: String) -> ManagementResponse {
 }
 
 impl Cluster {
-    pub(crate) fn new(node: String, store: Arc<dyn ClusterStore>, secret: Option<String>) -> Arc<Cluster> {
-        Arc::new(Cluster { node, store, secret, pending: Mutex::default(), next_id: AtomicU64::new(1) })
+    pub(crate) fn new(
+        node: String,
+        store: Arc<dyn ClusterStore>,
+        secret: Option<String>,
+        grace: Duration,
+    ) -> Arc<Cluster> {
+        let pending = Mutex::default();
+        Arc::new(Cluster { node, store, secret, pending, next_id: AtomicU64::new(1), grace })
     }
 
     /// This node's id (random per process start).
@@ -127,32 +141,61 @@ impl Cluster {
         changes: mpsc::UnboundedReceiver<DirectoryChange>,
         core: mpsc::Sender<Input>,
     ) -> [JoinHandle<()>; 2] {
-        [tokio::spawn(self.clone().directory(changes)), tokio::spawn(self.clone().inbox(core))]
+        [tokio::spawn(self.clone().directory(changes, core.clone())), tokio::spawn(self.clone().inbox(core))]
     }
 
-    /// Keeps this node's connections in the directory: each change as it
-    /// comes, and all of them every [`RENEW`], which also re-registers them
-    /// once a lost store is back.
-    async fn directory(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<DirectoryChange>) {
-        let mut held: HashSet<String> = HashSet::new();
+    /// Keeps this node's connections and their snapshots in the store:
+    /// each change as it comes, and all of them every [`RENEW`], which also
+    /// registers them again once a lost store is back. Lookups are answered
+    /// to the core without holding the rest up.
+    async fn directory(
+        self: Arc<Self>,
+        mut changes: mpsc::UnboundedReceiver<DirectoryChange>,
+        core: mpsc::Sender<Input>,
+    ) {
+        // cid → the snapshot last saved for it (under its resume key).
+        let mut held: HashMap<String, Option<(String, Bytes)>> = HashMap::new();
         let mut renew = tokio::time::interval(RENEW);
         let mut healthy = true;
+        let node = Bytes::from(self.node.clone());
         loop {
             let result = tokio::select! {
                 change = changes.recv() => match change {
                     Some(DirectoryChange::Added(cid)) => {
-                        held.insert(cid.clone());
-                        self.store.put(vec![(connection_key(&cid), self.node.clone())], LEASE).await
+                        held.entry(cid.clone()).or_default();
+                        // Plain SET: a session adopted here takes its entry over.
+                        self.store.put(vec![(connection_key(&cid), node.clone())], LEASE).await
+                    }
+                    Some(DirectoryChange::Saved { cid, key, snapshot }) => {
+                        held.insert(cid, Some((session_key(&key), snapshot.clone())));
+                        self.store.put(vec![(session_key(&key), snapshot)], self.grace).await
                     }
                     Some(DirectoryChange::Removed(cid)) => {
-                        held.remove(&cid);
-                        self.store.delete_if(connection_key(&cid), self.node.clone()).await
+                        let saved = held.remove(&cid).flatten();
+                        let result = self.store.delete_if(connection_key(&cid), node.clone()).await;
+                        match saved {
+                            Some((key, snapshot)) if result.is_ok() => self.store.delete_if(key, snapshot).await,
+                            _ => result,
+                        }
+                    }
+                    Some(DirectoryChange::Lookup { transport, key }) => {
+                        let (store, core) = (self.store.clone(), core.clone());
+                        tokio::spawn(async move {
+                            // A store that cannot answer is a session it does not have.
+                            let snapshot = store.get(session_key(&key)).await.ok().flatten();
+                            let _ = core.send(Input::Lookup(transport, snapshot)).await;
+                        });
+                        Ok(())
                     }
                     None => return,
                 },
                 _ = renew.tick() => {
-                    let entries = held.iter().map(|cid| (connection_key(cid), self.node.clone())).collect();
-                    let result = self.store.put(entries, LEASE).await;
+                    let connections = held.keys().map(|cid| (connection_key(cid), node.clone())).collect();
+                    let sessions = held.values().flatten().cloned().collect();
+                    let mut result = self.store.renew(connections, LEASE).await;
+                    if result.is_ok() {
+                        result = self.store.renew(sessions, self.grace).await;
+                    }
                     if result.is_ok() && !healthy {
                         tracing::info!(node = %self.node, connections = held.len(), "cluster store is back: connections registered again");
                     }
@@ -245,7 +288,7 @@ impl Cluster {
     /// hold: the owner's answer, or `None` when no other node holds it.
     pub(crate) async fn forward(&self, cid: &str, request: &ManagementRequest) -> Option<ManagementResponse> {
         let owner = match self.store.get(connection_key(cid)).await {
-            Ok(Some(owner)) if owner != self.node => owner,
+            Ok(Some(owner)) if owner != self.node.as_bytes() => String::from_utf8_lossy(&owner).into_owned(),
             Ok(_) => return None,
             Err(e) => return Some(unavailable(e.to_string())),
         };

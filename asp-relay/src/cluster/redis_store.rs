@@ -13,6 +13,15 @@ use super::store::{ClusterStore, StoreError};
 /// How long one command may take before the store counts as unreachable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// For each KEYS[i]: sets it to ARGV[i + 1] with a lease of ARGV[1] ms,
+/// unless it holds another value.
+const RENEW: &str = r"
+for i, key in ipairs(KEYS) do
+  local now = redis.call('GET', key)
+  if not now or now == ARGV[i + 1] then redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1]) end
+end
+return 0";
+
 /// Deletes KEYS[1] only while it holds ARGV[1].
 const DELETE_IF: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -22,6 +31,7 @@ pub struct RedisStore {
     client: redis::Client,
     conn: ConnectionManager,
     delete_if: redis::Script,
+    renew: redis::Script,
 }
 
 fn error(e: redis::RedisError) -> StoreError {
@@ -42,19 +52,22 @@ impl RedisStore {
             client.get_connection_manager_with_config(config).await.map_err(|e| StoreError(format!("{url}: {e}")))?;
         let _: String =
             redis::cmd("PING").query_async(&mut conn).await.map_err(|e| StoreError(format!("{url}: {e}")))?;
-        Ok(RedisStore { client, conn, delete_if: redis::Script::new(DELETE_IF) })
+        Ok(RedisStore { client, conn, delete_if: redis::Script::new(DELETE_IF), renew: redis::Script::new(RENEW) })
     }
 }
 
+fn millis(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 impl ClusterStore for RedisStore {
-    fn put(&self, entries: Vec<(String, String)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn put(&self, entries: Vec<(String, Bytes)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let px = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
             for batch in entries.chunks(1000) {
                 let mut pipe = redis::pipe();
                 for (key, value) in batch {
-                    pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(px).ignore();
+                    pipe.cmd("SET").arg(key).arg(value.as_ref()).arg("PX").arg(millis(lease)).ignore();
                 }
                 pipe.query_async::<()>(&mut conn).await.map_err(error)?;
             }
@@ -62,17 +75,35 @@ impl ClusterStore for RedisStore {
         })
     }
 
-    fn delete_if(&self, key: String, value: String) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn renew(&self, entries: Vec<(String, Bytes)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            self.delete_if.key(key).arg(value).invoke_async::<i64>(&mut conn).await.map_err(error)?;
+            for batch in entries.chunks(1000) {
+                let mut call = self.renew.prepare_invoke();
+                call.arg(millis(lease));
+                for (key, value) in batch {
+                    call.key(key).arg(value.as_ref());
+                }
+                call.invoke_async::<i64>(&mut conn).await.map_err(error)?;
+            }
             Ok(())
         })
     }
 
-    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+    fn delete_if(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut conn = self.conn.clone();
-        Box::pin(async move { redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(error) })
+        Box::pin(async move {
+            self.delete_if.key(key).arg(value.as_ref()).invoke_async::<i64>(&mut conn).await.map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(error)?;
+            Ok(value.map(Bytes::from))
+        })
     }
 
     fn publish(&self, topic: String, message: Bytes) -> BoxFuture<'_, Result<usize, StoreError>> {

@@ -26,14 +26,19 @@ impl std::error::Error for StoreError {}
 pub trait ClusterStore: Send + Sync + 'static {
     /// Writes every `(key, value)` with a lease: the entry disappears by
     /// itself `lease` after its last write, so a dead node's entries expire.
-    fn put(&self, entries: Vec<(String, String)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn put(&self, entries: Vec<(String, Bytes)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Like [`put`](Self::put), but leaves a key that holds another value
+    /// alone: a node renewing its entries does not take back a connection
+    /// another node has adopted meanwhile.
+    fn renew(&self, entries: Vec<(String, Bytes)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Deletes `key` if it still holds `value` (a connection that moved to
     /// another node is not removed by the node it left).
-    fn delete_if(&self, key: String, value: String) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn delete_if(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// The value at `key`, if any.
-    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>>;
 
     /// Sends `message` to whoever listens on `topic`; how many did.
     fn publish(&self, topic: String, message: Bytes) -> BoxFuture<'_, Result<usize, StoreError>>;
