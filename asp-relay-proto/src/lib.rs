@@ -86,7 +86,7 @@ use asp_proto::Entropy;
 
 pub use call::{CallFailure, CallId, CallKind, FunctionCall, ResponseHead};
 pub use config::{BodyEncoding, RelayConfig};
-pub use management::{management_authorized, ManagementRequest, ManagementResponse};
+pub use management::{connection_push_frames, management_authorized, ManagementRequest, ManagementResponse};
 pub use request::{decode_state, encode_state, parse_cpu_time, value_to_json};
 
 use call::Call;
@@ -155,9 +155,14 @@ pub enum DirectoryChange {
         /// The snapshot's bytes.
         snapshot: Bytes,
     },
+    /// Pushes queued in the store for this connection while no node held
+    /// it have been delivered (and the snapshot saved after them): delete
+    /// the queue.
+    Delivered(String),
     /// A client asks to resume a session this node does not hold: fetch
-    /// the snapshot saved under `key` (hex) and answer with
-    /// [`Relay::handle_lookup`]; the client waits meanwhile.
+    /// the snapshot saved under `key` (hex), and the pushes queued for its
+    /// connection, and answer with [`Relay::handle_lookup`]; the client
+    /// waits meanwhile.
     Lookup {
         /// The transport the resuming client is on.
         transport: TransportId,
@@ -269,12 +274,13 @@ impl Relay {
     }
 
     /// The answer to [`DirectoryChange::Lookup`]: the snapshot saved under
-    /// that key, if the store had one. A snapshot whose ticket matches the
-    /// client's is adopted (the client resumes with `restart`, SPEC.md
-    /// §11.4); otherwise the client gets a new session with
-    /// `RESUME_UNKNOWN_SESSION`.
-    pub fn handle_lookup(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>) {
-        self.adopt(now, transport, snapshot);
+    /// that key, if the store had one, and the management push bodies
+    /// queued for its connection, oldest first. A snapshot whose ticket
+    /// matches the client's is adopted (the client resumes with `restart`,
+    /// SPEC.md §11.4) and the pushes follow its HELLO, in order; otherwise
+    /// the client gets a new session with `RESUME_UNKNOWN_SESSION`.
+    pub fn handle_lookup(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>, pushes: &[Bytes]) {
+        self.adopt(now, transport, snapshot, pushes);
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next.

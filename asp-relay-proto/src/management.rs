@@ -58,6 +58,30 @@ pub fn management_authorized(secret: Option<&str>, authorization: Option<&str>) 
     }
 }
 
+/// The frames of a `POST /v1/connections/{cid}/frames` body, checked as the
+/// relay checks them (TOOL_DEF and GOAWAY only, each within `max_frame`),
+/// or the 400 to answer. A cluster node queueing a push for a connection
+/// whose node is gone checks it the same way.
+pub fn connection_push_frames(body: Bytes, max_frame: u32) -> Result<Vec<Frame>, ManagementResponse> {
+    push_frames_of(body, max_frame, |f| matches!(f, Frame::ToolDef(_) | Frame::GoAway(_)), "TOOL_DEF and GOAWAY")
+}
+
+/// The frames of a push body, when they are all of the kinds `allowed`.
+fn push_frames_of(
+    body: Bytes,
+    max_frame: u32,
+    allowed: fn(&Frame) -> bool,
+    kinds: &str,
+) -> Result<Vec<Frame>, ManagementResponse> {
+    let frames = asp_proto::decode_all(body, max_frame)
+        .map_err(|e| ManagementResponse::error(400, format!("invalid frames: {e}")))?;
+    if let Some(bad) = frames.iter().find(|f| !allowed(f)) {
+        let message = format!("only {kinds} may be pushed, not {:?}", bad.frame_type());
+        return Err(ManagementResponse::error(400, message));
+    }
+    Ok(frames)
+}
+
 enum Target {
     Live(SessionKey),
     Closed,
@@ -133,27 +157,12 @@ impl Relay {
         )
     }
 
-    /// The frames of a push body, when they are all of the kinds `allowed`.
-    fn pushed_frames(
-        &self,
-        body: Bytes,
-        allowed: fn(&Frame) -> bool,
-        kinds: &str,
-    ) -> Result<Vec<Frame>, ManagementResponse> {
-        let frames = asp_proto::decode_all(body, self.config.session.max_frame_payload)
-            .map_err(|e| ManagementResponse::error(400, format!("invalid frames: {e}")))?;
-        if let Some(bad) = frames.iter().find(|f| !allowed(f)) {
-            let message = format!("only {kinds} may be pushed, not {:?}", bad.frame_type());
-            return Err(ManagementResponse::error(400, message));
-        }
-        Ok(frames)
-    }
-
     /// `POST /v1/frames`: TOOL_DEF frames for every connection this relay
     /// holds (a cluster sends the same request to every node). A connection
     /// that cannot take them now (closing) is skipped.
     fn broadcast_frames(&mut self, now: Instant, body: Bytes) -> ManagementResponse {
-        let frames = match self.pushed_frames(body, |f| matches!(f, Frame::ToolDef(_)), "TOOL_DEF") {
+        let max = self.config.session.max_frame_payload;
+        let frames = match push_frames_of(body, max, |f| matches!(f, Frame::ToolDef(_)), "TOOL_DEF") {
             Ok(frames) => frames,
             Err(response) => return response,
         };
@@ -175,27 +184,38 @@ impl Relay {
     }
 
     fn push_frames(&mut self, now: Instant, key: SessionKey, body: Bytes) -> ManagementResponse {
-        let allowed = |f: &Frame| matches!(f, Frame::ToolDef(_) | Frame::GoAway(_));
-        let frames = match self.pushed_frames(body, allowed, "TOOL_DEF and GOAWAY") {
+        let frames = match connection_push_frames(body, self.config.session.max_frame_payload) {
             Ok(frames) => frames,
             Err(response) => return response,
         };
         let count = frames.len();
-        let conn = self.sessions.get_mut(&key).expect("live");
-        for frame in frames {
-            let result = match frame {
-                Frame::ToolDef(def) => conn.session.push_tools(def.op, def.tools),
-                Frame::GoAway(goaway) => conn.session.goaway(now, goaway.message, Some(self.config.disconnect_drain)),
-                _ => unreachable!("checked above"),
-            };
-            if let Err(e) = result {
-                self.settle(now, key);
-                return ManagementResponse::error(409, format!("the connection cannot take frames now: {e}"));
-            }
-        }
+        let result = self.apply_pushed(now, key, frames);
         self.settle(now, key);
         self.save(key);
-        ManagementResponse::json(202, json!({ "frames": count }))
+        match result {
+            Ok(()) => ManagementResponse::json(202, json!({ "frames": count })),
+            Err(e) => ManagementResponse::error(409, format!("the connection cannot take frames now: {e}")),
+        }
+    }
+
+    /// Sends checked push frames ([`connection_push_frames`]) to a session,
+    /// in order, up to the first it cannot take.
+    pub(crate) fn apply_pushed(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        frames: Vec<Frame>,
+    ) -> Result<(), asp_proto::session::SendError> {
+        let drain = self.config.disconnect_drain;
+        let conn = self.sessions.get_mut(&key).expect("live");
+        for frame in frames {
+            match frame {
+                Frame::ToolDef(def) => conn.session.push_tools(def.op, def.tools)?,
+                Frame::GoAway(goaway) => conn.session.goaway(now, goaway.message, Some(drain))?,
+                _ => unreachable!("connection_push_frames lets only these through"),
+            }
+        }
+        Ok(())
     }
 
     fn disconnect(&mut self, now: Instant, key: SessionKey) -> ManagementResponse {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use asp_proto::session::{Event, HelloInfo, ResumeKey, ResumeOutcome, SessionSnapshot, SessionState};
 use asp_proto::ErrorCode;
+use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
 use crate::call::CallKind;
@@ -208,7 +209,7 @@ impl Relay {
 
     /// A lookup's answer: adopts the snapshot when it is the client's
     /// session and no session here has its cid; else a new session.
-    pub(crate) fn adopt(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>) {
+    pub(crate) fn adopt(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>, pushes: &[Bytes]) {
         let Some(&key) = self.transports.get(&transport) else { return };
         let snapshot = snapshot.and_then(SessionSnapshot::from_bytes).filter(|s| !self.by_cid.contains_key(&s.cid));
         let Some(conn) = self.sessions.get_mut(&key) else { return };
@@ -222,7 +223,20 @@ impl Relay {
         match (adopted, snapshot) {
             (Ok(()), Some(snapshot)) => {
                 conn.state = (!snapshot.app.is_empty()).then_some(snapshot.app);
+                // Pushes made while no node held the session, in order; a
+                // body that does not check out is skipped (it was checked
+                // when queued).
+                for body in pushes {
+                    let max = self.config.session.max_frame_payload;
+                    if let Ok(frames) = crate::connection_push_frames(body.clone(), max) {
+                        let _ = self.apply_pushed(now, key, frames);
+                    }
+                }
+                let cid = snapshot.cid.clone();
                 self.register(key, snapshot.cid);
+                if !pushes.is_empty() {
+                    self.commands.push_back(Command::Directory(DirectoryChange::Delivered(cid)));
+                }
             }
             (Err(code), _) => {
                 let _ = conn.session.accept_refusing_resume(now, code);

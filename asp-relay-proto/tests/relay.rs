@@ -562,7 +562,15 @@ fn another_node_adopts_a_session_from_its_snapshot() {
     });
     assert_eq!(lookup, Some((transport, key)), "B asks the store for the session");
     assert_eq!(b.clients[0].session.state(), SessionState::Detached, "the client waits for the answer");
-    b.relay.handle_lookup(b.now, transport, Some(&snapshot));
+    // Two pushes were queued while no node held the session: the second
+    // undoes half of the first, so only their order gives the right tools.
+    let tool_def = |op, name: &str| Frame::ToolDef(ToolDef { op, tools: vec![ToolSpec::named(name)] });
+    let queued = [
+        frames(&[tool_def(ToolOp::Add, "queued"), tool_def(ToolOp::Add, "temporary")]),
+        frames(&[tool_def(ToolOp::Remove, "temporary")]),
+        Bytes::from_static(b"not frames: skipped"),
+    ];
+    b.relay.handle_lookup(b.now, transport, Some(&snapshot), &queued);
     b.pump();
 
     let client = &b.clients[0];
@@ -574,10 +582,15 @@ fn another_node_adopts_a_session_from_its_snapshot() {
     });
     assert_eq!(lost, Some(ErrorCode::NODE_LOST), "the call in flight on A is lost, retryably");
     assert!(ErrorCode::NODE_LOST.is_retryable());
-    for tool in ["from_config", "pushed"] {
+    for tool in ["from_config", "pushed", "queued"] {
         assert!(client.session.peer_tools().contains(tool), "{tool} carried over");
     }
+    assert!(!client.session.peer_tools().contains("temporary"), "queued pushes apply in order");
     assert!(b.commands.iter().any(|c| *c == Command::Directory(DirectoryChange::Added(cid.clone()))));
+    let delivered = Command::Directory(DirectoryChange::Delivered(cid.clone()));
+    let saved_at = b.commands.iter().rposition(|c| matches!(c, Command::Directory(DirectoryChange::Saved { .. })));
+    let delivered_at = b.commands.iter().position(|c| *c == delivered).expect("the queue is done with");
+    assert!(saved_at.unwrap() < delivered_at, "the queue goes only once the snapshot holds its effect");
     // The function's state carried over, and the session works on B.
     let next = b.invoke(0, "count", Value::Nil);
     let call = b.one_call();
@@ -612,7 +625,7 @@ fn a_lookup_without_the_clients_session_starts_a_new_one() {
         client.session.reconnect(b.now).unwrap();
         b.clients.push(client);
         b.pump();
-        b.relay.handle_lookup(b.now, transport, answer(&snapshot).as_deref());
+        b.relay.handle_lookup(b.now, transport, answer(&snapshot).as_deref(), &[]);
         b.pump();
         let refused = b.clients[0].events.iter().find_map(|e| match e {
             Event::Connected { resumed: false, resume_error, .. } => *resume_error,

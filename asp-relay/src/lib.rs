@@ -266,8 +266,7 @@ impl RelayServer {
         let (tx, rx) = mpsc::channel(4096);
         let ws_config = asp_driver::net::websocket_config(&self.config.session);
         let secret = self.config.management_secret.clone();
-        let grace = self.config.session.resume_grace;
-        let cluster = self.cluster.map(|store| cluster::Cluster::new(node_id(), store, secret.clone(), grace));
+        let cluster = self.cluster.map(|store| cluster::Cluster::new(node_id(), store, &self.config));
         let mut tasks = Vec::new();
         let directory = cluster.as_ref().map(|cluster| {
             let (changes, directory) = mpsc::unbounded_channel();

@@ -43,8 +43,9 @@ pub(crate) enum Input {
     End(CallId),
     Failed(CallId, CallFailure),
     Manage(ManagementRequest, oneshot::Sender<ManagementResponse>),
-    /// The store's answer to a lookup of a session held elsewhere.
-    Lookup(TransportId, Option<Bytes>),
+    /// The store's answer to a lookup of a session held elsewhere: its
+    /// snapshot and the pushes queued for it.
+    Lookup(TransportId, Option<Bytes>, Vec<Bytes>),
     Stats(oneshot::Sender<RelayStats>),
 }
 

@@ -277,11 +277,27 @@ async fn a_client_of_a_killed_node_resumes_on_another_with_its_state_and_tools()
         .unwrap();
     within(10, in_flight.next()).await.unwrap();
 
-    balancer.retarget(b.addr());
+    // Nowhere to go for a while: the client stays away.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    balancer.retarget(closed);
     let mut a = a;
     a.child.kill().unwrap(); // SIGKILL: no GOAWAY, nothing saved on the way out
     a.child.wait().unwrap();
     balancer.cut();
+    // Pushes made meanwhile wait in the store, in order: the second undoes
+    // half of the first.
+    let add = Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named("meanwhile")] });
+    let temporary = Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named("temporary")] });
+    let remove = Frame::ToolDef(ToolDef { op: ToolOp::Remove, tools: vec![ToolSpec::named("temporary")] });
+    let bodies =
+        [[add.to_bytes().unwrap(), temporary.to_bytes().unwrap()].concat(), remove.to_bytes().unwrap().to_vec()];
+    for body in bodies {
+        let queued = http.post(format!("{}/frames", b.connection(&cid))).bearer_auth(SECRET).body(body).send().await;
+        let queued = queued.unwrap();
+        assert_eq!(queued.status(), 202, "a push for a connection whose node died is kept");
+        assert_eq!(queued.json::<serde_json::Value>().await.unwrap()["queued"], true);
+    }
+    balancer.retarget(b.addr());
 
     // The client resumes on B by itself: same session, the call is lost.
     let lost = within(20, async {
@@ -294,6 +310,9 @@ async fn a_client_of_a_killed_node_resumes_on_another_with_its_state_and_tools()
     assert_eq!(client.connection_id().as_deref(), Some(cid.as_str()), "the same session");
     assert_eq!(run(&client, "count", Value::Nil).await.0, b"3", "the function's state survived");
     assert!(client.peer_tools().iter().any(|t| t.name == "pushed"), "the tool set survived");
+    sees_tool(&client, "meanwhile").await;
+    assert!(!client.peer_tools().iter().any(|t| t.name == "temporary"), "pushes arrive in order");
+    assert!(redis.command(&format!("EXISTS asp:pushes:{cid}")).contains(":0"), "delivered, then dropped");
     // B holds it now, for the directory too.
     let info: serde_json::Value =
         http.get(b.connection(&cid)).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();

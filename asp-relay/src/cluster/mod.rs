@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use asp_proto::session::SessionSnapshot;
 use asp_proto::Value;
-use asp_relay_proto::{DirectoryChange, ManagementRequest, ManagementResponse};
+use asp_relay_proto::{connection_push_frames, DirectoryChange, ManagementRequest, ManagementResponse, RelayConfig};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -46,6 +47,20 @@ fn connection_key(cid: &str) -> String {
 fn session_key(resume_key: &str) -> String {
     format!("asp:session:{resume_key}")
 }
+
+/// Which resume key (hex) a connection's snapshot is under: the store knows
+/// the session while no node holds it.
+fn cid_key(cid: &str) -> String {
+    format!("asp:cid:{cid}")
+}
+
+/// Pushes for a connection no node holds, waiting for the node that adopts it.
+fn push_queue_key(cid: &str) -> String {
+    format!("asp:pushes:{cid}")
+}
+
+/// Pushes kept for one connection while no node holds it.
+const MAX_QUEUED_PUSHES: usize = 256;
 
 fn node_topic(node: &str) -> String {
     format!("asp:node:{node}")
@@ -113,6 +128,8 @@ pub(crate) struct Cluster {
     /// How long a snapshot outlives its node's last renewal: the resume
     /// grace, so a client of a dead node can resume elsewhere within it.
     grace: Duration,
+    /// The largest frame payload a push may carry.
+    max_frame: u32,
 }
 
 fn unavailable(message: String) -> ManagementResponse {
@@ -120,14 +137,16 @@ fn unavailable(message: String) -> ManagementResponse {
 }
 
 impl Cluster {
-    pub(crate) fn new(
-        node: String,
-        store: Arc<dyn ClusterStore>,
-        secret: Option<String>,
-        grace: Duration,
-    ) -> Arc<Cluster> {
-        let pending = Mutex::default();
-        Arc::new(Cluster { node, store, secret, pending, next_id: AtomicU64::new(1), grace })
+    pub(crate) fn new(node: String, store: Arc<dyn ClusterStore>, config: &RelayConfig) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            node,
+            store,
+            secret: config.management_secret.clone(),
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            grace: config.session.resume_grace,
+            max_frame: config.session.max_frame_payload,
+        })
     }
 
     /// This node's id (random per process start).
@@ -153,8 +172,8 @@ impl Cluster {
         mut changes: mpsc::UnboundedReceiver<DirectoryChange>,
         core: mpsc::Sender<Input>,
     ) {
-        // cid → the snapshot last saved for it (under its resume key).
-        let mut held: HashMap<String, Option<(String, Bytes)>> = HashMap::new();
+        // cid → the entries last saved for it: its snapshot, and its resume key.
+        let mut held: HashMap<String, Option<Vec<(String, Bytes)>>> = HashMap::new();
         let mut renew = tokio::time::interval(RENEW);
         let mut healthy = true;
         let node = Bytes::from(self.node.clone());
@@ -167,23 +186,32 @@ impl Cluster {
                         self.store.put(vec![(connection_key(&cid), node.clone())], LEASE).await
                     }
                     Some(DirectoryChange::Saved { cid, key, snapshot }) => {
-                        held.insert(cid, Some((session_key(&key), snapshot.clone())));
-                        self.store.put(vec![(session_key(&key), snapshot)], self.grace).await
+                        let entries = vec![(session_key(&key), snapshot), (cid_key(&cid), Bytes::from(key))];
+                        held.insert(cid, Some(entries.clone()));
+                        self.store.put(entries, self.grace).await
                     }
                     Some(DirectoryChange::Removed(cid)) => {
-                        let saved = held.remove(&cid).flatten();
-                        let result = self.store.delete_if(connection_key(&cid), node.clone()).await;
-                        match saved {
-                            Some((key, snapshot)) if result.is_ok() => self.store.delete_if(key, snapshot).await,
-                            _ => result,
+                        let saved = held.remove(&cid).flatten().unwrap_or_default();
+                        let mut result = self.store.delete_if(connection_key(&cid), node.clone()).await;
+                        for (key, value) in saved {
+                            if result.is_ok() {
+                                result = self.store.delete_if(key, value).await;
+                            }
                         }
+                        result
                     }
+                    Some(DirectoryChange::Delivered(cid)) => self.store.delete(push_queue_key(&cid)).await,
                     Some(DirectoryChange::Lookup { transport, key }) => {
                         let (store, core) = (self.store.clone(), core.clone());
                         tokio::spawn(async move {
                             // A store that cannot answer is a session it does not have.
                             let snapshot = store.get(session_key(&key)).await.ok().flatten();
-                            let _ = core.send(Input::Lookup(transport, snapshot)).await;
+                            let cid = snapshot.as_deref().and_then(SessionSnapshot::from_bytes).map(|s| s.cid);
+                            let pushes = match cid {
+                                Some(cid) => store.queued(push_queue_key(&cid)).await.unwrap_or_default(),
+                                None => Vec::new(),
+                            };
+                            let _ = core.send(Input::Lookup(transport, snapshot, pushes)).await;
                         });
                         Ok(())
                     }
@@ -191,7 +219,7 @@ impl Cluster {
                 },
                 _ = renew.tick() => {
                     let connections = held.keys().map(|cid| (connection_key(cid), node.clone())).collect();
-                    let sessions = held.values().flatten().cloned().collect();
+                    let sessions = held.values().flatten().flatten().cloned().collect();
                     let mut result = self.store.renew(connections, LEASE).await;
                     if result.is_ok() {
                         result = self.store.renew(sessions, self.grace).await;
@@ -285,17 +313,45 @@ impl Cluster {
     }
 
     /// A request for connection `cid`, which this node's core does not
-    /// hold: the owner's answer, or `None` when no other node holds it.
+    /// hold: the owner's answer; for a push to a connection whose node is
+    /// gone while its session can still be resumed, the push queued for
+    /// the node that adopts it; `None` when no other node knows `cid`.
     pub(crate) async fn forward(&self, cid: &str, request: &ManagementRequest) -> Option<ManagementResponse> {
         let owner = match self.store.get(connection_key(cid)).await {
-            Ok(Some(owner)) if owner != self.node.as_bytes() => String::from_utf8_lossy(&owner).into_owned(),
-            Ok(_) => return None,
+            Ok(Some(owner)) if owner != self.node.as_bytes() => Some(String::from_utf8_lossy(&owner).into_owned()),
+            Ok(_) => None,
             Err(e) => return Some(unavailable(e.to_string())),
         };
-        match self.ask(node_topic(&owner), request, Some(1)).await {
-            Ok(mut replies) if !replies.is_empty() => Some(replies.remove(0)),
-            Ok(_) => Some(unavailable(format!("node {owner}, which holds {cid}, did not answer"))),
+        let silent = match &owner {
+            Some(owner) => match self.ask(node_topic(owner), request, Some(1)).await {
+                Ok(mut replies) if !replies.is_empty() => return Some(replies.remove(0)),
+                Ok(_) => Some(format!("node {owner}, which holds {cid}, did not answer")),
+                Err(e) => return Some(unavailable(e.to_string())),
+            },
+            None => None,
+        };
+        let push = request.method == "POST" && request.path.ends_with("/frames");
+        match self.store.get(cid_key(cid)).await {
+            Ok(Some(_)) if push => Some(self.queue_push(cid, request).await),
+            Ok(_) => silent.map(unavailable),
             Err(e) => Some(unavailable(e.to_string())),
+        }
+    }
+
+    /// Keeps a push for the node that will adopt `cid`'s session.
+    async fn queue_push(&self, cid: &str, request: &ManagementRequest) -> ManagementResponse {
+        let frames = match connection_push_frames(request.body.clone(), self.max_frame) {
+            Ok(frames) => frames.len(),
+            Err(refused) => return refused,
+        };
+        let queued = self.store.enqueue(push_queue_key(cid), request.body.clone(), MAX_QUEUED_PUSHES, self.grace).await;
+        let json = |status, value: serde_json::Value| ManagementResponse { status, body: value.to_string().into() };
+        match queued {
+            Ok(Some(_)) => json(202, serde_json::json!({ "frames": frames, "queued": true })),
+            Ok(None) => {
+                json(429, serde_json::json!({ "error": format!("{MAX_QUEUED_PUSHES} pushes already wait for {cid}") }))
+            }
+            Err(e) => unavailable(e.to_string()),
         }
     }
 

@@ -22,6 +22,14 @@ for i, key in ipairs(KEYS) do
 end
 return 0";
 
+/// RPUSH ARGV[1] to KEYS[1] unless it holds ARGV[2] values; PEXPIRE ARGV[3].
+/// Returns the new length, or -1 when full.
+const ENQUEUE: &str = r"
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return n";
+
 /// Deletes KEYS[1] only while it holds ARGV[1].
 const DELETE_IF: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -32,6 +40,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     delete_if: redis::Script,
     renew: redis::Script,
+    enqueue: redis::Script,
 }
 
 fn error(e: redis::RedisError) -> StoreError {
@@ -52,7 +61,13 @@ impl RedisStore {
             client.get_connection_manager_with_config(config).await.map_err(|e| StoreError(format!("{url}: {e}")))?;
         let _: String =
             redis::cmd("PING").query_async(&mut conn).await.map_err(|e| StoreError(format!("{url}: {e}")))?;
-        Ok(RedisStore { client, conn, delete_if: redis::Script::new(DELETE_IF), renew: redis::Script::new(RENEW) })
+        Ok(RedisStore {
+            client,
+            conn,
+            delete_if: redis::Script::new(DELETE_IF),
+            renew: redis::Script::new(RENEW),
+            enqueue: redis::Script::new(ENQUEUE),
+        })
     }
 }
 
@@ -104,6 +119,36 @@ impl ClusterStore for RedisStore {
             let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(error)?;
             Ok(value.map(Bytes::from))
         })
+    }
+
+    fn enqueue(
+        &self,
+        key: String,
+        value: Bytes,
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Option<usize>, StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let mut call = self.enqueue.key(key);
+            call.arg(value.as_ref()).arg(max).arg(millis(lease));
+            let n: i64 = call.invoke_async(&mut conn).await.map_err(error)?;
+            Ok(usize::try_from(n).ok())
+        })
+    }
+
+    fn queued(&self, key: String) -> BoxFuture<'_, Result<Vec<Bytes>, StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let values: Vec<Vec<u8>> =
+                redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut conn).await.map_err(error)?;
+            Ok(values.into_iter().map(Bytes::from).collect())
+        })
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move { redis::cmd("DEL").arg(key).query_async(&mut conn).await.map_err(error) })
     }
 
     fn publish(&self, topic: String, message: Bytes) -> BoxFuture<'_, Result<usize, StoreError>> {

@@ -40,6 +40,23 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// The value at `key`, if any.
     fn get(&self, key: String) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>>;
 
+    /// Appends `value` to the queue at `key` unless it holds `max` values
+    /// already; the queue expires `lease` after the last append. Its new
+    /// length, or `None` when it was full.
+    fn enqueue(
+        &self,
+        key: String,
+        value: Bytes,
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Option<usize>, StoreError>>;
+
+    /// Everything queued at `key`, oldest first.
+    fn queued(&self, key: String) -> BoxFuture<'_, Result<Vec<Bytes>, StoreError>>;
+
+    /// Deletes `key`, whatever it holds.
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Sends `message` to whoever listens on `topic`; how many did.
     fn publish(&self, topic: String, message: Bytes) -> BoxFuture<'_, Result<usize, StoreError>>;
 
