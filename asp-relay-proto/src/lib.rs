@@ -201,6 +201,9 @@ pub(crate) struct SessionEntry {
     /// The adapter's writes to this client are backed up: call output
     /// waits (and its body credit with it) until they drain.
     backlogged: bool,
+    /// The snapshot last saved for the directory: a call that changed
+    /// neither tools nor state saves nothing.
+    saved: Option<Bytes>,
 }
 
 type EntropySource = Box<dyn FnMut() -> Box<dyn Entropy> + Send>;
@@ -313,6 +316,7 @@ impl Relay {
             calls: RequestIdMap::default(),
             armed: None,
             backlogged: false,
+            saved: None,
         };
         self.sessions.insert(key, conn);
         self.transports.insert(client, key);

@@ -143,7 +143,11 @@ impl Relay {
         }
         let resumed = conn.session.conclude_resume(now, outcome) == Ok(true);
         match old {
-            Some(old) if resumed => self.move_transport(now, key, old),
+            Some(old) if resumed => {
+                self.move_transport(now, key, old);
+                // The ticket rotated: the directory's snapshot must follow.
+                self.save(old);
+            }
             // A refusal to the ticket's holder ended the old session: let it go.
             Some(old) => self.settle(now, old),
             None => {}
@@ -200,10 +204,15 @@ impl Relay {
         if !self.config.directory {
             return;
         }
-        let Some(conn) = self.sessions.get(&key) else { return };
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
         let Some(snapshot) = conn.session.snapshot(conn.state.clone().unwrap_or_default()) else { return };
         let (Some(cid), Some(rk)) = (conn.cid.clone(), snapshot.resume_key()) else { return };
-        let saved = DirectoryChange::Saved { cid, key: hex(rk.as_bytes()), snapshot: snapshot.to_bytes().into() };
+        let bytes = Bytes::from(snapshot.to_bytes());
+        if conn.saved.as_ref() == Some(&bytes) {
+            return;
+        }
+        conn.saved = Some(bytes.clone());
+        let saved = DirectoryChange::Saved { cid, key: hex(rk.as_bytes()), snapshot: bytes };
         self.commands.push_back(Command::Directory(saved));
     }
 

@@ -545,6 +545,16 @@ fn another_node_adopts_a_session_from_its_snapshot() {
     assert_eq!(a.manage("POST", &format!("/v1/connections/{cid}/frames"), push).status, 202);
     let in_flight = a.invoke(c, "long", Value::Nil);
     a.one_call();
+    // A resume on A itself rotates the ticket: the saved snapshot follows.
+    let old = a.clients[c].transport.take().unwrap();
+    a.relay.handle_client_closed(a.now, old);
+    a.clients[c].session.handle_transport_closed(a.now);
+    a.pump();
+    let transport = a.relay.handle_client_open(a.now, None);
+    a.clients[c].transport = Some(transport);
+    a.clients[c].session.reconnect(a.now).unwrap();
+    a.pump();
+    assert!(a.clients[c].events.iter().any(|e| matches!(e, Event::Connected { resumed: true, .. })));
     let (key, snapshot) = saved(&mut a).pop().expect("snapshots saved");
 
     // Node A dies with the call running; the client resumes on node B.

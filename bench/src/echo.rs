@@ -22,7 +22,7 @@ pub(crate) trait Echo: Send + Sync + 'static {
     fn echo(&self) -> BoxFuture<'_, ()>;
 }
 
-fn percentiles(mut samples: Vec<Duration>, elapsed: Duration) -> Latency {
+pub(crate) fn percentiles(mut samples: Vec<Duration>, elapsed: Duration) -> Latency {
     samples.sort();
     let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
     Latency { p50: at(0.5), p90: at(0.9), p99: at(0.99), rate: samples.len() as f64 / elapsed.as_secs_f64() }

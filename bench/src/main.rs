@@ -16,12 +16,20 @@
 //!    the time to open them;
 //! 6. relay mode next to direct mode: echo round trip and streaming through
 //!    `asp-relay` to a Rust function over HTTP, beside the function's bare
-//!    HTTP round trip.
+//!    HTTP round trip;
+//! 7. the relay as a cluster on Redis (needs `redis-server`; see
+//!    `cluster.rs`): push latency same node vs other node, echo with and
+//!    without `--cluster`, Redis memory per connection, 100 clients
+//!    resuming on another node after theirs stopped.
+//!
+//! `--relay-only`, `--cluster-only`, `--stream-only`, `--idle-only` run one
+//! part; `--calls N`, `--warmup N`, `--chunks N`, `--idle N` size it.
 //!
 //! Loopback numbers are noisy: compare rows of one run, not runs.
 #![forbid(unsafe_code)]
 
 mod asp;
+mod cluster;
 mod echo;
 mod idle;
 mod mcp;
@@ -242,6 +250,12 @@ fn main() {
         print_relay(&direct, &through, &bare, direct_stream, [relay_stream, relay_frames, bare_stream]);
         return;
     }
+    if std::env::args().any(|a| a == "--cluster-only") {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+        let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
+        cluster::print(&on_tokio(cluster::run(&tls, a.calls, a.warmup)));
+        return;
+    }
     if std::env::args().any(|a| a == "--idle-only") {
         for tls in [false, true] {
             let i = on_tokio(idle::measure(a.idle, tls));
@@ -321,6 +335,9 @@ fn main() {
         on_tokio(relay::bare_streaming(chunks)),
     ];
 
+    eprintln!("relay cluster …");
+    let cluster = on_tokio(cluster::run(tls, calls, warmup));
+
     eprintln!("bytes on the wire …");
     let wire = on_tokio(wire_bytes(1000, 100_000));
 
@@ -372,6 +389,8 @@ fn main() {
     }
     println!();
     print_relay(&asp_wss, &relay_echo, &function_http, asp_stream, relay_stream);
+    println!();
+    cluster::print(&cluster);
     println!();
     println!("Aims (ratios from this run):");
     println!(

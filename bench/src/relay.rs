@@ -17,11 +17,17 @@ use crate::{Tls, PAYLOAD};
 #[allow(dead_code, unreachable_pub)]
 mod function;
 
-/// The Rust example function on loopback and a relay (wss://) in front of it.
-async fn start(tls: &Tls) -> (RelayHandle, String) {
+/// The Rust example function on loopback; its base URL.
+pub(crate) async fn function_url() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(function::serve(listener));
+    url
+}
+
+/// The Rust example function on loopback and a relay (wss://) in front of it.
+async fn start(tls: &Tls) -> (RelayHandle, String) {
+    let url = function_url().await;
     let relay = RelayBuilder::new("127.0.0.1:0".parse().expect("address"), url.clone())
         .tls_pem(tls.cert_pem.as_bytes(), tls.key_pem.as_bytes())
         .expect("tls")
@@ -42,19 +48,28 @@ fn payload() -> String {
 }
 
 /// `echo` through the relay: the function answers the JSON of the arguments.
-struct RelayEcho(Client);
+pub(crate) struct RelayEcho(Client);
+
+impl RelayEcho {
+    pub(crate) fn new(client: Client) -> RelayEcho {
+        RelayEcho(client)
+    }
+
+    /// One echo call, checked.
+    pub(crate) async fn call(&self) {
+        let mut inv = self.0.invoke("echo", Value::from(payload())).await.expect("invoke");
+        let mut out = Vec::new();
+        while let Some(chunk) = inv.next().await {
+            out.extend_from_slice(&chunk);
+        }
+        inv.result().await.expect("echo");
+        assert_eq!(out.len(), PAYLOAD + 2, "the JSON string came back");
+    }
+}
 
 impl Echo for RelayEcho {
     fn echo(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let mut inv = self.0.invoke("echo", Value::from(payload())).await.expect("invoke");
-            let mut out = Vec::new();
-            while let Some(chunk) = inv.next().await {
-                out.extend_from_slice(&chunk);
-            }
-            inv.result().await.expect("echo");
-            assert_eq!(out.len(), PAYLOAD + 2, "the JSON string came back");
-        })
+        Box::pin(self.call())
     }
 }
 
@@ -85,7 +100,7 @@ impl Echo for HttpEcho {
 /// Sequential echo through the relay, and the bare HTTP call to the function.
 pub(crate) async fn round_trips(tls: &Tls, calls: usize, warmup: usize) -> (Latency, Latency) {
     let (relay, url) = start(tls).await;
-    let through = crate::echo::sequential(&RelayEcho(client(&relay, tls).await), calls, warmup).await;
+    let through = crate::echo::sequential(&RelayEcho::new(client(&relay, tls).await), calls, warmup).await;
     let body = serde_json::json!({"connection_id": "c-bench", "request_id": 2, "tool": "echo", "args": payload()});
     let http = HttpEcho { http: reqwest::Client::new(), url: format!("{url}/invoke"), body: body.to_string() };
     let bare = crate::echo::sequential(&http, calls, warmup).await;
