@@ -227,6 +227,8 @@ pub struct Relay {
     timers: BTreeSet<(Instant, TimerKey)>,
     out: VecDeque<(TransportId, Bytes)>,
     commands: VecDeque<Command>,
+    /// Stopping: no new sessions; every session drains.
+    draining: bool,
 }
 
 impl Relay {
@@ -251,6 +253,7 @@ impl Relay {
             timers: BTreeSet::new(),
             out: VecDeque::new(),
             commands: VecDeque::new(),
+            draining: false,
         }
     }
 
@@ -284,6 +287,28 @@ impl Relay {
     /// the client gets a new session with `RESUME_UNKNOWN_SESSION`.
     pub fn handle_lookup(&mut self, now: Instant, transport: TransportId, snapshot: Option<&[u8]>, pushes: &[Bytes]) {
         self.adopt(now, transport, snapshot, pushes);
+    }
+
+    /// The relay is stopping (SIGTERM, SIGINT): every session gets GOAWAY
+    /// and `drain` to finish its open invocations, then closes; a detached
+    /// session closes at once; a new client is refused (`GOING_AWAY`).
+    /// When [`stats`](Self::stats) shows no connections, the relay may exit.
+    pub fn handle_drain(&mut self, now: Instant, drain: std::time::Duration) {
+        self.draining = true;
+        let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        for key in keys {
+            let Some(conn) = self.sessions.get_mut(&key) else { continue };
+            match conn.session.state() {
+                asp_proto::SessionState::Open | asp_proto::SessionState::Draining => {
+                    let _ = conn.session.goaway(now, Some("the relay is stopping".into()), Some(drain));
+                }
+                asp_proto::SessionState::Detached => {
+                    conn.session.close(asp_proto::ErrorCode::NO_ERROR, "the relay is stopping")
+                }
+                _ => {}
+            }
+            self.settle(now, key);
+        }
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next.

@@ -105,6 +105,9 @@ impl Relay {
             let message = if info.token.is_some() { "invalid token" } else { "a bearer token is required" };
             return conn.session.reject(ErrorCode::UNAUTHENTICATED, message);
         }
+        if self.draining {
+            return conn.session.reject(ErrorCode::GOING_AWAY, "the relay is stopping");
+        }
         // Sessions past their HELLO are what the cap counts; a resume
         // reuses one and is never refused for it.
         let max = self.config.max_connections;

@@ -746,3 +746,24 @@ fn unknown_transports_and_calls_are_ignored() {
     assert!(h.commands.is_empty());
     assert_eq!(h.relay.stats(), RelayStats::default());
 }
+
+#[test]
+fn a_draining_relay_lets_calls_finish_and_refuses_new_clients() {
+    let mut h = Harness::new(RelayConfig::default());
+    let (busy, idle) = (h.connect(SessionConfig::default()), h.connect(SessionConfig::default()));
+    let id = h.invoke(busy, "long", Value::Nil);
+    let call = h.one_call();
+    h.relay.handle_drain(h.now, Duration::from_secs(5));
+    h.pump();
+    assert!(h.clients[busy].events.iter().any(|e| matches!(e, Event::GoAway { .. })));
+    assert_eq!(h.clients[idle].session.state(), SessionState::Closed, "nothing to finish: closed");
+    assert_eq!(h.relay.stats().connections, 1);
+    let late = h.connect(SessionConfig::default());
+    assert_eq!(h.clients[late].session.state(), SessionState::Closed, "no new sessions");
+    h.ok(call.call);
+    h.chunk(call.call, b"done");
+    h.end(call.call);
+    assert!(h.outcome(busy, id).unwrap().is_ok(), "the call in flight finished");
+    assert_eq!(h.clients[busy].session.state(), SessionState::Closed);
+    assert_eq!(h.relay.stats().connections, 0);
+}

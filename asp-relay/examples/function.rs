@@ -6,7 +6,8 @@
 //! as the relay reads; bytes written are counted under `tag`), `frames` (frames mode: progress, output and a result),
 //! `stream_frames` (`{"chunks", "size", "batch"}`: frames mode, `batch`
 //! STREAM frames per HTTP chunk, so small tokens stream without one HTTP
-//! chunk each), `count` (a counter in the connection's state).
+//! chunk each), `count` (a counter in the connection's state), `sleep`
+//! (`{"ms"}`: answers after that long).
 //!
 //! ```text
 //! cargo run -p asp-relay --example function -- 8080
@@ -77,6 +78,11 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Body>, Infallible
             args["batch"].as_u64().unwrap_or(256),
         ),
         "count" => count(call["state"].as_str()),
+        "sleep" => {
+            let ms = args["ms"].as_u64().unwrap_or(100);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            text(StatusCode::OK, ms.to_string())
+        }
         other => text(StatusCode::NOT_FOUND, format!("no tool {other}")),
     })
 }

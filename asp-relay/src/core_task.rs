@@ -106,6 +106,7 @@ impl CoreTask {
             Input::Manage(request, reply) => {
                 let _ = reply.send(relay.handle_management(now, &request));
             }
+            Input::Drain(drain) => relay.handle_drain(now, drain),
             Input::Lookup(client, snapshot, pushes) => relay.handle_lookup(now, client, snapshot.as_deref(), &pushes),
             Input::Stats(reply) => {
                 let _ = reply.send(relay.stats());

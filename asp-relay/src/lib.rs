@@ -275,7 +275,9 @@ impl RelayServer {
         });
         let relay = Relay::new(self.config, || Box::new(OsEntropy) as Box<dyn Entropy>);
         tasks.push(tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http, directory).run()));
-        tasks.push(tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone())));
+        let accept = tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone()));
+        let accept_handle = accept.abort_handle();
+        tasks.push(accept);
         if let Some(listener) = self.management {
             tasks.push(tokio::spawn(management::serve(listener, tx.clone(), secret, cluster.clone())));
         }
@@ -286,6 +288,7 @@ impl RelayServer {
             node: cluster.map(|c| c.node().to_owned()),
             tx,
             tasks,
+            accept: accept_handle,
         }
     }
 }
@@ -305,6 +308,7 @@ pub struct RelayHandle {
     node: Option<String>,
     tx: mpsc::Sender<Input>,
     tasks: Vec<JoinHandle<()>>,
+    accept: tokio::task::AbortHandle,
 }
 
 impl RelayHandle {
@@ -335,6 +339,29 @@ impl RelayHandle {
             return RelayStats::default();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Stops gracefully: accepts no more clients, sends every session
+    /// GOAWAY with `drain` to finish its open invocations (their function
+    /// calls run to their end), closes each as it is done, and returns when
+    /// none is left (`true`) or `drain` and a second more have passed
+    /// (`false`). Then [`shutdown`](Self::shutdown). On a cluster node the
+    /// sessions end (they do not move to another node).
+    pub async fn drain(&self, drain: std::time::Duration) -> bool {
+        self.accept.abort();
+        if self.tx.send(Input::Drain(drain)).await.is_err() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + drain + std::time::Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            if self.stats().await.connections == 0 {
+                // Let the client tasks write their closes.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
     }
 
     /// Stops accepting and drops every connection and call at once.

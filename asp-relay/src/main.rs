@@ -89,6 +89,10 @@ struct Args {
     /// Milliseconds a call may run in all.
     #[arg(long, env = "ASP_RELAY_CALL_TIMEOUT_MS", default_value_t = 900_000)]
     call_timeout_ms: u64,
+    /// Milliseconds open invocations get to finish on SIGTERM or SIGINT
+    /// (a second signal stops at once).
+    #[arg(long, env = "ASP_RELAY_DRAIN_MS", default_value_t = 10_000)]
+    drain_ms: u64,
     /// Run as one node of a cluster sharing this Redis server
     /// (redis://HOST:PORT[/DB]); exits with status 69 when it cannot be reached.
     #[arg(long, env = "ASP_RELAY_CLUSTER")]
@@ -180,7 +184,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(node) = relay.node_id() {
         println!("node {node}");
     }
-    tokio::signal::ctrl_c().await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("asp-relay: draining for up to {} ms (a second signal stops at once)", args.drain_ms);
+    let clean = tokio::select! {
+        clean = relay.drain(Duration::from_millis(args.drain_ms)) => clean,
+        _ = tokio::signal::ctrl_c() => false,
+        _ = terminate.recv() => false,
+    };
     relay.shutdown();
+    if !clean {
+        eprintln!("asp-relay: stopped with connections still open");
+    }
     Ok(())
 }

@@ -47,6 +47,8 @@ pub(crate) enum Input {
     /// snapshot and the pushes queued for it.
     Lookup(TransportId, Option<Bytes>, Vec<Bytes>),
     Stats(oneshot::Sender<RelayStats>),
+    /// Stop: GOAWAY to every session, with this long to finish.
+    Drain(std::time::Duration),
 }
 
 /// What the core tells a client task.

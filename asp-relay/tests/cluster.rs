@@ -203,6 +203,20 @@ async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() 
     let cid = client.connection_id().unwrap();
     let http = http();
     assert_eq!(status(http.get(b.connection(&cid)).bearer_auth(SECRET)).await, 200);
+    // Load throughout: clients of both nodes calling all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for node in [&a, &b, &a, &b] {
+        let (client, stop) = (node.client().await, stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut calls = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                echo_works(&client).await;
+                calls += 1;
+            }
+            (calls, client.connection_id())
+        }));
+    }
 
     redis.kill();
     echo_works(&client).await;
@@ -224,6 +238,11 @@ async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() 
     .await;
     assert!(redis.command(&format!("GET asp:conn:{cid}")).contains(&a.id));
     echo_works(&client).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for task in load {
+        let (calls, cid) = within(20, task).await.unwrap();
+        assert!(calls > 10 && cid.is_some(), "every loaded client kept its session and kept calling: {calls} calls");
+    }
 }
 
 #[test]
@@ -318,4 +337,55 @@ async fn a_client_of_a_killed_node_resumes_on_another_with_its_state_and_tools()
         http.get(b.connection(&cid)).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();
     assert_eq!(info["connection_id"], cid.as_str());
     assert!(redis.command(&format!("GET asp:conn:{cid}")).contains(&b.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_finishes_every_call_before_its_clients_move() {
+    const CLIENTS: usize = 100;
+    let redis = RedisServer::start();
+    let function = rust_function().await;
+    let tls = Tls::new();
+    let a = Node::start(&function, &redis.url(), None, &tls);
+    let mut c = Node::start(&function, &redis.url(), None, &tls);
+    let balancer = Proxy::start(c.addr());
+    let url = format!("wss://{}/v1/agent-socket", balancer.addr);
+    let connect = || async { ClientBuilder::new(&url).trust_pem(tls.cert_pem.as_bytes()).unwrap().connect().await };
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(connect().await.unwrap());
+    }
+    // Every client has a call running on node C when it is told to stop.
+    let mut calls = Vec::new();
+    for client in &clients {
+        calls.push(client.invoke("sleep", args(serde_json::json!({"ms": 1500}))).await.unwrap());
+    }
+    balancer.retarget(a.addr()); // new connections go elsewhere
+    let stopped = Command::new("kill").args(["-TERM", &c.child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    for mut call in calls {
+        let mut output = Vec::new();
+        while let Some(chunk) = within(20, call.next()).await {
+            output.extend_from_slice(&chunk);
+        }
+        assert!(within(20, call.result()).await.is_ok(), "no call fails");
+        assert_eq!(output, b"1500");
+    }
+    for client in &clients {
+        let reason = within(20, client.closed()).await;
+        assert_eq!(reason.code, ErrorCode::NO_ERROR, "closed cleanly after the drain");
+    }
+    let exit = within(20, async {
+        loop {
+            if let Some(status) = c.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(exit.success(), "node C exits 0 once drained: {exit}");
+    // The clients connect again, to the rest of the cluster.
+    for _ in 0..CLIENTS {
+        echo_works(&connect().await.unwrap()).await;
+    }
 }
