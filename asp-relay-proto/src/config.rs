@@ -76,6 +76,10 @@ pub struct RelayConfig {
     /// ([`Command::Directory`](crate::Command::Directory)), for a cluster's
     /// shared directory (SPEC.md §15.4). Off for a single relay.
     pub directory: bool,
+    /// With `directory`, also save session snapshots
+    /// ([`DirectoryChange::Saved`](crate::DirectoryChange::Saved)) so that
+    /// another node can adopt a session (a cluster). Off for a single node.
+    pub snapshots: bool,
 }
 
 impl Default for RelayConfig {
@@ -98,6 +102,7 @@ impl Default for RelayConfig {
             disconnect_drain: Duration::from_secs(5),
             closed_memory: 4096,
             directory: false,
+            snapshots: false,
         }
     }
 }

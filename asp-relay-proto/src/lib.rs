@@ -138,15 +138,22 @@ pub enum Command {
 /// [`RelayConfig::directory`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectoryChange {
-    /// A session with this connection id started (or was adopted) here.
-    Added(String),
+    /// A session with this connection id started (or was adopted) here;
+    /// `key` is its resume key (hex), which stays the same for the life of
+    /// the session, when it can be resumed.
+    Added {
+        /// The connection id.
+        cid: String,
+        /// The resume key, hex.
+        key: Option<String>,
+    },
     /// The session with this connection id ended here.
     Removed(String),
     /// Save this session's snapshot under its resume key (hex), replacing
     /// the last: what another node needs to adopt it
     /// ([`SessionSnapshot`](asp_proto::session::SessionSnapshot), with the
     /// function's state). Saved when the session starts and whenever its
-    /// tools or state may have changed.
+    /// tools, state or ticket changed; only with [`RelayConfig::snapshots`].
     Saved {
         /// The session's connection id.
         cid: String,

@@ -196,7 +196,8 @@ impl Relay {
             self.by_resume.insert(rk, key);
         }
         if self.config.directory {
-            self.commands.push_back(Command::Directory(DirectoryChange::Added(cid.clone())));
+            let rk = conn.session.resume_key().map(|rk| hex(rk.as_bytes()));
+            self.commands.push_back(Command::Directory(DirectoryChange::Added { cid: cid.clone(), key: rk }));
         }
         self.by_cid.insert(cid, key);
         self.save(key);
@@ -204,7 +205,7 @@ impl Relay {
 
     /// Saves the session's snapshot for the directory, when there is one.
     pub(crate) fn save(&mut self, key: SessionKey) {
-        if !self.config.directory {
+        if !(self.config.directory && self.config.snapshots) {
             return;
         }
         let Some(conn) = self.sessions.get_mut(&key) else { return };

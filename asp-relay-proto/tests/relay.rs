@@ -485,16 +485,17 @@ fn a_broadcast_reaches_every_connection_and_the_directory_follows_sessions() {
     });
     let (a, b) = (h.connect(SessionConfig::default()), h.connect(SessionConfig::default()));
     let (cid_a, cid_b) = (h.cid(a), h.cid(b));
-    let directory = |h: &mut Harness| -> Vec<DirectoryChange> {
+    let directory = |h: &mut Harness| -> Vec<String> {
         h.commands
             .drain(..)
             .filter_map(|c| match c {
-                Command::Directory(change @ (DirectoryChange::Added(_) | DirectoryChange::Removed(_))) => Some(change),
+                Command::Directory(DirectoryChange::Added { cid, .. }) => Some(format!("+{cid}")),
+                Command::Directory(DirectoryChange::Removed(cid)) => Some(format!("-{cid}")),
                 _ => None,
             })
             .collect()
     };
-    assert_eq!(directory(&mut h), [DirectoryChange::Added(cid_a.clone()), DirectoryChange::Added(cid_b.clone())]);
+    assert_eq!(directory(&mut h), [format!("+{cid_a}"), format!("+{cid_b}")]);
 
     let push = frames(&[Frame::ToolDef(ToolDef { op: ToolOp::Add, tools: vec![ToolSpec::named("everywhere")] })]);
     let answer = h.manage("POST", "/v1/frames", push);
@@ -511,7 +512,7 @@ fn a_broadcast_reaches_every_connection_and_the_directory_follows_sessions() {
 
     assert_eq!(h.manage("DELETE", &format!("/v1/connections/{cid_a}"), Bytes::new()).status, 204);
     h.pump();
-    assert_eq!(directory(&mut h), [DirectoryChange::Removed(cid_a)]);
+    assert_eq!(directory(&mut h), [format!("-{cid_a}")]);
 }
 
 /// The snapshots and lookups a directory relay asks its adapter for.
@@ -530,6 +531,7 @@ fn another_node_adopts_a_session_from_its_snapshot() {
     let config = RelayConfig {
         management_secret: Some("s3cret".into()),
         directory: true,
+        snapshots: true,
         session: SessionConfig { tools: vec![ToolSpec::named("from_config")], ..SessionConfig::default() },
         ..RelayConfig::default()
     };
@@ -596,7 +598,9 @@ fn another_node_adopts_a_session_from_its_snapshot() {
         assert!(client.session.peer_tools().contains(tool), "{tool} carried over");
     }
     assert!(!client.session.peer_tools().contains("temporary"), "queued pushes apply in order");
-    assert!(b.commands.iter().any(|c| *c == Command::Directory(DirectoryChange::Added(cid.clone()))));
+    let added =
+        |c: &Command| matches!(c, Command::Directory(DirectoryChange::Added { cid: c, key: Some(_) }) if *c == cid);
+    assert!(b.commands.iter().any(added));
     let delivered = Command::Directory(DirectoryChange::Delivered(cid.clone()));
     let saved_at = b.commands.iter().rposition(|c| matches!(c, Command::Directory(DirectoryChange::Saved { .. })));
     let delivered_at = b.commands.iter().position(|c| *c == delivered).expect("the queue is done with");
@@ -615,7 +619,7 @@ fn another_node_adopts_a_session_from_its_snapshot() {
 
 #[test]
 fn a_lookup_without_the_clients_session_starts_a_new_one() {
-    let config = RelayConfig { directory: true, ..RelayConfig::default() };
+    let config = RelayConfig { directory: true, snapshots: true, ..RelayConfig::default() };
     let forge = |snapshot: &[u8]| {
         let mut forged = asp_proto::session::SessionSnapshot::from_bytes(snapshot).unwrap();
         forged.ticket[20] ^= 1; // the right key, the wrong secret

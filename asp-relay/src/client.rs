@@ -16,6 +16,7 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::Message;
 
 use crate::messages::{Backlog, Input, ToClient, CLIENT_BACKLOG};
+use crate::shards::Shards;
 
 /// Accepts client transports (TLS, upgrade checks and the upgrade timeout
 /// are asp-driver's [`Listener`], shared with every ASP server) and serves
@@ -24,36 +25,62 @@ pub(crate) async fn accept_loop(
     listener: Listener,
     socket: Arc<TcpListener>,
     config: WebSocketConfig,
-    core: mpsc::Sender<Input>,
+    shards: Arc<Shards>,
 ) {
     listener
-        .accept_loop(TokioRuntime, socket, config, move |ws, token, gate| serve(ws, token, gate, core.clone()))
+        .accept_loop(TokioRuntime, socket, config, move |ws, token, gate| serve(ws, token, gate, shards.clone()))
         .await
 }
 
-async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, core: mpsc::Sender<Input>) {
-    let (writer, mut outgoing) = mpsc::unbounded_channel();
+/// A transport's place in one core: its id there, and what that core writes.
+struct Attached {
+    core: mpsc::Sender<Input>,
+    id: TransportId,
+    outgoing: mpsc::UnboundedReceiver<ToClient>,
+    backlog: Arc<Backlog>,
+}
+
+/// Opens the transport on core `core`.
+async fn attach(core: &mpsc::Sender<Input>, token: Option<String>) -> Option<Attached> {
+    let (writer, outgoing) = mpsc::unbounded_channel();
     let (reply, id) = oneshot::channel();
     let backlog = Arc::new(Backlog::default());
-    if core.send(Input::Opened { token, writer, backlog: backlog.clone(), reply }).await.is_err() {
-        return;
-    }
-    let Ok(id) = id.await else { return };
+    core.send(Input::Opened { token, writer, backlog: backlog.clone(), reply }).await.ok()?;
+    let id = id.await.ok()?;
+    Some(Attached { core: core.clone(), id, outgoing, backlog })
+}
+
+async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, shards: Arc<Shards>) {
+    let _running = shards.transport();
+    let Some(mut at) = attach(shards.core(shards.next_shard()), token.clone()).await else { return };
+    let mut first = true;
     let (mut sink, mut stream) = ws.split();
     loop {
         tokio::select! {
             message = stream.next() => {
+                if let Some(Ok(Message::Binary(bytes))) = &message {
+                    // A resuming HELLO goes to the shard holding its session.
+                    if std::mem::take(&mut first) {
+                        if let Some(shard) = shards.resume_target(bytes) {
+                            if !shards.core(shard).same_channel(&at.core) {
+                                let _ = at.core.send(Input::Closed(at.id)).await;
+                                let Some(moved) = attach(shards.core(shard), token.clone()).await else { return };
+                                at = moved;
+                            }
+                        }
+                    }
+                }
                 let input = match message {
-                    Some(Ok(Message::Binary(bytes))) => Input::Message(id, bytes),
-                    Some(Ok(Message::Text(_))) => Input::Text(id),
+                    Some(Ok(Message::Binary(bytes))) => Input::Message(at.id, bytes),
+                    Some(Ok(Message::Text(_))) => Input::Text(at.id),
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => continue, // WebSocket PING/PONG: tungstenite answers
                 };
-                if core.send(input).await.is_err() {
+                if at.core.send(input).await.is_err() {
                     break;
                 }
             }
-            out = outgoing.recv() => {
+            out = at.outgoing.recv() => {
                 let Some(mut out) = out else { break };
                 // Everything routed so far goes out in one flush.
                 let mut written = 0;
@@ -65,7 +92,7 @@ async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, cor
                             gate.open();
                             written += bytes.len();
                             if sink.feed(Message::Binary(bytes)).await.is_err() {
-                                return closed(&core, id).await;
+                                return closed(&at.core, at.id).await;
                             }
                         }
                         ToClient::Close(code, reason) => {
@@ -73,10 +100,10 @@ async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, cor
                             let _ = sink.send(Message::Close(Some(frame))).await;
                             // Let the peer's close arrive, briefly, so the TCP close is clean.
                             let _ = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
-                            return closed(&core, id).await;
+                            return closed(&at.core, at.id).await;
                         }
                     }
-                    match outgoing.try_recv() {
+                    match at.outgoing.try_recv() {
                         Ok(next) => out = next,
                         Err(_) => break,
                     }
@@ -86,17 +113,17 @@ async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, cor
                 }
                 // Taken by the socket: tell the core when a backed-up client
                 // has drained below half its budget.
-                let left = backlog.bytes.fetch_sub(written, Ordering::SeqCst) - written;
+                let left = at.backlog.bytes.fetch_sub(written, Ordering::SeqCst) - written;
                 if left < CLIENT_BACKLOG / 2
-                    && backlog.blocked.swap(false, Ordering::SeqCst)
-                    && core.send(Input::Drained(id)).await.is_err()
+                    && at.backlog.blocked.swap(false, Ordering::SeqCst)
+                    && at.core.send(Input::Drained(at.id)).await.is_err()
                 {
                     break;
                 }
             }
         }
     }
-    closed(&core, id).await;
+    closed(&at.core, at.id).await;
 }
 
 async fn closed(core: &mpsc::Sender<Input>, id: TransportId) {

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use asp_relay_proto::{CallId, Command, DirectoryChange, Relay, TransportId};
+use asp_relay_proto::{CallId, Command, Relay, TransportId};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::function::{self, FunctionClient};
 use crate::messages::{Backlog, Input, ToClient, CLIENT_BACKLOG};
+use crate::shards::Announcement;
 
 struct RunningCall {
     task: AbortHandle,
@@ -29,8 +30,9 @@ pub(crate) struct CoreTask {
     http: FunctionClient,
     writers: HashMap<TransportId, (mpsc::UnboundedSender<ToClient>, Arc<Backlog>)>,
     calls: HashMap<CallId, RunningCall>,
-    /// The cluster's directory task, when the relay is one node of a cluster.
-    directory: Option<mpsc::UnboundedSender<DirectoryChange>>,
+    /// This core's shard number and where its directory announcements go
+    /// (the shard index, and a cluster's directory), when anyone listens.
+    directory: Option<(usize, mpsc::UnboundedSender<Announcement>)>,
 }
 
 impl CoreTask {
@@ -39,7 +41,7 @@ impl CoreTask {
         rx: mpsc::Receiver<Input>,
         tx: mpsc::Sender<Input>,
         http: FunctionClient,
-        directory: Option<mpsc::UnboundedSender<DirectoryChange>>,
+        directory: Option<(usize, mpsc::UnboundedSender<Announcement>)>,
     ) -> Self {
         CoreTask { relay, rx, tx, http, writers: HashMap::new(), calls: HashMap::new(), directory }
     }
@@ -158,8 +160,8 @@ impl CoreTask {
                     }
                 }
                 Command::Directory(change) => {
-                    if let Some(directory) = &self.directory {
-                        let _ = directory.send(change);
+                    if let Some((shard, directory)) = &self.directory {
+                        let _ = directory.send((*shard, change));
                     }
                 }
                 _ => {}

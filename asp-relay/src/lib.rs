@@ -41,6 +41,7 @@ mod core_task;
 mod function;
 mod management;
 mod messages;
+mod shards;
 
 use std::io;
 use std::net::SocketAddr;
@@ -51,7 +52,7 @@ use asp_proto::Entropy;
 use asp_relay_proto::{Relay, RelayStats};
 use asp_tokio::TokioRuntime;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use asp_proto as proto;
@@ -62,6 +63,7 @@ pub use cluster::{ClusterStore, RedisStore, StoreError};
 use core_task::CoreTask;
 use function::FunctionClient;
 use messages::Input;
+use shards::Shards;
 
 /// Configures a relay: where clients connect, which function it calls, the
 /// management API, and the limits of [`RelayConfig`].
@@ -73,6 +75,7 @@ pub struct RelayBuilder {
     function_ca: Option<Vec<u8>>,
     config: RelayConfig,
     cluster: Option<ClusterBind>,
+    shards: usize,
 }
 
 enum ManagementBind {
@@ -97,6 +100,7 @@ impl RelayBuilder {
             function_ca: None,
             config: RelayConfig::default(),
             cluster: None,
+            shards: default_shards(),
         }
     }
 
@@ -181,6 +185,15 @@ impl RelayBuilder {
         self
     }
 
+    /// Core tasks (shards) the relay's sessions are split among, so its
+    /// protocol work uses that many CPUs; default: one per CPU. The node's
+    /// `max_connections` and `max_calls` ([`RelayConfig`]) are split evenly
+    /// among them (each shard refuses past its share).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
     /// Limits, timeouts, body encoding, tokens: see [`RelayConfig`]. The
     /// management secret set by [`management`](Self::management) is kept
     /// unless `config` brings its own.
@@ -193,7 +206,7 @@ impl RelayBuilder {
     }
 
     /// Binds the listeners (and connects to the cluster store).
-    pub async fn bind(mut self) -> io::Result<RelayServer> {
+    pub async fn bind(self) -> io::Result<RelayServer> {
         self.listener.check("a relay")?;
         if !(self.function.starts_with("http://") || self.function.starts_with("https://")) {
             return Err(io::Error::new(
@@ -223,7 +236,6 @@ impl RelayBuilder {
             Some(ClusterBind::Store(store)) => Some(store),
             None => None,
         };
-        self.config.directory = cluster.is_some();
         Ok(RelayServer {
             socket: Arc::new(socket),
             local_addr,
@@ -233,6 +245,7 @@ impl RelayBuilder {
             http,
             config: self.config,
             cluster,
+            shards: self.shards,
         })
     }
 }
@@ -247,6 +260,12 @@ pub struct RelayServer {
     http: FunctionClient,
     config: RelayConfig,
     cluster: Option<Arc<dyn ClusterStore>>,
+    shards: usize,
+}
+
+/// One shard per CPU.
+fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl RelayServer {
@@ -263,30 +282,48 @@ impl RelayServer {
     /// Starts serving on the current Tokio runtime.
     pub fn spawn(self) -> RelayHandle {
         let url = self.url();
-        let (tx, rx) = mpsc::channel(4096);
         let ws_config = asp_driver::net::websocket_config(&self.config.session);
         let secret = self.config.management_secret.clone();
-        let cluster = self.cluster.map(|store| cluster::Cluster::new(node_id(), store, &self.config));
+        let shard_count = self.shards;
+        let mut config = self.config;
+        // Shards find sessions, and a cluster shares them, by the cores'
+        // directory announcements.
+        config.directory = self.cluster.is_some() || shard_count > 1;
+        config.snapshots = self.cluster.is_some();
+        // The node's limits, split evenly among its shards.
+        config.max_connections = config.max_connections.div_ceil(shard_count);
+        config.max_calls = config.max_calls.div_ceil(shard_count);
+        let cluster = self.cluster.map(|store| cluster::Cluster::new(node_id(), store, &config));
+        let channels: Vec<_> = (0..shard_count).map(|_| mpsc::channel::<Input>(4096)).collect();
+        let shards = Shards::new(channels.iter().map(|(tx, _)| tx.clone()).collect());
         let mut tasks = Vec::new();
-        let directory = cluster.as_ref().map(|cluster| {
-            let (changes, directory) = mpsc::unbounded_channel();
-            tasks.extend(cluster.start(directory, tx.clone()));
-            changes
+        let announcements = config.directory.then(|| {
+            let (announce, announced) = mpsc::unbounded_channel();
+            let to_cluster = cluster.as_ref().map(|cluster| {
+                let (to_cluster, changes) = mpsc::unbounded_channel();
+                tasks.extend(cluster.start(changes, shards.clone()));
+                to_cluster
+            });
+            tasks.push(tokio::spawn(shards::directory(shards.clone(), announced, to_cluster)));
+            announce
         });
-        let relay = Relay::new(self.config, || Box::new(OsEntropy) as Box<dyn Entropy>);
-        tasks.push(tokio::spawn(CoreTask::new(relay, rx, tx.clone(), self.http, directory).run()));
-        let accept = tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, tx.clone()));
+        for (shard, (tx, rx)) in channels.into_iter().enumerate() {
+            let relay = Relay::new(config.clone(), || Box::new(OsEntropy) as Box<dyn Entropy>);
+            let directory = announcements.clone().map(|announce| (shard, announce));
+            tasks.push(tokio::spawn(CoreTask::new(relay, rx, tx, self.http.clone(), directory).run()));
+        }
+        let accept = tokio::spawn(client::accept_loop(self.listener, self.socket, ws_config, shards.clone()));
         let accept_handle = accept.abort_handle();
         tasks.push(accept);
         if let Some(listener) = self.management {
-            tasks.push(tokio::spawn(management::serve(listener, tx.clone(), secret, cluster.clone())));
+            tasks.push(tokio::spawn(management::serve(listener, shards.clone(), secret, cluster.clone())));
         }
         RelayHandle {
             url,
             local_addr: self.local_addr,
             management_addr: self.management_addr,
             node: cluster.map(|c| c.node().to_owned()),
-            tx,
+            shards,
             tasks,
             accept: accept_handle,
         }
@@ -306,7 +343,7 @@ pub struct RelayHandle {
     local_addr: SocketAddr,
     management_addr: Option<SocketAddr>,
     node: Option<String>,
-    tx: mpsc::Sender<Input>,
+    shards: Arc<Shards>,
     tasks: Vec<JoinHandle<()>>,
     accept: tokio::task::AbortHandle,
 }
@@ -332,13 +369,9 @@ impl RelayHandle {
         self.node.as_deref()
     }
 
-    /// Counters from the core.
+    /// Counters from the cores, summed.
     pub async fn stats(&self) -> RelayStats {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Input::Stats(reply)).await.is_err() {
-            return RelayStats::default();
-        }
-        rx.await.unwrap_or_default()
+        self.shards.stats().await
     }
 
     /// Stops gracefully: accepts no more clients, sends every session
@@ -349,14 +382,12 @@ impl RelayHandle {
     /// sessions end (they do not move to another node).
     pub async fn drain(&self, drain: std::time::Duration) -> bool {
         self.accept.abort();
-        if self.tx.send(Input::Drain(drain)).await.is_err() {
-            return true;
-        }
+        self.shards.drain(drain).await;
         let deadline = tokio::time::Instant::now() + drain + std::time::Duration::from_secs(1);
         while tokio::time::Instant::now() < deadline {
-            if self.stats().await.connections == 0 {
-                // Let the client tasks write their closes.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // Sessions gone from the cores, and their transports' last
+            // frames and closes written.
+            if self.stats().await.connections == 0 && self.shards.transports() == 0 {
                 return true;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

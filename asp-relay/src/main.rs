@@ -93,6 +93,9 @@ struct Args {
     /// (a second signal stops at once).
     #[arg(long, env = "ASP_RELAY_DRAIN_MS", default_value_t = 10_000)]
     drain_ms: u64,
+    /// Core tasks the sessions are split among (0: one per CPU).
+    #[arg(long, env = "ASP_RELAY_SHARDS", default_value_t = 0)]
+    shards: usize,
     /// Run as one node of a cluster sharing this Redis server
     /// (redis://HOST:PORT[/DB]); exits with status 69 when it cannot be reached.
     #[arg(long, env = "ASP_RELAY_CLUSTER")]
@@ -170,6 +173,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(path) = &args.function_ca {
         builder = builder.function_ca_pem(&std::fs::read(path)?);
+    }
+    if args.shards > 0 {
+        builder = builder.shards(args.shards);
     }
     if let Some(url) = args.cluster {
         builder = builder.cluster(url);

@@ -16,10 +16,9 @@ use hyper::service::service_fn;
 use hyper::{header, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::Cluster;
-use crate::messages::Input;
+use crate::shards::Shards;
 
 /// Largest request body (frames pushed to a client).
 const MAX_BODY: usize = 1 << 20;
@@ -29,7 +28,7 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) async fn serve(
     listener: TcpListener,
-    core: mpsc::Sender<Input>,
+    shards: Arc<Shards>,
     secret: Option<String>,
     cluster: Option<Arc<Cluster>>,
 ) {
@@ -40,9 +39,9 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (core, secret, cluster) = (core.clone(), secret.clone(), cluster.clone());
+        let (shards, secret, cluster) = (shards.clone(), secret.clone(), cluster.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, core.clone(), secret.clone(), cluster.clone()));
+            let service = service_fn(move |request| handle(request, shards.clone(), secret.clone(), cluster.clone()));
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -54,7 +53,7 @@ pub(crate) async fn serve(
 
 async fn handle(
     request: Request<Incoming>,
-    core: mpsc::Sender<Input>,
+    shards: Arc<Shards>,
     secret: Arc<Option<String>>,
     cluster: Option<Arc<Cluster>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -71,7 +70,7 @@ async fn handle(
         Err(_) => return Ok(json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"body over 1 MiB"}"#.into())),
     };
     let request = ManagementRequest { method, path, authorization, body };
-    let Some(mut response) = ask_core(&core, request.clone()).await else {
+    let Some(mut response) = shards.manage(request.clone()).await else {
         return Ok(json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the relay is stopping"}"#.into()));
     };
     if let Some(cluster) = cluster {
@@ -79,13 +78,6 @@ async fn handle(
     }
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Ok(json(status, response.body))
-}
-
-/// This node's core's answer; `None` when the relay is stopping.
-async fn ask_core(core: &mpsc::Sender<Input>, request: ManagementRequest) -> Option<ManagementResponse> {
-    let (reply, answer) = oneshot::channel();
-    core.send(Input::Manage(request, reply)).await.ok()?;
-    answer.await.ok()
 }
 
 /// On a node of a cluster: a connection this node does not hold is asked

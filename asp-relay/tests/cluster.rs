@@ -359,6 +359,23 @@ async fn a_drained_node_finishes_every_call_before_its_clients_move() {
     for client in &clients {
         calls.push(client.invoke("sleep", args(serde_json::json!({"ms": 1500}))).await.unwrap());
     }
+    // Each call has reached node C (an INVOKE still on its way when the
+    // drain starts would be refused with the retryable GOING_AWAY).
+    let http = http();
+    for client in &clients {
+        let info = c.connection(&client.connection_id().unwrap());
+        within(10, async {
+            loop {
+                let info: serde_json::Value =
+                    http.get(&info).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();
+                if info["calls"] == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
     balancer.retarget(a.addr()); // new connections go elsewhere
     let stopped = Command::new("kill").args(["-TERM", &c.child.id().to_string()]).status().unwrap();
     assert!(stopped.success());
@@ -367,7 +384,8 @@ async fn a_drained_node_finishes_every_call_before_its_clients_move() {
         while let Some(chunk) = within(20, call.next()).await {
             output.extend_from_slice(&chunk);
         }
-        assert!(within(20, call.result()).await.is_ok(), "no call fails");
+        let result = within(20, call.result()).await;
+        assert!(result.is_ok(), "no call fails: {result:?}");
         assert_eq!(output, b"1500");
     }
     for client in &clients {

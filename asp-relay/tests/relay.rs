@@ -493,3 +493,70 @@ async fn clients_that_stop_reading_hold_the_function_not_the_relay() {
     let _ = relay.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two core tasks: clients are spread over both; a resuming client reaches
+/// the shard holding its session whichever shard its new transport opened
+/// on; the management API finds every connection and a broadcast reaches
+/// all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_spread_over_shards_resume_and_are_managed() {
+    let tls = Tls::new();
+    let management = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = relay_for(&tls, &rust_function().await, RelayConfig::default())
+        .shards(2)
+        .management_listener(management, SECRET)
+        .bind()
+        .await
+        .unwrap()
+        .spawn();
+    let proxy = Proxy::start(relay.local_addr());
+    let url = format!("wss://{}/v1/agent-socket", proxy.addr);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(connect(&tls, &url).await);
+    }
+    let cids: Vec<String> = clients.iter().map(|c| c.connection_id().unwrap()).collect();
+    for client in &clients {
+        assert_eq!(run(client, "count", Value::Nil).await.0.concat(), b"1");
+    }
+    // Every transport dies; each client opens a new one (on whichever
+    // shard is next: a throwaway connection shifts the turn) and resumes
+    // its own session.
+    for _ in 0..4 {
+        let throwaway = connect(&tls, &url).await;
+        throwaway.close(ErrorCode::NO_ERROR, "done").unwrap();
+        within(10, throwaway.closed()).await;
+        // The relay has read the close before the cut.
+        within(10, async {
+            while relay.stats().await.connections != clients.len() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(proxy.cut() > 0);
+        for (client, cid) in clients.iter().zip(&cids) {
+            let (chunks, outcome) = run(client, "count", Value::Nil).await;
+            assert!(outcome.is_ok());
+            assert_eq!(client.connection_id().as_ref(), Some(cid), "the same session");
+            assert!(!chunks.is_empty());
+        }
+    }
+    for client in &clients {
+        assert_eq!(run(client, "count", Value::Nil).await.0.concat(), b"6", "one session each, state kept");
+    }
+    assert_eq!(relay.stats().await.connections, 4, "no session was lost or doubled");
+    let http = http();
+    let base = relay.management_url().unwrap();
+    for cid in &cids {
+        let info = http.get(format!("{base}/v1/connections/{cid}")).bearer_auth(SECRET).send().await.unwrap();
+        assert_eq!(info.status(), 200);
+    }
+    let def = asp_relay::proto::ToolDef {
+        op: asp_relay::proto::ToolOp::Add,
+        tools: vec![asp_relay::proto::ToolSpec::named("everywhere")],
+    };
+    let body = asp_relay::proto::Frame::ToolDef(def).to_bytes().unwrap().to_vec();
+    let pushed = http.post(format!("{base}/v1/frames")).bearer_auth(SECRET).body(body).send().await.unwrap();
+    assert_eq!(pushed.status(), 202);
+    assert_eq!(pushed.json::<serde_json::Value>().await.unwrap()["connections"], 4);
+}

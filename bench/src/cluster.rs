@@ -9,7 +9,8 @@
 //! - 100 clients resuming on the other node after theirs stopped at once
 //!   (its tasks aborted, as a crash would: no GOAWAY), each timed from the
 //!   stop to its first completed call;
-//! - calls/s with 100 concurrent clients on one node.
+//! - calls/s with 100 concurrent clients on one relay with one core task
+//!   and with two (`RelayBuilder::shards`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,11 +36,17 @@ pub(crate) struct Figures {
     pub(crate) redis_bytes_per_connection: f64,
     pub(crate) connections_measured: usize,
     pub(crate) resume_after_crash: Latency,
-    pub(crate) concurrent_100: Latency,
+    pub(crate) concurrent_1_shard: Latency,
+    pub(crate) concurrent_2_shards: Latency,
 }
 
 async fn node(tls: &Tls, function: &str, redis: Option<&str>) -> RelayHandle {
+    sharded(tls, function, redis, 1).await
+}
+
+async fn sharded(tls: &Tls, function: &str, redis: Option<&str>, shards: usize) -> RelayHandle {
     let mut builder = RelayBuilder::new("127.0.0.1:0".parse().expect("address"), function)
+        .shards(shards)
         .tls_pem(tls.cert_pem.as_bytes(), tls.key_pem.as_bytes())
         .expect("tls")
         .config(RelayConfig::default())
@@ -85,6 +92,7 @@ fn redis_used_memory(redis: &RedisServer) -> f64 {
 pub(crate) async fn run(tls: &Tls, calls: usize, warmup: usize) -> Figures {
     let redis = RedisServer::start();
     let function = crate::relay::function_url().await;
+    // One core task each: the cluster's cost, not the shards' gain.
     let a = node(tls, &function, Some(&redis.url())).await;
     let b = node(tls, &function, Some(&redis.url())).await;
     let single = node(tls, &function, None).await;
@@ -150,9 +158,20 @@ pub(crate) async fn run(tls: &Tls, calls: usize, warmup: usize) -> Figures {
     }
     let resume_after_crash = percentiles(samples, stopped.elapsed());
 
-    let concurrent: Vec<RelayEcho> = clients.iter().map(|c| RelayEcho::new((**c).clone())).collect();
-    let concurrent_100 = crate::echo::concurrent(concurrent, calls, 10).await;
+    drop(clients);
     b.shutdown();
+    let mut concurrent = Vec::new();
+    for shards in [1, 2] {
+        let relay = sharded(tls, &function, None, shards).await;
+        let mut clients = Vec::new();
+        for _ in 0..100 {
+            clients.push(RelayEcho::new(client(relay.url(), tls).await));
+        }
+        concurrent.push(crate::echo::concurrent(clients, calls.max(10_000), 10).await);
+        relay.shutdown();
+    }
+    let concurrent_2_shards = concurrent.pop().expect("two runs");
+    let concurrent_1_shard = concurrent.pop().expect("two runs");
     single.shutdown();
     Figures {
         push_same_node,
@@ -162,7 +181,8 @@ pub(crate) async fn run(tls: &Tls, calls: usize, warmup: usize) -> Figures {
         redis_bytes_per_connection,
         connections_measured: CONNECTIONS,
         resume_after_crash,
-        concurrent_100,
+        concurrent_1_shard,
+        concurrent_2_shards,
     }
 }
 
@@ -199,12 +219,14 @@ pub(crate) fn print(f: &Figures) {
         ms(f.resume_after_crash.p50),
         ms(f.resume_after_crash.p99)
     );
-    println!(
-        "| 100 concurrent clients on one node, echo µs | {} | {} | {:.0} calls/s (one core task) |",
-        us(f.concurrent_100.p50),
-        us(f.concurrent_100.p99),
-        f.concurrent_100.rate
-    );
+    for (name, l) in [("1 core task", &f.concurrent_1_shard), ("2 core tasks", &f.concurrent_2_shards)] {
+        println!(
+            "| 100 concurrent clients, relay with {name}, echo µs | {} | {} | {:.0} calls/s |",
+            us(l.p50),
+            us(l.p99),
+            l.rate
+        );
+    }
     println!(
         "| Redis memory per connection ({} sessions), bytes | {:.0} | | directory entry, snapshot, cid index |",
         f.connections_measured, f.redis_bytes_per_connection

@@ -46,9 +46,12 @@ impl Session {
             .push_back(Event::GoAway { code: goaway.code.unwrap_or(ErrorCode::NO_ERROR), message: goaway.message });
     }
 
+    /// The GOAWAY's sender closes once nothing is open, with ERROR(0,
+    /// NO_ERROR) (SPEC.md §13): a peer that still had an INVOKE on its way
+    /// learns the session ended rather than seeing a lost transport.
     pub(super) fn maybe_finish_drain(&mut self) {
         if self.goaway.local && self.invocations.is_empty() && self.state == SessionState::Draining {
-            self.end(ErrorCode::NO_ERROR, "drained".into(), Initiator::Local);
+            self.close(ErrorCode::NO_ERROR, "drained");
         }
     }
 

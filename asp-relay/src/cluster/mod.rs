@@ -21,13 +21,14 @@ use asp_proto::Value;
 use asp_relay_proto::{connection_push_frames, DirectoryChange, ManagementRequest, ManagementResponse, RelayConfig};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use redis_store::RedisStore;
 pub use store::{ClusterStore, StoreError};
 
 use crate::messages::Input;
+use crate::shards::Shards;
 
 /// How long a directory entry outlives its node's last renewal.
 pub(crate) const LEASE: Duration = Duration::from_secs(15);
@@ -155,23 +156,21 @@ impl Cluster {
     }
 
     /// Starts the directory and inbox tasks.
+    /// `changes` are the cores' directory announcements, each with the core
+    /// that made it (lookups are answered to it).
     pub(crate) fn start(
         self: &Arc<Self>,
-        changes: mpsc::UnboundedReceiver<DirectoryChange>,
-        core: mpsc::Sender<Input>,
+        changes: mpsc::UnboundedReceiver<(mpsc::Sender<Input>, DirectoryChange)>,
+        shards: Arc<Shards>,
     ) -> [JoinHandle<()>; 2] {
-        [tokio::spawn(self.clone().directory(changes, core.clone())), tokio::spawn(self.clone().inbox(core))]
+        [tokio::spawn(self.clone().directory(changes)), tokio::spawn(self.clone().inbox(shards))]
     }
 
     /// Keeps this node's connections and their snapshots in the store:
     /// each change as it comes, and all of them every [`RENEW`], which also
     /// registers them again once a lost store is back. Lookups are answered
     /// to the core without holding the rest up.
-    async fn directory(
-        self: Arc<Self>,
-        mut changes: mpsc::UnboundedReceiver<DirectoryChange>,
-        core: mpsc::Sender<Input>,
-    ) {
+    async fn directory(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<(mpsc::Sender<Input>, DirectoryChange)>) {
         // cid → the entries last saved for it: its snapshot, and its resume key.
         let mut held: HashMap<String, Option<Vec<(String, Bytes)>>> = HashMap::new();
         let mut renew = tokio::time::interval(RENEW);
@@ -180,17 +179,17 @@ impl Cluster {
         loop {
             let result = tokio::select! {
                 change = changes.recv() => match change {
-                    Some(DirectoryChange::Added(cid)) => {
+                    Some((_, DirectoryChange::Added { cid, .. })) => {
                         held.entry(cid.clone()).or_default();
                         // Plain SET: a session adopted here takes its entry over.
                         self.store.put(vec![(connection_key(&cid), node.clone())], LEASE).await
                     }
-                    Some(DirectoryChange::Saved { cid, key, snapshot }) => {
+                    Some((_, DirectoryChange::Saved { cid, key, snapshot })) => {
                         let entries = vec![(session_key(&key), snapshot), (cid_key(&cid), Bytes::from(key))];
                         held.insert(cid, Some(entries.clone()));
                         self.store.put(entries, self.grace).await
                     }
-                    Some(DirectoryChange::Removed(cid)) => {
+                    Some((_, DirectoryChange::Removed(cid))) => {
                         let saved = held.remove(&cid).flatten().unwrap_or_default();
                         let mut result = self.store.delete_if(connection_key(&cid), node.clone()).await;
                         for (key, value) in saved {
@@ -200,9 +199,9 @@ impl Cluster {
                         }
                         result
                     }
-                    Some(DirectoryChange::Delivered(cid)) => self.store.delete(push_queue_key(&cid)).await,
-                    Some(DirectoryChange::Lookup { transport, key }) => {
-                        let (store, core) = (self.store.clone(), core.clone());
+                    Some((_, DirectoryChange::Delivered(cid))) => self.store.delete(push_queue_key(&cid)).await,
+                    Some((core, DirectoryChange::Lookup { transport, key })) => {
+                        let store = self.store.clone();
                         tokio::spawn(async move {
                             // A store that cannot answer is a session it does not have.
                             let snapshot = store.get(session_key(&key)).await.ok().flatten();
@@ -241,7 +240,7 @@ impl Cluster {
 
     /// Serves requests other nodes send here and collects their replies;
     /// subscribes again whenever the store is lost.
-    async fn inbox(self: Arc<Self>, core: mpsc::Sender<Input>) {
+    async fn inbox(self: Arc<Self>, shards: Arc<Shards>) {
         let topics = vec![node_topic(&self.node), BROADCAST_TOPIC.to_owned()];
         loop {
             if let Ok(mut messages) = self.store.subscribe(topics.clone()).await {
@@ -250,7 +249,7 @@ impl Cluster {
                         Some(Message::Request { from, id, method, path, body }) if from != self.node => {
                             let authorization = self.secret.as_ref().map(|s| format!("Bearer {s}"));
                             let request = ManagementRequest { method, path, authorization, body };
-                            tokio::spawn(self.clone().answer(core.clone(), from, id, request));
+                            tokio::spawn(self.clone().answer(shards.clone(), from, id, request));
                         }
                         Some(Message::Reply { id, status, body }) => {
                             if let Some(waiter) = self.pending.lock().expect("lock").get(&id) {
@@ -265,12 +264,8 @@ impl Cluster {
         }
     }
 
-    async fn answer(self: Arc<Self>, core: mpsc::Sender<Input>, from: String, id: u64, request: ManagementRequest) {
-        let (reply, answer) = oneshot::channel();
-        if core.send(Input::Manage(request, reply)).await.is_err() {
-            return;
-        }
-        let Ok(response) = answer.await else { return };
+    async fn answer(self: Arc<Self>, shards: Arc<Shards>, from: String, id: u64, request: ManagementRequest) {
+        let Some(response) = shards.manage(request).await else { return };
         let message = Message::Reply { id, status: response.status, body: response.body };
         let _ = self.store.publish(node_topic(&from), message.encode()).await;
     }
