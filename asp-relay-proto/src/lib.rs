@@ -162,10 +162,18 @@ pub enum DirectoryChange {
         /// The snapshot's bytes.
         snapshot: Bytes,
     },
-    /// Pushes queued in the store for this connection while no node held
-    /// it have been delivered (and the snapshot saved after them): delete
-    /// the queue.
-    Delivered(String),
+    /// The client has acknowledged (SPEC.md §11.2) the oldest `pushes`
+    /// management pushes this node sent it: drop that many from the front
+    /// of the connection's push queue in the store. (A cluster node keeps
+    /// every push it accepted in the store until then, so a node adopting
+    /// the session after this one died applies whatever the client may not
+    /// have received.) Only with [`RelayConfig::snapshots`].
+    Acknowledged {
+        /// The connection id.
+        cid: String,
+        /// How many pushes, oldest first.
+        pushes: usize,
+    },
     /// A client asks to resume a session this node does not hold: fetch
     /// the snapshot saved under `key` (hex), and the pushes queued for its
     /// connection, and answer with [`Relay::handle_lookup`]; the client
@@ -211,6 +219,10 @@ pub(crate) struct SessionEntry {
     /// The snapshot last saved for the directory: a call that changed
     /// neither tools nor state saves nothing.
     saved: Option<Bytes>,
+    /// For each push sent and not yet acknowledged, oldest first: the
+    /// sequenced frames sent once it was (it has arrived when the client
+    /// has acknowledged that many).
+    pushes: VecDeque<u64>,
 }
 
 type EntropySource = Box<dyn FnMut() -> Box<dyn Entropy> + Send>;
@@ -349,6 +361,7 @@ impl Relay {
             armed: None,
             backlogged: false,
             saved: None,
+            pushes: VecDeque::new(),
         };
         self.sessions.insert(key, conn);
         self.transports.insert(client, key);

@@ -190,6 +190,9 @@ impl Relay {
         };
         let count = frames.len();
         let result = self.apply_pushed(now, key, frames);
+        if result.is_ok() {
+            self.push_sent(key);
+        }
         self.settle(now, key);
         self.save(key);
         match result {

@@ -65,6 +65,33 @@ impl Relay {
         }
         self.drain_transmits(key);
         self.arm_conn(key);
+        self.pushes_acknowledged(key);
+    }
+
+    /// A push went to the session (a cluster node tracks it until the
+    /// client acknowledges it).
+    pub(crate) fn push_sent(&mut self, key: SessionKey) {
+        if !self.config.snapshots {
+            return;
+        }
+        if let Some(conn) = self.sessions.get_mut(&key) {
+            let (sent, _) = conn.session.sequenced();
+            conn.pushes.push_back(sent);
+        }
+    }
+
+    /// Announces the pushes the client has acknowledged since last time.
+    fn pushes_acknowledged(&mut self, key: SessionKey) {
+        let Some(conn) = self.sessions.get_mut(&key) else { return };
+        let (_, acked) = conn.session.sequenced();
+        let mut pushes = 0;
+        while conn.pushes.front().is_some_and(|&sent| sent <= acked) {
+            conn.pushes.pop_front();
+            pushes += 1;
+        }
+        if let (true, Some(cid)) = (pushes > 0, conn.cid.clone()) {
+            self.commands.push_back(Command::Directory(DirectoryChange::Acknowledged { cid, pushes }));
+        }
     }
 
     pub(crate) fn drain_transmits(&mut self, key: SessionKey) {
@@ -239,17 +266,15 @@ impl Relay {
                 // Pushes made while no node held the session, in order; a
                 // body that does not check out is skipped (it was checked
                 // when queued).
+                // They stay queued until the client acknowledges them.
                 for body in pushes {
                     let max = self.config.session.max_frame_payload;
                     if let Ok(frames) = crate::connection_push_frames(body.clone(), max) {
                         let _ = self.apply_pushed(now, key, frames);
                     }
+                    self.push_sent(key);
                 }
-                let cid = snapshot.cid.clone();
                 self.register(key, snapshot.cid);
-                if !pushes.is_empty() {
-                    self.commands.push_back(Command::Directory(DirectoryChange::Delivered(cid)));
-                }
             }
             (Err(code), _) => {
                 let _ = conn.session.accept_refusing_resume(now, code);

@@ -93,6 +93,10 @@ struct Args {
     /// (a second signal stops at once).
     #[arg(long, env = "ASP_RELAY_DRAIN_MS", default_value_t = 10_000)]
     drain_ms: u64,
+    /// Milliseconds between PINGs to each client (SPEC.md §9); a client
+    /// acknowledges what it received with each PONG.
+    #[arg(long, env = "ASP_RELAY_HEARTBEAT_MS", default_value_t = 15_000)]
+    heartbeat_ms: u64,
     /// Core tasks the sessions are split among (0: one per CPU).
     #[arg(long, env = "ASP_RELAY_SHARDS", default_value_t = 0)]
     shards: usize,
@@ -144,6 +148,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         client_tokens: args.client_tokens.into_iter().filter(|t| !t.is_empty()).collect(),
         ..RelayConfig::default()
     };
+    config.session.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(1));
     if let Some(path) = &args.tools {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let tools: Vec<ToolSpec> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;

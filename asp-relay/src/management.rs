@@ -88,6 +88,7 @@ async fn across_cluster(
     request: &ManagementRequest,
     local: ManagementResponse,
 ) -> ManagementResponse {
+    cluster.record_push(request, &local).await;
     if local.status == 404 {
         if let Some(cid) =
             request.path.strip_prefix("/v1/connections/").map(|rest| rest.split('/').next().unwrap_or(rest))

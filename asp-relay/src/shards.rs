@@ -111,7 +111,7 @@ impl Shards {
                     }
                 }
             }
-            DirectoryChange::Saved { .. } | DirectoryChange::Delivered(_) | DirectoryChange::Lookup { .. } => {}
+            DirectoryChange::Saved { .. } | DirectoryChange::Acknowledged { .. } | DirectoryChange::Lookup { .. } => {}
         }
     }
 

@@ -47,6 +47,9 @@ impl Node {
             .arg(&key)
             .args(["--function", function, "--cluster", redis, "--management-listen", &management])
             .env("ASP_RELAY_MANAGEMENT_SECRET", SECRET)
+            // Clients acknowledge what they received with every PONG: often,
+            // so that delivered pushes leave the store within a test.
+            .env("ASP_RELAY_HEARTBEAT_MS", "200")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -331,8 +334,13 @@ async fn a_client_of_a_killed_node_resumes_on_another_with_its_state_and_tools()
     assert!(client.peer_tools().iter().any(|t| t.name == "pushed"), "the tool set survived");
     sees_tool(&client, "meanwhile").await;
     assert!(!client.peer_tools().iter().any(|t| t.name == "temporary"), "pushes arrive in order");
-    assert!(redis.command(&format!("EXISTS asp:pushes:{cid}")).contains(":0"), "delivered, then dropped");
-    // B holds it now, for the directory too.
+    within(10, async {
+        while !redis.command(&format!("EXISTS asp:pushes:{cid}")).contains(":0") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await; // acknowledged by the client, then dropped
+            // B holds it now, for the directory too.
     let info: serde_json::Value =
         http.get(b.connection(&cid)).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();
     assert_eq!(info["connection_id"], cid.as_str());
@@ -406,4 +414,52 @@ async fn a_drained_node_finishes_every_call_before_its_clients_move() {
     for _ in 0..CLIENTS {
         echo_works(&connect().await.unwrap()).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_the_dead_node_had_not_delivered_arrives_from_the_next() {
+    let redis = RedisServer::start();
+    let function = rust_function().await;
+    let tls = Tls::new();
+    let mut a = Node::start(&function, &redis.url(), None, &tls);
+    let b = Node::start(&function, &redis.url(), None, &tls);
+    let balancer = Proxy::start(a.addr());
+    let url = format!("wss://{}/v1/agent-socket", balancer.addr);
+    let client = ClientBuilder::new(&url).trust_pem(tls.cert_pem.as_bytes()).unwrap().connect().await.unwrap();
+    let cid = client.connection_id().unwrap();
+    let http = http();
+    // Delivered and acknowledged: it leaves the store.
+    assert_eq!(
+        status(http.post(format!("{}/frames", a.connection(&cid))).bearer_auth(SECRET).body(tool_def("first"))).await,
+        202
+    );
+    sees_tool(&client, "first").await;
+    within(10, async {
+        while !redis.command(&format!("EXISTS asp:pushes:{cid}")).contains(":0") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // The network goes silent; node A accepts a push it cannot deliver,
+    // then dies.
+    balancer.freeze(true);
+    let pushed = http.post(format!("{}/frames", b.connection(&cid))).bearer_auth(SECRET).body(tool_def("second"));
+    assert_eq!(status(pushed).await, 202, "accepted by node A, through node B");
+    assert!(redis.command(&format!("LLEN asp:pushes:{cid}")).contains(":1"), "kept until acknowledged");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    balancer.retarget(b.addr());
+    balancer.cut();
+    balancer.freeze(false);
+    // The client resumes on node B, which sends the push again, and drops
+    // it from the store once the client has acknowledged it.
+    sees_tool(&client, "second").await;
+    assert_eq!(client.connection_id().as_deref(), Some(cid.as_str()));
+    assert!(client.peer_tools().iter().any(|t| t.name == "first"));
+    within(10, async {
+        while !redis.command(&format!("EXISTS asp:pushes:{cid}")).contains(":0") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }

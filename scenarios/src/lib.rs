@@ -394,13 +394,15 @@ pub async fn a_slow_reader_holds_the_handler_back<S: Network, C: Network>() {
 
 /// A loopback TCP proxy on plain threads (so it runs beside any runtime);
 /// `cut` shuts every connection through it down; `retarget` sends new
-/// connections elsewhere (a load balancer after a node died).
+/// connections elsewhere (a load balancer after a node died); `freeze`
+/// stops forwarding bytes (a network that went silent).
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     links: Arc<Mutex<Vec<TcpStream>>>,
     accepted: Arc<AtomicUsize>,
     upstream: Arc<Mutex<SocketAddr>>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -411,7 +413,8 @@ impl Proxy {
         let links: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let accepted: Arc<AtomicUsize> = Arc::default();
         let upstream = Arc::new(Mutex::new(upstream));
-        let (registry, counter, target) = (links.clone(), accepted.clone(), upstream.clone());
+        let frozen: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (registry, counter, target, ice) = (links.clone(), accepted.clone(), upstream.clone(), frozen.clone());
         std::thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { return };
@@ -421,8 +424,18 @@ impl Proxy {
                 let _ = inbound.set_nodelay(true);
                 let _ = outbound.set_nodelay(true);
                 let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    let ice = ice.clone();
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            while ice.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     })
                 };
@@ -431,7 +444,13 @@ impl Proxy {
                 registry.lock().unwrap().extend([inbound, outbound]);
             }
         });
-        Proxy { addr, links, accepted, upstream }
+        Proxy { addr, links, accepted, upstream, frozen }
+    }
+
+    /// Stops (`true`) or resumes forwarding bytes on every connection;
+    /// `cut` still works while frozen.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
     }
 
     /// New connections go to `upstream` from now on.

@@ -14,6 +14,8 @@ pub(super) struct Resumption {
     /// Sequenced frames sent and received.
     pub(super) sent_seq: u64,
     pub(super) recv_seq: u64,
+    /// Sequenced frames sent that the peer has acknowledged.
+    pub(super) peer_acked: u64,
     /// Bytes of sent frames the peer has not acknowledged.
     pub(super) unacked_bytes: usize,
     pub(super) replay: ReplayBuffer,
@@ -35,6 +37,7 @@ impl Resumption {
             grace: config.resume_grace,
             sent_seq: 0,
             recv_seq: 0,
+            peer_acked: 0,
             unacked_bytes: 0,
             replay: ReplayBuffer::default(),
             recv_since_ack: 0,
@@ -46,6 +49,14 @@ impl Resumption {
 }
 
 impl Session {
+    /// Sequenced frames this side has sent in the session (SPEC.md §11.1),
+    /// and how many of them the peer has acknowledged (§11.2): the frame
+    /// numbered `n` has reached the peer once `acknowledged > n`. A relay
+    /// uses it to know when a push has arrived.
+    pub fn sequenced(&self) -> (u64, u64) {
+        (self.resumption.sent_seq, self.resumption.peer_acked)
+    }
+
     pub(super) fn detach(&mut self, now: Instant, reason: DetachReason) {
         self.transport = false;
         self.outbound.flush_to_replay(&mut self.resumption.replay);
@@ -199,6 +210,7 @@ impl Session {
     }
 
     pub(super) fn on_ack_value(&mut self, acked: u64) {
+        self.resumption.peer_acked = self.resumption.peer_acked.max(acked);
         let freed = self.resumption.replay.ack(acked);
         self.resumption.unacked_bytes = self.resumption.unacked_bytes.saturating_sub(freed);
         if freed > 0 && self.resumption.replay_blocked {

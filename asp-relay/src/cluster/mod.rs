@@ -192,6 +192,10 @@ impl Cluster {
                     Some((_, DirectoryChange::Removed(cid))) => {
                         let saved = held.remove(&cid).flatten().unwrap_or_default();
                         let mut result = self.store.delete_if(connection_key(&cid), node.clone()).await;
+                        if result.is_ok() {
+                            // The session is over: its pushes with it.
+                            result = self.store.delete(push_queue_key(&cid)).await;
+                        }
                         for (key, value) in saved {
                             if result.is_ok() {
                                 result = self.store.delete_if(key, value).await;
@@ -199,7 +203,9 @@ impl Cluster {
                         }
                         result
                     }
-                    Some((_, DirectoryChange::Delivered(cid))) => self.store.delete(push_queue_key(&cid)).await,
+                    Some((_, DirectoryChange::Acknowledged { cid, pushes })) => {
+                        self.store.dequeue(push_queue_key(&cid), pushes).await
+                    }
                     Some((core, DirectoryChange::Lookup { transport, key })) => {
                         let store = self.store.clone();
                         tokio::spawn(async move {
@@ -265,7 +271,8 @@ impl Cluster {
     }
 
     async fn answer(self: Arc<Self>, shards: Arc<Shards>, from: String, id: u64, request: ManagementRequest) {
-        let Some(response) = shards.manage(request).await else { return };
+        let Some(response) = shards.manage(request.clone()).await else { return };
+        self.record_push(&request, &response).await;
         let message = Message::Reply { id, status: response.status, body: response.body };
         let _ = self.store.publish(node_topic(&from), message.encode()).await;
     }
@@ -330,6 +337,19 @@ impl Cluster {
             Ok(Some(_)) if push => Some(self.queue_push(cid, request).await),
             Ok(_) => silent.map(unavailable),
             Err(e) => Some(unavailable(e.to_string())),
+        }
+    }
+
+    /// A push this node's core accepted (202) for a connection it holds is
+    /// also kept in the store until the client acknowledges it
+    /// ([`DirectoryChange::Acknowledged`]), so that the node adopting the
+    /// session, should this one die first, sends it again.
+    pub(crate) async fn record_push(&self, request: &ManagementRequest, response: &ManagementResponse) {
+        let cid = request.path.strip_prefix("/v1/connections/").and_then(|rest| rest.strip_suffix("/frames"));
+        let (Some(cid), "POST", 202) = (cid, request.method.as_str(), response.status) else { return };
+        let key = push_queue_key(cid);
+        if let Err(e) = self.store.enqueue(key, request.body.clone(), MAX_QUEUED_PUSHES, self.grace).await {
+            tracing::warn!(node = %self.node, %cid, "a push could not be kept in the store: {e}");
         }
     }
 

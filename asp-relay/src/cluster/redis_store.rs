@@ -137,6 +137,14 @@ impl ClusterStore for RedisStore {
         })
     }
 
+    fn dequeue(&self, key: String, n: usize) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let _: redis::Value = redis::cmd("LPOP").arg(key).arg(n).query_async(&mut conn).await.map_err(error)?;
+            Ok(())
+        })
+    }
+
     fn queued(&self, key: String) -> BoxFuture<'_, Result<Vec<Bytes>, StoreError>> {
         let mut conn = self.conn.clone();
         Box::pin(async move {

@@ -51,6 +51,9 @@ pub trait ClusterStore: Send + Sync + 'static {
         lease: Duration,
     ) -> BoxFuture<'_, Result<Option<usize>, StoreError>>;
 
+    /// Drops the oldest `n` values queued at `key`.
+    fn dequeue(&self, key: String, n: usize) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Everything queued at `key`, oldest first.
     fn queued(&self, key: String) -> BoxFuture<'_, Result<Vec<Bytes>, StoreError>>;
 
