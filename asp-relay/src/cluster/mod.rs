@@ -191,17 +191,7 @@ impl Cluster {
                     }
                     Some((_, DirectoryChange::Removed(cid))) => {
                         let saved = held.remove(&cid).flatten().unwrap_or_default();
-                        let mut result = self.store.delete_if(connection_key(&cid), node.clone()).await;
-                        if result.is_ok() {
-                            // The session is over: its pushes with it.
-                            result = self.store.delete(push_queue_key(&cid)).await;
-                        }
-                        for (key, value) in saved {
-                            if result.is_ok() {
-                                result = self.store.delete_if(key, value).await;
-                            }
-                        }
-                        result
+                        self.forget(&cid, &node, saved).await
                     }
                     Some((_, DirectoryChange::Acknowledged { cid, pushes })) => {
                         self.store.dequeue(push_queue_key(&cid), pushes).await
@@ -242,6 +232,20 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// A session ended here: its entries go, unless another node has
+    /// adopted it meanwhile (then they are that node's: its snapshot, its
+    /// resume-key index, its pushes).
+    async fn forget(&self, cid: &str, node: &Bytes, saved: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        if !self.store.delete_if(connection_key(cid), node.clone()).await? {
+            return Ok(());
+        }
+        self.store.delete(push_queue_key(cid)).await?;
+        for (key, value) in saved {
+            self.store.delete_if(key, value).await?;
+        }
+        Ok(())
     }
 
     /// Serves requests other nodes send here and collects their replies;

@@ -105,11 +105,12 @@ impl ClusterStore for RedisStore {
         })
     }
 
-    fn delete_if(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn delete_if(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<bool, StoreError>> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            self.delete_if.key(key).arg(value.as_ref()).invoke_async::<i64>(&mut conn).await.map_err(error)?;
-            Ok(())
+            let deleted: i64 =
+                self.delete_if.key(key).arg(value.as_ref()).invoke_async(&mut conn).await.map_err(error)?;
+            Ok(deleted > 0)
         })
     }
 

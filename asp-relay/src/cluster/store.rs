@@ -34,8 +34,8 @@ pub trait ClusterStore: Send + Sync + 'static {
     fn renew(&self, entries: Vec<(String, Bytes)>, lease: Duration) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Deletes `key` if it still holds `value` (a connection that moved to
-    /// another node is not removed by the node it left).
-    fn delete_if(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// another node is not removed by the node it left); whether it did.
+    fn delete_if(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// The value at `key`, if any.
     fn get(&self, key: String) -> BoxFuture<'_, Result<Option<Bytes>, StoreError>>;
