@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use asp_proto::{ErrorCode, ErrorInfo, Progress, ToolSpec, Value};
 use asp_tokio::{ServerBuilder, ToolContext, ToolError};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Text the `tokens` tool streams, a word at a time, like a language model.
 const TEXT: &str = "Agent Socket streams tokens over one WebSocket: binary frames, flow control, \
@@ -86,6 +87,7 @@ pub(crate) async fn serve(
     write_cert: Option<PathBuf>,
     plaintext: bool,
     access: Access,
+    drain: Duration,
 ) -> Result<(), String> {
     // Connections are capped below the descriptor limit; raise it as far as
     // the hard limit allows first.
@@ -132,8 +134,17 @@ pub(crate) async fn serve(
     let server = builder.bind().await.map_err(|e| format!("bind {bind}: {e}"))?;
     println!("serving {} (tools: echo, tokens, sleep); Ctrl-C to stop", server.url());
     let handle = server.spawn();
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
-    eprintln!("draining…");
-    handle.shutdown(Duration::from_secs(5)).await;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("draining for up to {} ms (a second signal stops at once)…", drain.as_millis());
+    // GOAWAY to every client; open invocations get `drain` to finish.
+    tokio::select! {
+        () = handle.shutdown(drain) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("stopped with connections still open"),
+        _ = terminate.recv() => eprintln!("stopped with connections still open"),
+    }
     Ok(())
 }

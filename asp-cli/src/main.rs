@@ -11,6 +11,7 @@ mod invoke;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +52,10 @@ enum Command {
         /// give `a,b`, for more); other clients get UNAUTHENTICATED.
         #[arg(long = "token", value_delimiter = ',')]
         tokens: Vec<String>,
+        /// Milliseconds open invocations get to finish on SIGTERM or SIGINT
+        /// (a second signal stops at once).
+        #[arg(long, default_value_t = 10_000)]
+        drain_ms: u64,
     },
     /// Check an ASP server against the MUSTs of SPEC.md observable on the
     /// wire (framing, validation, handshake, limits, flow control, liveness,
@@ -177,9 +182,10 @@ async fn main() -> ExitCode {
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
         }
-        Command::Serve { bind, cert, key, write_cert, plaintext, origins, tokens } => {
+        Command::Serve { bind, cert, key, write_cert, plaintext, origins, tokens, drain_ms } => {
             let access = agent::Access { origins, tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect() };
-            agent::serve(bind, cert.zip(key), write_cert, plaintext, access).await
+            let drain = Duration::from_millis(drain_ms);
+            agent::serve(bind, cert.zip(key), write_cert, plaintext, access, drain).await
         }
         Command::Invoke { url, tool, args, ca, token, plaintext } => {
             invoke::run(url, tool, args, ca, token, plaintext).await

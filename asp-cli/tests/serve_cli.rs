@@ -171,3 +171,25 @@ async fn clients_that_never_read_cost_bounded_memory() {
     );
     drop(stalled);
 }
+
+/// SIGTERM drains: a streaming call in flight completes, the client is
+/// closed cleanly after it, and `asp serve` exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_streaming_call_finish_then_exits_zero() {
+    use futures::StreamExt;
+    let mut server = serve(&["--plaintext"]);
+    let client = ClientBuilder::new(&server.url).allow_plaintext().connect().await.unwrap();
+    let args = serde_json::from_value(serde_json::json!({"n": 20, "delay_ms": 50})).unwrap();
+    let mut inv = client.invoke("tokens", args).await.unwrap();
+    let mut chunks = vec![inv.next().await.expect("the first token")];
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    while let Some(chunk) = inv.next().await {
+        chunks.push(chunk);
+    }
+    let done = inv.result().await.expect("the call in flight completes");
+    assert_eq!((done.result, chunks.len()), (Value::from(20), 20));
+    assert_eq!(client.closed().await.code, asp_proto::ErrorCode::NO_ERROR);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "asp serve exits 0 after draining: {status}");
+}

@@ -60,6 +60,10 @@ async fn handle(
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Probes for load balancers and orchestrators: no secret, no body.
+    if method == "GET" && (path == "/healthz" || path == "/readyz") {
+        return Ok(probe(&path, &shards, cluster.as_deref()).await);
+    }
     // The secret first: an unauthenticated request's body is never read.
     if !management_authorized(secret.as_deref(), authorization.as_deref()) {
         let body = r#"{"error":"a valid `Authorization: Bearer <management secret>` is required"}"#;
@@ -116,6 +120,28 @@ async fn across_cluster(
         };
     }
     local
+}
+
+/// `/healthz`: the process serves HTTP. `/readyz`: it takes new clients
+/// (not draining) and, on a cluster node, its store answers.
+async fn probe(path: &str, shards: &Shards, cluster: Option<&Cluster>) -> Response<Full<Bytes>> {
+    if path == "/healthz" {
+        return json(StatusCode::OK, r#"{"status":"ok"}"#.into());
+    }
+    let not_ready = if shards.is_draining() {
+        Some("draining".to_owned())
+    } else if let Some(cluster) = cluster {
+        cluster.store_reachable().await.err().map(|e| e.to_string())
+    } else {
+        None
+    };
+    match not_ready {
+        None => json(StatusCode::OK, r#"{"ready":true}"#.into()),
+        Some(reason) => {
+            let body = serde_json::json!({ "ready": false, "reason": reason }).to_string();
+            json(StatusCode::SERVICE_UNAVAILABLE, body.into())
+        }
+    }
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

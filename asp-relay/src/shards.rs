@@ -26,6 +26,8 @@ pub(crate) struct Shards {
     /// Client transports whose tasks are still running (writing their last
     /// frames and close): a drain waits for them, not only for the cores.
     transports: Arc<AtomicUsize>,
+    /// Told to drain: no longer ready for new clients.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a client transport's task while it runs.
@@ -55,7 +57,13 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Shards {
     pub(crate) fn new(cores: Vec<mpsc::Sender<Input>>) -> Arc<Shards> {
-        Arc::new(Shards { cores, index: Mutex::default(), next: AtomicUsize::new(0), transports: Arc::default() })
+        Arc::new(Shards {
+            cores,
+            index: Mutex::default(),
+            next: AtomicUsize::new(0),
+            transports: Arc::default(),
+            draining: Default::default(),
+        })
     }
 
     /// Counts a client transport's task until the guard drops.
@@ -185,8 +193,14 @@ impl Shards {
         total
     }
 
+    /// The node is draining (for `/readyz`).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// Tells every shard to drain.
     pub(crate) async fn drain(&self, drain: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
         for core in &self.cores {
             let _ = core.send(Input::Drain(drain)).await;
         }

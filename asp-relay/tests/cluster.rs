@@ -221,7 +221,15 @@ async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() 
         }));
     }
 
+    let probe = |node: &Node, path: &str| http.get(format!("{}{path}", node.management));
+    assert_eq!(status(probe(&b, "/readyz")).await, 200, "ready: accepting, store reachable");
+
     redis.kill();
+    assert_eq!(status(probe(&b, "/healthz")).await, 200, "alive without its store");
+    let not_ready = probe(&b, "/readyz").send().await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    let reason = not_ready.json::<serde_json::Value>().await.unwrap()["reason"].to_string();
+    assert!(reason.contains("cluster store"), "{reason}");
     echo_works(&client).await;
     let other = b.client().await;
     echo_works(&other).await;
@@ -240,6 +248,7 @@ async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() 
     })
     .await;
     assert!(redis.command(&format!("GET asp:conn:{cid}")).contains(&a.id));
+    assert_eq!(status(probe(&b, "/readyz")).await, 200);
     echo_works(&client).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for task in load {

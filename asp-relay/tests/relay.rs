@@ -134,6 +134,9 @@ async fn the_function_pushes_a_tool_after_its_call_and_manages_connections() {
     let path = setup.management(&format!("/v1/connections/{cid}"));
     assert_eq!(http.get(&path).send().await.unwrap().status(), 401);
     assert_eq!(http.get(&path).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    // Probes answer without the secret.
+    assert_eq!(http.get(setup.management("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(setup.management("/readyz")).send().await.unwrap().status(), 200);
     let unknown = setup.management("/v1/connections/c-0000000000000000");
     assert_eq!(http.get(&unknown).bearer_auth(SECRET).send().await.unwrap().status(), 404);
     let info: serde_json::Value = http.get(&path).bearer_auth(SECRET).send().await.unwrap().json().await.unwrap();

@@ -374,6 +374,16 @@ impl Cluster {
         }
     }
 
+    /// Whether the store answers now (for `/readyz`), within a second.
+    pub(crate) async fn store_reachable(&self) -> Result<(), StoreError> {
+        let probe = self.store.get(connection_key("readyz-probe"));
+        match tokio::time::timeout(Duration::from_secs(1), probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError("no answer within 1 s".into())),
+        }
+    }
+
     /// A broadcast push, sent to every other node: their answers.
     pub(crate) async fn broadcast(&self, request: &ManagementRequest) -> Result<Vec<ManagementResponse>, StoreError> {
         self.ask(BROADCAST_TOPIC.to_owned(), request, None).await
