@@ -17,10 +17,38 @@ use clap::{Parser, Subcommand};
 
 /// Agent Socket (ASP/1) command line.
 #[derive(Parser)]
-#[command(name = "asp", version, about)]
+#[command(name = "asp", version, about, after_help = LOGGING_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as `text` or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+const LOGGING_HELP: &str = "Logging: ASP_LOG (or RUST_LOG) picks what is logged, in the tracing \
+    EnvFilter syntax, e.g. ASP_LOG=debug or ASP_LOG=asp_driver=trace (default: warn). Logs go to \
+    stderr, in colour only on a terminal.";
+
+/// How log lines are written.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `ASP_LOG` (or `RUST_LOG`; default `default`).
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = std::env::var("ASP_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -170,11 +198,9 @@ enum AidCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ASP_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, "warn");
+    let result = match cli.command {
         Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
         Command::Discover { domain, protocol, nameserver, no_fallback, json } => {
             return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, json).await

@@ -36,7 +36,12 @@ impl Relay {
         }
         if !ok {
             let status = head.status;
-            let mut error = ErrorInfo::new(ErrorCode::BACKEND_STATUS, format!("the function answered HTTP {status}"));
+            // 404 to `/invoke` is the function's way to say it has no such
+            // tool (SPEC.md §15.2).
+            let mut error = match status {
+                404 => ErrorInfo::new(ErrorCode::UNKNOWN_TOOL, "the function has no such tool (HTTP 404)"),
+                _ => ErrorInfo::new(ErrorCode::BACKEND_STATUS, format!("the function answered HTTP {status}")),
+            };
             error.data = Value::Map(vec![(Value::from("status"), Value::from(status))]);
             call.queue(Output::Fail(error), 0);
             return self.progress(now, call_id);

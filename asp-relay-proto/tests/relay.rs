@@ -120,6 +120,10 @@ fn non_2xx_fails_that_invocation_only() {
     assert_eq!(error.code, ErrorCode::BACKEND_STATUS);
     assert_eq!(error.data, Value::Map(vec![(Value::from("status"), Value::from(503))]));
     assert!(h.aborted(calls[0].call));
+    let missing = h.invoke(c, "missing", Value::Nil);
+    let call = h.one_call();
+    h.head(call.call, ResponseHead { status: 404, ..Default::default() });
+    assert_eq!(h.outcome(c, missing).unwrap().unwrap_err().code, ErrorCode::UNKNOWN_TOOL);
     h.ok(calls[1].call);
     h.chunk(calls[1].call, b"fine");
     h.end(calls[1].call);

@@ -11,8 +11,18 @@ use asp_relay::{BodyEncoding, RelayBuilder, RelayConfig};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "asp-relay", version, about = "Agent Socket relay: wss:// sessions for serverless agent functions")]
+#[command(
+    name = "asp-relay",
+    version,
+    about = "Agent Socket relay: wss:// sessions for serverless agent functions",
+    after_help = "Logging: ASP_LOG (or RUST_LOG) picks what is logged, in the tracing EnvFilter syntax, \
+                  e.g. ASP_LOG=debug (default: asp_relay=info). Logs go to stderr, in colour only on a \
+                  terminal; stdout carries the endpoint lines (relay, management, function, node)."
+)]
 struct Args {
+    /// Log lines on stderr as `text` or `json` (one object per line).
+    #[arg(long, env = "ASP_RELAY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// The function's base URL; the relay posts to {function}/invoke.
     #[arg(long, env = "ASP_RELAY_FUNCTION")]
     function: String,
@@ -106,6 +116,28 @@ struct Args {
     cluster: Option<String>,
 }
 
+/// How log lines are written.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr (stdout carries the endpoint lines scripts read),
+/// filtered by `ASP_LOG` (or `RUST_LOG`), in colour only on a terminal.
+fn init_logging(format: LogFormat) {
+    let filter = std::env::var("ASP_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("asp_relay=info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
+}
+
 /// Exit status when the cluster store cannot be reached at start
 /// (`EX_UNAVAILABLE` of sysexits.h).
 const EXIT_STORE_UNAVAILABLE: i32 = 69;
@@ -115,16 +147,9 @@ async fn main() {
     // Connections are capped below the descriptor limit; raise it as far as
     // the hard limit allows first.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    // Logs go to stderr (stdout carries the endpoint lines scripts read),
-    // in colour only on a terminal.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "asp_relay=info".into()),
-        )
-        .init();
-    if let Err(e) = run(Args::parse()).await {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    if let Err(e) = run(args).await {
         eprintln!("asp-relay: {e}");
         let unavailable =
             e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
@@ -195,20 +220,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(node) = relay.node_id() {
         println!("node {node}");
     }
+    tracing::info!(url = relay.url(), node = relay.node_id(), function = %args.function, "relay started");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    eprintln!("asp-relay: draining for up to {} ms (a second signal stops at once)", args.drain_ms);
+    tracing::info!(drain_ms = args.drain_ms, "draining (a second signal stops at once)");
     let clean = tokio::select! {
         clean = relay.drain(Duration::from_millis(args.drain_ms)) => clean,
         _ = tokio::signal::ctrl_c() => false,
         _ = terminate.recv() => false,
     };
     relay.shutdown();
-    if !clean {
-        eprintln!("asp-relay: stopped with connections still open");
+    if clean {
+        tracing::info!("drained; stopped");
+    } else {
+        tracing::warn!("stopped with connections still open");
     }
     Ok(())
 }

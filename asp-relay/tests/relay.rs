@@ -291,7 +291,7 @@ async fn frames_mode_and_state_with_the_rust_function() {
         assert_eq!(chunks.concat(), expected.as_bytes());
     }
     let (_, outcome) = run(&client, "no_such_tool", Value::Nil).await;
-    assert_eq!(outcome.unwrap_err(), ErrorCode::BACKEND_STATUS);
+    assert_eq!(outcome.unwrap_err(), ErrorCode::UNKNOWN_TOOL, "the function's 404 means no such tool");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,11 +367,21 @@ async fn the_binary_is_configured_by_flags_and_environment() {
         .env("ASP_RELAY_FUNCTION", &function.url)
         .env("ASP_RELAY_MANAGEMENT_SECRET", SECRET)
         .env("ASP_RELAY_CLIENT_TOKENS", "alpha,beta")
+        .env("ASP_RELAY_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap().strip_prefix("relay ").unwrap().to_owned();
+    // Logs: JSON lines on stderr, the endpoints alone on stdout.
+    let mut logs = BufReader::new(relay.stderr.take().unwrap()).lines();
+    let started: serde_json::Value = serde_json::from_str(&logs.next().unwrap().unwrap()).expect("a JSON log line");
+    assert_eq!(
+        (started["level"].as_str(), started["fields"]["message"].as_str()),
+        (Some("INFO"), Some("relay started"))
+    );
+    assert_eq!(started["fields"]["url"].as_str(), Some(url.as_str()));
     let cert = std::fs::read(&cert_path).unwrap();
     let client = ClientBuilder::new(&url).trust_pem(&cert).unwrap().token("beta").connect().await.unwrap();
     echo_works(&client).await;
