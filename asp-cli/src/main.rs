@@ -26,6 +26,41 @@ struct Cli {
     log_format: LogFormat,
 }
 
+const EXIT_CODES_HELP: &str = "Exit status: 0 done; 1 bad arguments, files or flags; 2 usage (clap); 3 cannot \
+    connect; 4 TLS; 5 not authorized; 6 unknown tool; 7 the tool (or the connection) failed; 8 --timeout or the \
+    tool's deadline passed. Streamed output goes to stdout; progress, timings and errors to stderr.";
+
+/// Where a server is and how to reach it.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// The server, e.g. wss://127.0.0.1:9443/v1/agent-socket.
+    url: String,
+    /// Trust this CA or self-signed certificate (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Bearer token.
+    #[arg(long)]
+    token: Option<String>,
+    /// Allow a ws:// URL.
+    #[arg(long)]
+    plaintext: bool,
+    /// Give up after this many milliseconds (connecting, then the call).
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
+impl TargetArgs {
+    fn target(self) -> invoke::Target {
+        invoke::Target {
+            url: self.url,
+            ca: self.ca,
+            token: self.token,
+            plaintext: self.plaintext,
+            timeout: self.timeout.map(Duration::from_millis),
+        }
+    }
+}
+
 const LOGGING_HELP: &str = "Logging: ASP_LOG (or RUST_LOG) picks what is logged, in the tracing \
     EnvFilter syntax, e.g. ASP_LOG=debug or ASP_LOG=asp_driver=trace (default: warn). Logs go to \
     stderr, in colour only on a terminal.";
@@ -103,22 +138,32 @@ enum Command {
     },
     /// Invoke a tool and stream its output to stdout; progress and metrics
     /// go to stderr.
+    #[command(after_help = EXIT_CODES_HELP)]
     Invoke {
-        /// The server, e.g. wss://127.0.0.1:9443/v1/agent-socket.
-        url: String,
+        #[command(flatten)]
+        target: TargetArgs,
         /// The tool.
         tool: String,
-        /// Arguments as JSON.
+        /// Arguments as JSON, `@FILE` to read them from a file, or `-` for stdin.
         args: Option<String>,
-        /// Trust this CA or self-signed certificate (PEM).
+        /// Print the result on stdout as one JSON line (after the streamed output).
         #[arg(long)]
-        ca: Option<PathBuf>,
-        /// Bearer token.
+        json: bool,
+        /// INVOKE metadata, `KEY=VALUE` (repeat for more).
+        #[arg(long = "meta")]
+        meta: Vec<String>,
+        /// The tool's deadline (the INVOKE's `timeout`), in milliseconds.
         #[arg(long)]
-        token: Option<String>,
-        /// Allow a ws:// URL.
+        deadline: Option<u32>,
+    },
+    /// List the server's tools with their schemas.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Tools {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// As a JSON array.
         #[arg(long)]
-        plaintext: bool,
+        json: bool,
     },
     /// Find the agent a domain announces (`_agent.<domain>` TXT).
     Discover {
@@ -196,6 +241,17 @@ enum AidCommand {
     },
 }
 
+/// The exit status for `asp invoke` and `asp tools`.
+fn exit(result: Result<(), invoke::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("asp: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -213,9 +269,11 @@ async fn main() -> ExitCode {
             let drain = Duration::from_millis(drain_ms);
             agent::serve(bind, cert.zip(key), write_cert, plaintext, access, drain).await
         }
-        Command::Invoke { url, tool, args, ca, token, plaintext } => {
-            invoke::run(url, tool, args, ca, token, plaintext).await
+        Command::Invoke { target, tool, args, json, meta, deadline } => {
+            let call = invoke::Call { tool, args, meta, deadline_ms: deadline, json };
+            return exit(invoke::run(target.target(), call).await);
         }
+        Command::Tools { target, json } => return exit(invoke::list(target.target(), json).await),
         Command::Demo { tokens, token_delay_ms, calls } => demo::run(tokens, token_delay_ms, calls).await,
         Command::Conformance { url, ca, token, json } => {
             let ca = match ca.map(|p| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose() {

@@ -193,3 +193,99 @@ async fn sigterm_lets_a_streaming_call_finish_then_exits_zero() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "asp serve exits 0 after draining: {status}");
 }
+
+/// `asp ARGS…` with `stdin`; (exit status, stdout, stderr).
+fn asp(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run asp");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+/// `asp invoke` and `asp tools` for scripts: JSON on stdout, arguments from
+/// files and stdin, and an exit status per kind of failure.
+#[test]
+fn invoke_and_tools_serve_scripts() {
+    let server = serve(&["--plaintext", "--token", "s3cret"]);
+    let url = server.url.as_str();
+    let auth = ["--plaintext", "--token", "s3cret"];
+    let invoke = |extra: &[&str], stdin: &str| {
+        let mut args = vec!["invoke", url];
+        args.extend(auth);
+        args.extend(extra);
+        asp(&args, stdin)
+    };
+
+    // --json: the result is the last stdout line, and Python reads it.
+    let (status, stdout, stderr) = invoke(&["echo", r#"{"q":"hi"}"#, "--json"], "");
+    assert_eq!(status, 0, "{stderr}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["result"], serde_json::json!({"q": "hi"}));
+    let python = Command::new("python3")
+        .args(["-c", "import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])['result']['q'])"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut python.stdin.as_ref().unwrap(), stdout.as_bytes()).unwrap();
+    assert_eq!(String::from_utf8(python.wait_with_output().unwrap().stdout).unwrap().trim(), "hi");
+
+    // Streamed output on stdout; progress on stderr on its own lines.
+    let (status, stdout, stderr) = invoke(&["tokens", r#"{"n": 3, "delay_ms": 0}"#], "");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.starts_with("Agent Socket streams"), "{stdout}");
+    assert!(stderr.lines().any(|l| l == "progress 3/3"), "{stderr}");
+
+    // Arguments from a file and from stdin.
+    let file = std::env::temp_dir().join(format!("asp-args-{}.json", std::process::id()));
+    std::fs::write(&file, r#"{"from":"file"}"#).unwrap();
+    let at_file = format!("@{}", file.display());
+    let (_, stdout, _) = invoke(&["echo", &at_file, "--json"], "");
+    assert!(stdout.contains(r#""from":"file""#), "{stdout}");
+    let (_, stdout, _) = invoke(&["echo", "-", "--json"], r#"{"from":"stdin"}"#);
+    assert!(stdout.contains(r#""from":"stdin""#), "{stdout}");
+    let _ = std::fs::remove_file(file);
+
+    // `asp tools`, with schemas.
+    let mut args = vec!["tools", url, "--json"];
+    args.extend(auth);
+    let (status, stdout, _) = asp(&args, "");
+    assert_eq!(status, 0);
+    let tools: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let tokens = tools.as_array().unwrap().iter().find(|t| t["name"] == "tokens").expect("tokens listed");
+    assert_eq!(tokens["input"]["properties"]["n"]["type"], "integer");
+
+    // One exit status per kind of failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    drop(std::net::TcpListener::bind(closed)); // nothing listens there now
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // accepts, never answers
+    let silent_url = format!("ws://{}/v1/agent-socket", silent.local_addr().unwrap());
+    let closed_url = format!("ws://{closed}/v1/agent-socket");
+    let tls_server = serve(&[]); // a self-signed certificate the client does not trust
+    let wss_url = tls_server.url.clone();
+    let cases: [(Vec<&str>, i32); 6] = [
+        (vec!["invoke", url, "--plaintext", "--token", "s3cret", "echo", "{not json"], 1),
+        (vec!["invoke", &closed_url, "--plaintext", "echo"], 3),
+        (vec!["invoke", &wss_url, "echo"], 4),
+        (vec!["invoke", url, "--plaintext", "--token", "wrong", "echo"], 5),
+        (vec!["invoke", url, "--plaintext", "--token", "s3cret", "no_such_tool"], 6),
+        (vec!["invoke", &silent_url, "--plaintext", "--timeout", "500", "echo"], 8),
+    ];
+    for (args, expected) in cases {
+        let started = std::time::Instant::now();
+        let (status, _, stderr) = asp(&args, "");
+        assert_eq!(status, expected, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("asp: ") && stderr.len() > 6, "a message on stderr: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
+    }
+    let (status, _, stderr) = invoke(&["sleep", r#"{"ms": 2000}"#, "--deadline", "100"], "");
+    assert_eq!(status, 8, "the tool's deadline passed: {stderr}");
+}
