@@ -270,9 +270,13 @@ fn invoke_and_tools_serve_scripts() {
     let silent_url = format!("ws://{}/v1/agent-socket", silent.local_addr().unwrap());
     let closed_url = format!("ws://{closed}/v1/agent-socket");
     let tls_server = serve(&[]); // a self-signed certificate the client does not trust
+    let not_pem = std::env::temp_dir().join(format!("asp-not-a-cert-{}.txt", std::process::id()));
+    std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
+    let not_pem = not_pem.to_str().unwrap().to_owned();
     let wss_url = tls_server.url.clone();
-    let cases: [(Vec<&str>, i32); 6] = [
+    let cases: [(Vec<&str>, i32); 7] = [
         (vec!["invoke", url, "--plaintext", "--token", "s3cret", "echo", "{not json"], 1),
+        (vec!["invoke", &wss_url, "--ca", &not_pem, "echo"], 1),
         (vec!["invoke", &closed_url, "--plaintext", "echo"], 3),
         (vec!["invoke", &wss_url, "echo"], 4),
         (vec!["invoke", url, "--plaintext", "--token", "wrong", "echo"], 5),
@@ -284,8 +288,12 @@ fn invoke_and_tools_serve_scripts() {
         let (status, _, stderr) = asp(&args, "");
         assert_eq!(status, expected, "{args:?}: {stderr}");
         assert!(stderr.starts_with("asp: ") && stderr.len() > 6, "a message on stderr: {stderr}");
+        if args.contains(&"--ca") {
+            assert!(stderr.contains(&not_pem) && stderr.contains("no certificate found"), "{stderr}");
+        }
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
     }
     let (status, _, stderr) = invoke(&["sleep", r#"{"ms": 2000}"#, "--deadline", "100"], "");
     assert_eq!(status, 8, "the tool's deadline passed: {stderr}");
+    let _ = std::fs::remove_file(&not_pem);
 }

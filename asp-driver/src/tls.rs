@@ -23,7 +23,9 @@ pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc
     if certs.is_empty() {
         return Err(invalid("no certificate in the PEM data"));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(invalid)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        invalid(format!("no usable private key in the key PEM ({e}): expected a `BEGIN PRIVATE KEY` block"))
+    })?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(invalid)?
@@ -39,8 +41,14 @@ pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc
 pub fn client_config(extra_ca_pem: Option<&[u8]>) -> io::Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(pem) = extra_ca_pem {
+        let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
             roots.add(cert.map_err(invalid)?).map_err(invalid)?;
+            added += 1;
+        }
+        if added == 0 {
+            // Otherwise the mistake would surface later as `UnknownIssuer`.
+            return Err(invalid("no certificate found: expected PEM with a `BEGIN CERTIFICATE` block"));
         }
     }
     let config = ClientConfig::builder_with_provider(provider())
