@@ -552,14 +552,7 @@ fn another_node_adopts_a_session_from_its_snapshot() {
     let in_flight = a.invoke(c, "long", Value::Nil);
     a.one_call();
     // A resume on A itself rotates the ticket: the saved snapshot follows.
-    let old = a.clients[c].transport.take().unwrap();
-    a.relay.handle_client_closed(a.now, old);
-    a.clients[c].session.handle_transport_closed(a.now);
-    a.pump();
-    let transport = a.relay.handle_client_open(a.now, None);
-    a.clients[c].transport = Some(transport);
-    a.clients[c].session.reconnect(a.now).unwrap();
-    a.pump();
+    a.reconnect(c, None);
     assert!(a.clients[c].events.iter().any(|e| matches!(e, Event::Connected { resumed: true, .. })));
     let (key, snapshot) = saved(&mut a).pop().expect("snapshots saved");
 
@@ -703,14 +696,8 @@ fn a_resume_is_authenticated_again() {
     let first = h.clients[c].transport.unwrap();
     assert_eq!(h.clients[c].session.state(), SessionState::Open);
 
-    h.clients[c].transport = None;
-    h.relay.handle_client_closed(h.now, first);
-    h.clients[c].session.handle_transport_closed(h.now);
-    h.pump();
-    let second = h.relay.handle_client_open(h.now, None);
-    h.clients[c].transport = Some(second);
-    h.clients[c].session.reconnect(h.now).unwrap();
-    h.pump();
+    assert_eq!(h.clients[c].transport, Some(first));
+    h.reconnect(c, None);
     assert!(!h.clients[c].events.iter().any(|e| matches!(e, Event::Connected { resumed: true, .. })));
     assert_eq!(h.clients[c].session.state(), SessionState::Closed);
     let closed = h.clients[c].events.iter().find_map(|e| match e {

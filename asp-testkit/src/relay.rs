@@ -81,6 +81,22 @@ impl RelayHarness {
         client
     }
 
+    /// Client `client`'s transport dies (both sides notice) and the client
+    /// opens a new one (with `token` as its upgrade's bearer token) and
+    /// sends its resuming HELLO; pumps. Returns the new transport.
+    pub fn reconnect(&mut self, client: usize, token: Option<String>) -> TransportId {
+        if let Some(old) = self.clients[client].transport.take() {
+            self.relay.handle_client_closed(self.now, old);
+        }
+        self.clients[client].session.handle_transport_closed(self.now);
+        self.pump();
+        let transport = self.relay.handle_client_open(self.now, token);
+        self.clients[client].transport = Some(transport);
+        self.clients[client].session.reconnect(self.now).expect("a detached client session reconnects");
+        self.pump();
+        transport
+    }
+
     /// Moves everything both ways until nothing moves.
     pub fn pump(&mut self) {
         self.pump_rounds(usize::MAX);
