@@ -119,6 +119,10 @@ enum Command {
         /// (a second signal stops at once).
         #[arg(long, default_value_t = 10_000)]
         drain_ms: u64,
+        /// Serve Prometheus metrics at http://ADDR/metrics (connections,
+        /// invocations by tool and outcome, errors by code, latency, bytes).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Check an ASP server against the MUSTs of SPEC.md observable on the
     /// wire (framing, validation, handshake, limits, flow control, liveness,
@@ -264,7 +268,14 @@ async fn main() -> ExitCode {
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
         }
-        Command::Serve { bind, cert, key, write_cert, plaintext, origins, tokens, drain_ms } => {
+        Command::Serve { bind, cert, key, write_cert, plaintext, origins, tokens, drain_ms, metrics } => {
+            if let Some(addr) = metrics {
+                let exporter = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install();
+                if let Err(e) = exporter {
+                    eprintln!("asp: --metrics {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             let access = agent::Access { origins, tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect() };
             let drain = Duration::from_millis(drain_ms);
             agent::serve(bind, cert.zip(key), write_cert, plaintext, access, drain).await

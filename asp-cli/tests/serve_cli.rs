@@ -297,3 +297,31 @@ fn invoke_and_tools_serve_scripts() {
     assert_eq!(status, 8, "the tool's deadline passed: {stderr}");
     let _ = std::fs::remove_file(&not_pem);
 }
+
+/// `asp serve --metrics`: Prometheus text that a call moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_connections_and_invocations() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let server = serve(&["--plaintext", "--metrics", &metrics]);
+    let client = ClientBuilder::new(&server.url).allow_plaintext().connect().await.unwrap();
+    client.invoke("echo", Value::from("hi")).await.unwrap().result().await.unwrap();
+    let scrape = || async {
+        let mut tcp = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    let text = scrape().await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for expected in [
+        r#"asp_connections_opened_total{role="server"} 1"#,
+        r#"asp_connections_open{role="server"} 1"#,
+        r#"asp_invocations_total{tool="echo",outcome="ok"} 1"#,
+        r#"asp_invocation_seconds_count{tool="echo"} 1"#,
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}

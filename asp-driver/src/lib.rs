@@ -24,6 +24,7 @@ mod error;
 mod invocation;
 mod listener;
 pub mod memory;
+mod metrics;
 pub mod net;
 mod outbox;
 mod resume;

@@ -82,6 +82,7 @@ impl CoreTask {
         let relay = &mut self.relay;
         match input {
             Input::Opened { token, writer, backlog, reply } => {
+                metrics::counter!("asp_relay_transports_opened_total").increment(1);
                 let client = relay.handle_client_open(now, token);
                 self.writers.insert(client, (writer, backlog));
                 // Anything already queued for it (a refusal) is routed after
@@ -95,13 +96,25 @@ impl CoreTask {
                 self.writers.remove(&client);
                 relay.handle_client_closed(now, client);
             }
-            Input::Head(call, head) => relay.handle_call_head(now, call, head),
+            Input::Head(call, head) => {
+                let status = head.status.to_string();
+                metrics::counter!("asp_relay_function_responses_total", "status" => status).increment(1);
+                relay.handle_call_head(now, call, head)
+            }
             Input::Chunk(call, bytes) => relay.handle_call_chunk(now, call, bytes),
             Input::End(call) => {
                 self.calls.remove(&call);
                 relay.handle_call_end(now, call);
             }
             Input::Failed(call, failure) => {
+                let class = match &failure {
+                    asp_relay_proto::CallFailure::Unavailable(_) => "unavailable",
+                    asp_relay_proto::CallFailure::Truncated(_) => "truncated",
+                    asp_relay_proto::CallFailure::Timeout(_) => "timeout",
+                    asp_relay_proto::CallFailure::Invalid(_) => "invalid",
+                    _ => "other",
+                };
+                metrics::counter!("asp_relay_function_failures_total", "class" => class).increment(1);
                 self.calls.remove(&call);
                 relay.handle_call_failed(now, call, failure);
             }
@@ -139,6 +152,7 @@ impl CoreTask {
         while let Some(command) = self.relay.poll_command() {
             match command {
                 Command::Call(call) => {
+                    metrics::counter!("asp_relay_function_calls_total").increment(1);
                     let id = call.call;
                     let credit = Arc::new(Semaphore::new(self.http.body_window()));
                     let task = tokio::spawn(function::run(self.http.clone(), call, credit.clone(), self.tx.clone()));

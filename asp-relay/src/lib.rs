@@ -76,7 +76,11 @@ pub struct RelayBuilder {
     config: RelayConfig,
     cluster: Option<ClusterBind>,
     shards: usize,
+    metrics: Option<MetricsRender>,
 }
+
+/// Renders the process's metrics (Prometheus text) for `GET /metrics`.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 enum ManagementBind {
     Addr(SocketAddr),
@@ -101,6 +105,7 @@ impl RelayBuilder {
             config: RelayConfig::default(),
             cluster: None,
             shards: default_shards(),
+            metrics: None,
         }
     }
 
@@ -185,6 +190,16 @@ impl RelayBuilder {
         self
     }
 
+    /// Serve `GET /metrics` on the management listener (no secret, like the
+    /// probes) with what `render` returns: the binary installs a Prometheus
+    /// recorder and passes its `render`. The relay counts its function
+    /// calls, responses by status, failures by class and transports opened
+    /// through the `metrics` facade whether or not this is set.
+    pub fn metrics_endpoint(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
+        self
+    }
+
     /// Core tasks (shards) the relay's sessions are split among, so its
     /// protocol work uses that many CPUs; default: one per CPU. The node's
     /// `max_connections` and `max_calls` ([`RelayConfig`]) are split evenly
@@ -246,6 +261,7 @@ impl RelayBuilder {
             config: self.config,
             cluster,
             shards: self.shards,
+            metrics: self.metrics,
         })
     }
 }
@@ -261,6 +277,7 @@ pub struct RelayServer {
     config: RelayConfig,
     cluster: Option<Arc<dyn ClusterStore>>,
     shards: usize,
+    metrics: Option<MetricsRender>,
 }
 
 /// One shard per CPU.
@@ -316,7 +333,9 @@ impl RelayServer {
         let accept_handle = accept.abort_handle();
         tasks.push(accept);
         if let Some(listener) = self.management {
-            tasks.push(tokio::spawn(management::serve(listener, shards.clone(), secret, cluster.clone())));
+            let served =
+                management::Served { shards: shards.clone(), secret, cluster: cluster.clone(), metrics: self.metrics };
+            tasks.push(tokio::spawn(management::serve(listener, served)));
         }
         RelayHandle {
             url,

@@ -210,6 +210,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = args.cluster {
         builder = builder.cluster(url);
     }
+    // Prometheus text at GET /metrics on the management listener: the
+    // relay's counters and the driver's, recorded here.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("installing the metrics recorder: {e}"))?;
+    builder = builder.metrics_endpoint(move || recorder.render());
     let relay = builder.bind().await?.spawn();
     // One line per endpoint on stdout, for scripts and tests that start the relay.
     println!("relay {}", relay.url());

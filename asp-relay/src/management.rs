@@ -26,22 +26,25 @@ const MAX_BODY: usize = 1 << 20;
 /// How long a management client may take to send its request head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub(crate) async fn serve(
-    listener: TcpListener,
-    shards: Arc<Shards>,
-    secret: Option<String>,
-    cluster: Option<Arc<Cluster>>,
-) {
-    let secret: Arc<Option<String>> = Arc::new(secret);
+/// What the management server needs.
+pub(crate) struct Served {
+    pub(crate) shards: Arc<Shards>,
+    pub(crate) secret: Option<String>,
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    pub(crate) metrics: Option<crate::MetricsRender>,
+}
+
+pub(crate) async fn serve(listener: TcpListener, served: Served) {
+    let served = Arc::new(served);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (shards, secret, cluster) = (shards.clone(), secret.clone(), cluster.clone());
+        let served = served.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(request, shards.clone(), secret.clone(), cluster.clone()));
+            let service = service_fn(move |request| handle(request, served.clone()));
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -51,18 +54,21 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    shards: Arc<Shards>,
-    secret: Arc<Option<String>>,
-    cluster: Option<Arc<Cluster>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(request: Request<Incoming>, served: Arc<Served>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let Served { shards, secret, cluster, metrics } = &*served;
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // Probes for load balancers and orchestrators: no secret, no body.
+    // Probes for load balancers and orchestrators, and the metrics: no
+    // secret (the listener is private), no body.
     if method == "GET" && (path == "/healthz" || path == "/readyz") {
-        return Ok(probe(&path, &shards, cluster.as_deref()).await);
+        return Ok(probe(&path, shards, cluster.as_deref()).await);
+    }
+    if let (true, Some(render)) = (method == "GET" && path == "/metrics", metrics) {
+        let mut response = Response::new(Full::new(Bytes::from(render())));
+        let text = header::HeaderValue::from_static("text/plain; version=0.0.4");
+        response.headers_mut().insert(header::CONTENT_TYPE, text);
+        return Ok(response);
     }
     // The secret first: an unauthenticated request's body is never read.
     if !management_authorized(secret.as_deref(), authorization.as_deref()) {
@@ -78,7 +84,7 @@ async fn handle(
         return Ok(json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the relay is stopping"}"#.into()));
     };
     if let Some(cluster) = cluster {
-        response = across_cluster(&cluster, &request, response).await;
+        response = across_cluster(cluster, &request, response).await;
     }
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Ok(json(status, response.body))

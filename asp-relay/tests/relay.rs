@@ -401,6 +401,13 @@ async fn the_binary_is_configured_by_flags_and_environment() {
             other => panic!("expected 403, got {other:?}"),
         }
     }
+    // Prometheus text on the management listener, without the secret.
+    let metrics = http().get(format!("http://{management_addr}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    for expected in ["asp_relay_function_calls_total", r#"asp_relay_function_responses_total{status="200"}"#] {
+        assert!(metrics.lines().any(|l| l.starts_with(expected)), "{expected} missing from:\n{metrics}");
+    }
     client.close(ErrorCode::NO_ERROR, "done").unwrap();
     let observed = within(10, async {
         loop {

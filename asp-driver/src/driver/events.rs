@@ -37,7 +37,11 @@ where
                         Err(error) => self.session.reject(error.code, error.message),
                     }
                 }
-                Event::Connected { cid, .. } => {
+                Event::Connected { cid, resumed, .. } => {
+                    if !resumed && !self.counted {
+                        self.counted = true;
+                        crate::metrics::connection_opened(self.session.role());
+                    }
                     tracing::Span::current().record("cid", cid.as_str());
                     tracing::debug!(%cid, "connected");
                     let mut shared = self.conn.shared.lock().expect("lock");

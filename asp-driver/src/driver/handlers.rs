@@ -39,6 +39,10 @@ pub(super) struct Handler {
     /// Output taken from the outbox that waits for the peer's credit, and
     /// the tool's end once it has returned.
     output: OutputQueue,
+    /// For the metrics: which tool, since when, and how it ended.
+    tool: String,
+    started: Instant,
+    outcome: Option<crate::metrics::Outcome>,
 }
 
 impl Handler {
@@ -62,6 +66,7 @@ where
 {
     pub(super) fn start_handler(&mut self, now: Instant, id: RequestId, invoke: Invoke) {
         let Some(tool) = self.tools.get(&invoke.tool) else {
+            crate::metrics::unknown_tool();
             let _ = self.session.fail(id, ErrorCode::UNKNOWN_TOOL, format!("no tool named `{}`", invoke.tool));
             return;
         };
@@ -70,7 +75,16 @@ where
         let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, outbox: outbox.clone() };
         let span = tracing::info_span!("asp_invocation", id = id.0, tool = %invoke.tool);
         let (abort, registration) = AbortHandle::new_pair();
-        self.handlers.insert(id, Handler { token, abort, outbox, output: OutputQueue::new() });
+        let handler = Handler {
+            token,
+            abort,
+            outbox,
+            output: OutputQueue::new(),
+            tool: invoke.tool.clone(),
+            started: now,
+            outcome: None,
+        };
+        self.handlers.insert(id, handler);
         let mut call = tool.call(ctx, invoke.args);
         // Poll once here: a tool that finishes at once (an echo, a lookup)
         // completes without a task of its own and two trips through the
@@ -171,6 +185,10 @@ where
     /// Ends a handler's invocation, after its queued output.
     fn end_handler(&mut self, now: Instant, id: RequestId, token: u64, end: Output) {
         if let Some(handler) = self.current_handler(id, token) {
+            handler.outcome = Some(match &end {
+                Output::Fail(error) => crate::metrics::Outcome::Error(error.code),
+                _ => crate::metrics::Outcome::Ok,
+            });
             handler.output.push(end, 0);
             self.flush_handler(now, id);
         }
@@ -188,9 +206,23 @@ where
         match flushed.state {
             QueueState::Open => {}
             // The tool has returned: nothing to stop, only its outbox to close.
-            QueueState::Ended => self.handlers.remove(&id).expect("present").outbox.close(),
+            QueueState::Ended => {
+                let handler = self.handlers.remove(&id).expect("present");
+                let outcome = handler.outcome.unwrap_or(crate::metrics::Outcome::Ok);
+                crate::metrics::invocation_ended(&handler.tool, handler.started, now, outcome);
+                handler.outbox.close()
+            }
             // Interrupted, timed out or closed under the tool: stop it.
-            QueueState::Gone => self.handlers.remove(&id).expect("present").stop(),
+            QueueState::Gone => {
+                let handler = self.handlers.remove(&id).expect("present");
+                crate::metrics::invocation_ended(
+                    &handler.tool,
+                    handler.started,
+                    now,
+                    crate::metrics::Outcome::Interrupted,
+                );
+                handler.stop()
+            }
         }
     }
 

@@ -96,6 +96,7 @@ where
         reconnecting: None,
         backoff: RECONNECT_BACKOFF_MIN,
         sleep: None,
+        counted: false,
     };
     (conn, Box::pin(driver.run()))
 }
@@ -130,6 +131,9 @@ struct Driver<T, R> {
     /// The session's next deadline and the timer armed for it; kept across
     /// loop turns and replaced only when the deadline moves.
     sleep: Option<(Instant, Fuse<BoxFuture<()>>)>,
+    /// The session was counted as opened in the metrics (once, not again
+    /// on resume), so its end is counted too.
+    counted: bool,
 }
 
 /// Waits for `io` (a write to the transport) while running the session's
@@ -323,6 +327,17 @@ where
     /// Leaves the registries, closes the WebSocket with the code that
     /// matches the session's end, and stops every running tool.
     async fn finish(&mut self) {
+        if self.counted {
+            let code = self
+                .conn
+                .shared
+                .lock()
+                .expect("lock")
+                .closed
+                .as_ref()
+                .map_or(asp_proto::ErrorCode::NO_ERROR, |r| r.code);
+            crate::metrics::connection_closed(self.session.role(), code, &self.session.stats());
+        }
         self.unregister();
         self.tools.unsubscribe(&self.conn);
         let reason = self.conn.shared.lock().expect("lock").closed.clone();
