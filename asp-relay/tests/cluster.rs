@@ -205,7 +205,7 @@ async fn a_lost_store_costs_only_cross_node_requests_and_nodes_register_again() 
     let client = a.client().await;
     let cid = client.connection_id().unwrap();
     let http = http();
-    assert_eq!(status(http.get(b.connection(&cid)).bearer_auth(SECRET)).await, 200);
+    known_to(&http, &b, &cid).await;
     // Load throughout: clients of both nodes calling all the time.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
@@ -270,6 +270,17 @@ fn a_node_without_its_store_exits_with_a_clear_error() {
     assert!(stderr.contains(&url), "the error names the store: {stderr}");
 }
 
+/// Waits until `node` knows `cid`: the owner writes its directory entry
+/// after the handshake, not before (SPEC §15.3).
+async fn known_to(http: &reqwest::Client, node: &Node, cid: &str) {
+    within(5, async {
+        while status(http.get(node.connection(cid)).bearer_auth(SECRET)).await != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// Output and outcome of one invocation.
 async fn run(client: &Client, tool: &str, args: Value) -> (Vec<u8>, Result<asp_driver::Completion, ErrorCode>) {
     within(20, async {
@@ -298,6 +309,7 @@ async fn a_client_of_a_killed_node_resumes_on_another_with_its_state_and_tools()
     assert_eq!(run(&client, "count", Value::Nil).await.0, b"1");
     assert_eq!(run(&client, "count", Value::Nil).await.0, b"2");
     let http = http();
+    known_to(&http, &b, &cid).await;
     let pushed = http.post(format!("{}/frames", b.connection(&cid))).bearer_auth(SECRET).body(tool_def("pushed"));
     assert_eq!(status(pushed).await, 202);
     sees_tool(&client, "pushed").await;
