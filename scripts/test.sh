@@ -28,10 +28,12 @@ fi
 
 # The relay's end-to-end tests start the Python example function (standard
 # library only); its cluster tests start real redis-server processes on
-# loopback ports (scenarios/src/redis.rs), each stopped by its test.
+# loopback ports (scenarios/src/redis.rs), each stopped by its test;
+# deploy/asp-relay.service is checked with `systemd-analyze verify`.
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} (Debian packages the relay tests run)"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
@@ -65,6 +67,26 @@ for crate in asp-proto asp-relay-proto; do
   fi
   echo "ok: $crate: $(cargo tree -p "$crate" -e normal --prefix none --format '{p}' | sort -u | wc -l) crates, none of them I/O"
 done
+
+step "crate metadata: published crates have what crates.io shows; the rest say publish = false"
+cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+unpublished = {"asp-testkit", "asp-bench", "asp-scenarios"}
+bad = []
+for p in json.load(sys.stdin)["packages"]:
+    if p["publish"] == []:
+        if p["name"] not in unpublished:
+            bad.append(p["name"] + ": publish = false, but it is meant for crates.io")
+        continue
+    if p["name"] in unpublished:
+        bad.append(p["name"] + ": a test crate must say publish = false")
+    for field in ("description", "license", "repository", "readme", "keywords", "categories"):
+        if not p.get(field):
+            bad.append(p["name"] + ": no " + field)
+if bad:
+    sys.exit("\n".join(bad))
+print("ok: publishable crates carry description, license, repository, readme, keywords, categories")
+'
 
 step "asp-proto is the protocol only: no JSON, no base64 (those are the relay's)"
 if cargo tree -p asp-proto -e normal --prefix none --format '{p}' | grep -E '^(serde_json|base64) '; then

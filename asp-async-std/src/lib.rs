@@ -38,8 +38,9 @@ mod runtime;
 
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
 pub use asp_driver::{
-    tls, Completion, ConnectError, Connection, ConnectionError, Discovered, Invocation, InvokeError, Listener, Tool,
-    ToolContext, ToolError, ToolRegistry, DEFAULT_PATH, PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET, SUBPROTOCOL,
+    tls, Completion, ConnectError, Connection, ConnectionError, ConnectionState, Discovered, Invocation, InvokeError,
+    Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH, PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET,
+    SUBPROTOCOL,
 };
 pub use asp_proto as proto;
 pub use dns::AsyncIoDns;

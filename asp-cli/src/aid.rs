@@ -81,9 +81,11 @@ pub(crate) async fn discover(
     protocol: Option<&str>,
     nameserver: Option<std::net::SocketAddr>,
     well_known: bool,
+    timeout: std::time::Duration,
     as_json: bool,
 ) -> ExitCode {
-    let mut builder = asp_tokio::Discovery::builder().well_known(well_known);
+    let mut builder =
+        asp_tokio::Discovery::builder().well_known(well_known).timeout(timeout).well_known_timeout(timeout);
     if let Some(ns) = nameserver {
         builder = builder.nameservers([ns]);
     }
@@ -98,10 +100,10 @@ pub(crate) async fn discover(
                     found.record.fields().into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
                 println!(
                     "{}",
-                    json!({ "ok": true, "name": found.name, "ttl": found.ttl, "record": fields, "warnings": found.warnings })
+                    json!({ "ok": true, "name": found.name, "ttl": found.ttl, "source": found.source.to_string(), "record": fields, "warnings": found.warnings })
                 );
             } else {
-                println!("{} (TTL {} s, from {:?})", found.name, found.ttl, found.source);
+                println!("{} (TTL {} s, from {})", found.name, found.ttl, found.source);
                 for (key, value) in found.record.fields() {
                     println!("{key:>5}  {value}");
                 }

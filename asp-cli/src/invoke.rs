@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use asp_driver::ConnectError;
+use asp_driver::{ConnectError, ConnectionState};
 use asp_proto::{ErrorClass, ErrorCode, Invoke, Value};
 use asp_tokio::{Client, ClientBuilder};
 use futures::StreamExt;
@@ -51,9 +51,13 @@ impl Failure {
         let text = error.to_string();
         match &error {
             ConnectError::Rejected(reason) if reason.code.class() == ErrorClass::Auth => Failure::Auth(text),
+            ConnectError::Rejected(reason) if reason.code == ErrorCode::HANDSHAKE_TIMEOUT => Failure::Timeout(text),
             ConnectError::TlsConfig(_) => Failure::Usage(text),
             ConnectError::Url(_) => Failure::Usage(text),
-            ConnectError::WebSocket(asp_driver::tungstenite::Error::Tls(_)) => Failure::Tls(text),
+            ConnectError::Tls(_) | ConnectError::WebSocket(asp_driver::tungstenite::Error::Tls(_)) => {
+                Failure::Tls(text)
+            }
+            ConnectError::Timeout(_) => Failure::Timeout(text),
             ConnectError::WebSocket(asp_driver::tungstenite::Error::Io(e)) if is_tls(e) => Failure::Tls(text),
             _ => Failure::Connect(text),
         }
@@ -87,6 +91,7 @@ pub(crate) struct Target {
     pub(crate) token: Option<String>,
     pub(crate) plaintext: bool,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
 }
 
 /// What to invoke.
@@ -150,7 +155,19 @@ async fn connect(target: &Target) -> Result<Client, Failure> {
     if target.plaintext {
         builder = builder.allow_plaintext();
     }
-    within(target, "connecting", async { builder.connect().await.map_err(Failure::of_connect) }).await
+    builder = builder.connect_timeout(target.connect_timeout);
+    let client = within(target, "connecting", async { builder.connect().await.map_err(Failure::of_connect) }).await?;
+    // Reconnects and drains on their own stderr lines, as they happen; the
+    // end is reported by whatever was waiting on the connection.
+    let mut states = client.state_changes();
+    tokio::spawn(async move {
+        while let Some(state) = states.next().await {
+            if !matches!(state, ConnectionState::Closed(_) | ConnectionState::Connected { .. }) {
+                eprintln!("asp: {state}");
+            }
+        }
+    });
+    Ok(client)
 }
 
 /// `asp invoke`.

@@ -47,6 +47,10 @@ struct TargetArgs {
     /// Give up after this many milliseconds (connecting, then the call).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Limit for TCP, TLS and the WebSocket upgrade together, in ms (each
+    /// reconnect attempt too).
+    #[arg(long, default_value_t = 10_000)]
+    connect_timeout: u64,
 }
 
 impl TargetArgs {
@@ -57,6 +61,7 @@ impl TargetArgs {
             token: self.token,
             plaintext: self.plaintext,
             timeout: self.timeout.map(Duration::from_millis),
+            connect_timeout: Duration::from_millis(self.connect_timeout),
         }
     }
 }
@@ -182,6 +187,9 @@ enum Command {
         /// Do not try `https://<domain>/.well-known/agent` when DNS has nothing.
         #[arg(long)]
         no_fallback: bool,
+        /// Limit for the DNS query and for the `.well-known` fetch, each, in ms.
+        #[arg(long, default_value_t = 5_000)]
+        timeout: u64,
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
@@ -262,8 +270,9 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, "warn");
     let result = match cli.command {
         Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
-        Command::Discover { domain, protocol, nameserver, no_fallback, json } => {
-            return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, json).await
+        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json } => {
+            let timeout = Duration::from_millis(timeout);
+            return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, timeout, json).await;
         }
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })

@@ -179,11 +179,14 @@ async fn sigterm_lets_a_streaming_call_finish_then_exits_zero() {
     use futures::StreamExt;
     let mut server = serve(&["--plaintext"]);
     let client = ClientBuilder::new(&server.url).allow_plaintext().connect().await.unwrap();
+    let mut states = client.state_changes();
     let args = serde_json::from_value(serde_json::json!({"n": 20, "delay_ms": 50})).unwrap();
     let mut inv = client.invoke("tokens", args).await.unwrap();
     let mut chunks = vec![inv.next().await.expect("the first token")];
     let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(term.success());
+    let draining = tokio::time::timeout(std::time::Duration::from_secs(5), states.next()).await.unwrap();
+    assert!(matches!(draining, Some(asp_tokio::ConnectionState::Draining { .. })), "GOAWAY at once: {draining:?}");
     while let Some(chunk) = inv.next().await {
         chunks.push(chunk);
     }
@@ -208,6 +211,22 @@ fn asp(args: &[&str], stdin: &str) -> (i32, String, String) {
     let out = child.wait_with_output().unwrap();
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
     (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+/// `asp serve` with a self-signed certificate marked as a CA (as
+/// `openssl req -x509` makes them), and the path of that certificate.
+fn ca_certificate_server() -> (Serve, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let dir = std::env::temp_dir().join(format!("asp-ca-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server = serve(&["--cert", cert_path.to_str().unwrap(), "--key", key_path.to_str().unwrap()]);
+    (server, cert_path.to_str().unwrap().to_owned())
 }
 
 /// `asp invoke` and `asp tools` for scripts: JSON on stdout, arguments from
@@ -274,7 +293,11 @@ fn invoke_and_tools_serve_scripts() {
     std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
     let not_pem = not_pem.to_str().unwrap().to_owned();
     let wss_url = tls_server.url.clone();
-    let cases: [(Vec<&str>, i32); 7] = [
+    // `openssl req -x509` makes a CA certificate; rustls refuses it as a
+    // server's own.
+    let (ca_server, ca_cert) = ca_certificate_server();
+    let ca_url = ca_server.url.clone();
+    let cases: [(Vec<&str>, i32); 9] = [
         (vec!["invoke", url, "--plaintext", "--token", "s3cret", "echo", "{not json"], 1),
         (vec!["invoke", &wss_url, "--ca", &not_pem, "echo"], 1),
         (vec!["invoke", &closed_url, "--plaintext", "echo"], 3),
@@ -282,14 +305,25 @@ fn invoke_and_tools_serve_scripts() {
         (vec!["invoke", url, "--plaintext", "--token", "wrong", "echo"], 5),
         (vec!["invoke", url, "--plaintext", "--token", "s3cret", "no_such_tool"], 6),
         (vec!["invoke", &silent_url, "--plaintext", "--timeout", "500", "echo"], 8),
+        (vec!["invoke", &silent_url, "--plaintext", "--connect-timeout", "300", "echo"], 8),
+        (vec!["invoke", &ca_url, "--ca", &ca_cert, "echo"], 4),
     ];
     for (args, expected) in cases {
         let started = std::time::Instant::now();
         let (status, _, stderr) = asp(&args, "");
         assert_eq!(status, expected, "{args:?}: {stderr}");
         assert!(stderr.starts_with("asp: ") && stderr.len() > 6, "a message on stderr: {stderr}");
-        if args.contains(&"--ca") {
+        if args.contains(&not_pem.as_str()) {
             assert!(stderr.contains(&not_pem) && stderr.contains("no certificate found"), "{stderr}");
+        }
+        if args.contains(&"--connect-timeout") {
+            assert!(stderr.contains("no answer within 300 ms (WebSocket upgrade)"), "names stage and limit: {stderr}");
+        }
+        if args.contains(&wss_url.as_str()) && expected == 4 {
+            assert!(stderr.contains("--ca FILE"), "says how to trust the server: {stderr}");
+        }
+        if args.contains(&ca_cert.as_str()) {
+            assert!(stderr.contains("is a CA certificate") && stderr.contains("CA:FALSE"), "{stderr}");
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
     }
@@ -324,4 +358,72 @@ async fn metrics_count_connections_and_invocations() {
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
+}
+
+/// `asp invoke` through a network that drops mid-stream: it says so on
+/// stderr, reconnects, resumes, and the output is whole.
+#[test]
+fn invoke_reports_reconnects_and_resumes() {
+    let server = serve(&["--plaintext"]);
+    let upstream = server.url.trim_start_matches("ws://").split('/').next().unwrap().parse().unwrap();
+    let proxy = asp_scenarios::Proxy::start(upstream);
+    let url = format!("ws://{}/v1/agent-socket", proxy.addr);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
+        .args(["invoke", &url, "--plaintext", "tokens", r#"{"n": 30, "delay_ms": 30}"#])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 5];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert!(proxy.cut() > 0, "a connection to cut");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("asp: connection lost; reconnecting (attempt 1, in 50 ms)"), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("asp: resumed (c-")), "{stderr}");
+    let text = format!("{}{rest}", String::from_utf8_lossy(&first));
+    let words = text.lines().next().unwrap().split_whitespace().count();
+    assert_eq!(words, 30, "every token exactly once: {text}");
+}
+
+/// `asp serve` logs connections and refused clients, as JSON lines on
+/// stderr with `--log-format json`, at the level `ASP_LOG` picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_connections_and_refusals() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--plaintext", "--token", "s3cret", "--log-format", "json"])
+        .env("ASP_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().nth(1).unwrap().to_owned();
+    let client = ClientBuilder::new(&url).allow_plaintext().token("s3cret").connect().await.unwrap();
+    let cid = client.connection_id().unwrap();
+    let refused = ClientBuilder::new(&url).allow_plaintext().token("wrong").connect().await;
+    assert!(refused.is_err());
+    client.close(asp_proto::ErrorCode::NO_ERROR, "bye").unwrap();
+    client.closed().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stderr).unwrap().lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let find = |message: &str| {
+        lines.iter().find(|l| l["fields"]["message"] == message).unwrap_or_else(|| panic!("{message}: {lines:?}"))
+    };
+    assert_eq!(find("connected")["fields"]["cid"], cid.as_str());
+    let refusal = find("client refused by the auth hook");
+    assert_eq!(
+        (refusal["level"].as_str(), refusal["fields"]["code"].as_str()),
+        (Some("WARN"), Some("400 UNAUTHENTICATED"))
+    );
+    let closed = lines.iter().find(|l| l["fields"]["message"] == "closed" && l["fields"]["cid"] == cid.as_str());
+    assert!(closed.is_some(), "{lines:?}");
 }

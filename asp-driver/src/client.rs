@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use asp_proto::aid::{AidError, AidErrorCode};
 use asp_proto::{Session, SessionConfig, ToolSpec};
@@ -16,7 +16,7 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::discovery::Discovery;
 use crate::driver::{run_connection, DriverConfig};
 use crate::error::ConnectError;
-use crate::net::{dial_websocket, websocket_config, Network};
+use crate::net::{dial_websocket, websocket_config, Network, DEFAULT_CONNECT_TIMEOUT};
 use crate::resume::Resumption;
 use crate::{BoxTransport, Connection, Tool, ToolRegistry};
 
@@ -30,6 +30,7 @@ pub struct ClientBuilder<N> {
     plaintext: bool,
     session: SessionConfig,
     tools: ToolRegistry,
+    connect_timeout: Duration,
 }
 
 impl<N> std::fmt::Debug for ClientBuilder<N> {
@@ -55,6 +56,7 @@ impl<N: Network> ClientBuilder<N> {
             plaintext: false,
             session: SessionConfig::default(),
             tools: ToolRegistry::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 
@@ -69,6 +71,7 @@ impl<N: Network> ClientBuilder<N> {
             plaintext: self.plaintext,
             session: self.session,
             tools: self.tools,
+            connect_timeout: self.connect_timeout,
         }
     }
 
@@ -92,6 +95,16 @@ impl<N: Network> ClientBuilder<N> {
     /// Allow a plain `ws://` URL: for loopback and tests only.
     pub fn allow_plaintext(mut self) -> Self {
         self.plaintext = true;
+        self
+    }
+
+    /// How long TCP, TLS and the WebSocket upgrade may take together, on the
+    /// first connect and on each reconnect attempt (default 10 s). Past it
+    /// the attempt fails with [`ConnectError::Timeout`] naming the stage.
+    /// The ASP handshake after the upgrade has its own limit,
+    /// [`SessionConfig::handshake_timeout`] (default 10 s).
+    pub fn connect_timeout(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit;
         self
     }
 
@@ -142,6 +155,7 @@ impl<N: Network> ClientBuilder<N> {
             token: self.token,
             tls,
             ws_config: websocket_config(&self.session),
+            timeout: self.connect_timeout,
         };
         let ws = dialer.dial().await?;
         let mut session_config = self.session;
@@ -172,11 +186,13 @@ struct Dialer<N> {
     token: Option<String>,
     tls: Arc<rustls::ClientConfig>,
     ws_config: WebSocketConfig,
+    timeout: Duration,
 }
 
 impl<N: Network> Dialer<N> {
     async fn dial(&self) -> Result<BoxTransport, ConnectError> {
-        dial_websocket(&self.net, &self.url, self.token.as_deref(), self.tls.clone(), self.ws_config).await
+        dial_websocket(&self.net, &self.url, self.token.as_deref(), self.tls.clone(), self.ws_config, self.timeout)
+            .await
     }
 }
 

@@ -19,6 +19,66 @@ pub(crate) struct Shared {
     pub(crate) close_watchers: Vec<oneshot::Sender<CloseReason>>,
     /// Server: lifts the pre-handshake read limit once connected.
     pub(crate) handshake_gate: Option<crate::HandshakeGate>,
+    pub(crate) state_watchers: Vec<mpsc::UnboundedSender<ConnectionState>>,
+}
+
+impl Shared {
+    /// Tells every [`Connection::state_changes`] stream.
+    pub(crate) fn publish(&mut self, state: ConnectionState) {
+        self.state_watchers.retain(|w| w.unbounded_send(state.clone()).is_ok());
+    }
+}
+
+/// A change in a connection's life, for an application to show (a status
+/// line, a "reconnecting…" banner) or act on (connect elsewhere on
+/// [`Draining`](Self::Draining)). See [`Connection::state_changes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// The handshake completed and the session is open.
+    Connected {
+        /// The connection id the server assigned.
+        cid: String,
+    },
+    /// The transport was lost; the client tries again after `delay`
+    /// (attempts double their delay from 50 ms up to 2 s, while the
+    /// server keeps the session: SPEC §11).
+    Reconnecting {
+        /// 1 for the first attempt after the loss.
+        attempt: u32,
+        /// How long this attempt waits before dialling.
+        delay: std::time::Duration,
+    },
+    /// A new transport resumed the session: nothing was lost.
+    Resumed {
+        /// The connection id (unchanged).
+        cid: String,
+    },
+    /// The peer sent GOAWAY: new invocations fail at once with
+    /// `GOING_AWAY`; open ones run to their end, then the peer closes. A
+    /// client behind a load balancer connects again to reach another node.
+    Draining {
+        /// The GOAWAY's explanation, if any.
+        message: Option<String>,
+    },
+    /// The session has ended (for good: with resume it was not resumed in
+    /// time).
+    Closed(CloseReason),
+}
+
+impl std::fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectionState::Connected { cid } => write!(f, "connected ({cid})"),
+            ConnectionState::Reconnecting { attempt, delay } => {
+                write!(f, "connection lost; reconnecting (attempt {attempt}, in {} ms)", delay.as_millis())
+            }
+            ConnectionState::Resumed { cid } => write!(f, "resumed ({cid})"),
+            ConnectionState::Draining { message: Some(m) } => write!(f, "the server is going away: {m}"),
+            ConnectionState::Draining { message: None } => write!(f, "the server is going away"),
+            ConnectionState::Closed(reason) => write!(f, "closed: {} {}", reason.code, reason.message),
+        }
+    }
 }
 
 /// A handle on one connection, cheap to clone. Commands go to the task that
@@ -85,6 +145,21 @@ impl Connection {
     pub fn tool_changes(&self) -> impl futures::Stream<Item = ()> + Send + Unpin + 'static {
         let (tx, rx) = mpsc::unbounded();
         self.shared.lock().expect("lock").tool_watchers.push(tx);
+        rx
+    }
+
+    /// A stream of this connection's state changes from now on: lost and
+    /// reconnecting, resumed, the peer draining, closed. It ends after
+    /// [`ConnectionState::Closed`].
+    pub fn state_changes(&self) -> impl futures::Stream<Item = ConnectionState> + Send + Unpin + 'static {
+        let (tx, rx) = mpsc::unbounded();
+        let mut shared = self.shared.lock().expect("lock");
+        match &shared.closed {
+            Some(reason) => {
+                let _ = tx.unbounded_send(ConnectionState::Closed(reason.clone()));
+            }
+            None => shared.state_watchers.push(tx),
+        }
         rx
     }
 

@@ -35,6 +35,15 @@ pub enum DiscoverySource {
     WellKnown,
 }
 
+impl std::fmt::Display for DiscoverySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DiscoverySource::Dns => "DNS",
+            DiscoverySource::WellKnown => "/.well-known/agent",
+        })
+    }
+}
+
 /// Largest `.well-known/agent` body accepted.
 pub const WELL_KNOWN_MAX_BYTES: usize = 64 * 1024;
 

@@ -16,6 +16,14 @@ pub enum ConnectError {
     /// TCP, TLS or the WebSocket upgrade failed.
     #[error("connection failed: {0}")]
     WebSocket(#[from] tungstenite::Error),
+    /// TCP, TLS or the upgrade took longer than the connect timeout; the
+    /// text names the stage and the limit.
+    #[error("connection timed out: {0}")]
+    Timeout(String),
+    /// The TLS handshake failed; the text says why and, where it can, how
+    /// to fix it.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server did not select the `asp-v1` subprotocol.
     #[error("the server did not accept the asp-v1 subprotocol")]
     Subprotocol,

@@ -36,7 +36,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-pub use connection::Connection;
+pub use connection::{Connection, ConnectionState};
 pub use driver::AuthHook;
 pub use error::{ConnectError, ConnectionError};
 pub use invocation::{Completion, Invocation, InvokeError};

@@ -159,13 +159,38 @@ where
 
 /// Client side: TCP, TLS for `wss://`, and the upgrade offering `asp-v1`
 /// with the bearer token; fails unless the server selects `asp-v1`.
+/// How long a client waits for TCP, TLS and the upgrade together, unless
+/// configured ([`ClientBuilder::connect_timeout`](crate::ClientBuilder::connect_timeout)).
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `work`, unless `deadline` passes first: then a [`ConnectError::Timeout`]
+/// that says which stage (`what`) the server left unanswered.
+async fn by<N: Network, T>(
+    net: &N,
+    deadline: std::time::Instant,
+    limit: std::time::Duration,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    use futures::FutureExt;
+    futures::select_biased! {
+        done = work.fuse() => done,
+        () = net.sleep_until(deadline).fuse() => Err(ConnectError::Timeout(format!(
+            "no answer within {} ms ({what})",
+            limit.as_millis()
+        ))),
+    }
+}
+
 pub(crate) async fn dial_websocket<N: Network>(
     net: &N,
     url: &str,
     token: Option<&str>,
     tls: Arc<rustls::ClientConfig>,
     config: WebSocketConfig,
+    limit: std::time::Duration,
 ) -> Result<BoxTransport, ConnectError> {
+    let deadline = net.now() + limit;
     let mut request = url.into_client_request()?;
     let headers = request.headers_mut();
     headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
@@ -178,15 +203,21 @@ pub(crate) async fn dial_websocket<N: Network>(
     let host = uri.host().ok_or_else(|| ConnectError::Url(format!("{url}: no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = net.connect(host.clone(), port).await.map_err(tungstenite::Error::Io)?;
+    let connecting = async { net.connect(host.clone(), port).await.map_err(|e| tungstenite::Error::Io(e).into()) };
+    let tcp = by(net, deadline, limit, &format!("TCP connect to {host}:{port}"), connecting).await?;
+    const UPGRADE: &str = "WebSocket upgrade";
     let (transport, response): (BoxTransport, _) = if secure {
         let name = ServerName::try_from(host).map_err(|e| ConnectError::Url(e.to_string()))?;
-        let stream =
-            futures_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(tungstenite::Error::Io)?;
-        let (ws, response) = async_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+        let handshake = async {
+            futures_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(crate::tls::connect_error)
+        };
+        let stream = by(net, deadline, limit, "TLS handshake", handshake).await?;
+        let upgrade = async { Ok(async_tungstenite::client_async_with_config(request, stream, Some(config)).await?) };
+        let (ws, response) = by(net, deadline, limit, UPGRADE, upgrade).await?;
         (Box::new(ws), response)
     } else {
-        let (ws, response) = async_tungstenite::client_async_with_config(request, tcp, Some(config)).await?;
+        let upgrade = async { Ok(async_tungstenite::client_async_with_config(request, tcp, Some(config)).await?) };
+        let (ws, response) = by(net, deadline, limit, UPGRADE, upgrade).await?;
         (Box::new(ws), response)
     };
     let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
@@ -205,5 +236,5 @@ pub async fn dial_raw<N: Network>(
     token: Option<&str>,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<BoxTransport, ConnectError> {
-    dial_websocket(net, url, token, tls, WebSocketConfig::default()).await
+    dial_websocket(net, url, token, tls, WebSocketConfig::default(), DEFAULT_CONNECT_TIMEOUT).await
 }

@@ -58,3 +58,38 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> io::Result<Arc<ClientConfig
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+/// A failed client TLS handshake as a [`ConnectError`](crate::ConnectError):
+/// rustls's certificate verdicts become [`ConnectError::Tls`](crate::ConnectError::Tls)
+/// with the fix spelled out; other I/O failures stay connection failures.
+pub(crate) fn connect_error(error: io::Error) -> crate::ConnectError {
+    let Some(tls) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+        return crate::ConnectError::WebSocket(tungstenite::Error::Io(error));
+    };
+    crate::ConnectError::Tls(explain(tls))
+}
+
+/// What a rustls error means for someone holding the certificates.
+fn explain(error: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let hint = match error {
+        rustls::Error::InvalidCertificate(C::Other(other)) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE, which `openssl req -x509` \
+             makes by default); serve an end-entity certificate signed by that CA, or make the self-signed one \
+             with `-addext basicConstraints=critical,CA:FALSE`"
+        }
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "the server's certificate is not signed by a trusted CA: pass that CA (or the self-signed \
+             certificate) with --ca FILE / ClientBuilder::trust_pem"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the server's certificate does not name the host in the URL: connect by a name it lists \
+             (subjectAltName)"
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired"
+        }
+        _ => return error.to_string(),
+    };
+    format!("{hint} ({error})")
+}

@@ -130,6 +130,7 @@ impl Relay {
         conn.caps = info.caps;
         if !authorized {
             let message = if info.token.is_some() { "invalid token" } else { "a bearer token is required" };
+            tracing::warn!(client = conn.name.as_deref(), "client refused: {message}");
             return conn.session.reject(ErrorCode::UNAUTHENTICATED, message);
         }
         if self.draining {
@@ -208,6 +209,8 @@ impl Relay {
     }
 
     pub(crate) fn on_connected(&mut self, now: Instant, key: SessionKey, cid: String) {
+        let name = self.sessions.get(&key).and_then(|conn| conn.name.clone());
+        tracing::info!(%cid, client = name, "connected");
         self.register(key, cid);
         if self.config.lifecycle_calls {
             self.start_lifecycle_call(now, key, CallKind::Connect);
@@ -286,6 +289,12 @@ impl Relay {
 
     pub(crate) fn remove_session(&mut self, now: Instant, key: SessionKey, code: u16, message: String) {
         let Some(conn) = self.sessions.remove(&key) else { return };
+        let cid = conn.cid.as_deref().unwrap_or_default();
+        if code == 1000 || code == ErrorCode::GOING_AWAY.close_code() {
+            tracing::info!(%cid, code, reason = %message, "closed");
+        } else {
+            tracing::warn!(%cid, code, reason = %message, "closed");
+        }
         if let Some(client) = conn.transport {
             self.transports.remove(&client);
             let reason = asp_proto::limits::truncate_close_reason(message);

@@ -98,8 +98,11 @@ async fn serve(ws: BoxTransport, token: Option<String>, gate: HandshakeGate, sha
                         ToClient::Close(code, reason) => {
                             let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
                             let _ = sink.send(Message::Close(Some(frame))).await;
-                            // Let the peer's close arrive, briefly, so the TCP close is clean.
-                            let _ = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+                            // Read until the peer's close arrives (briefly): a socket
+                            // closed with unread input sends RST, which makes the
+                            // peer drop what it had not read yet.
+                            let peer_closed = async { while let Some(Ok(_)) = stream.next().await {} };
+                            let _ = tokio::time::timeout(Duration::from_secs(1), peer_closed).await;
                             return closed(&at.core, at.id).await;
                         }
                     }

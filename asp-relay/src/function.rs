@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use asp_relay_proto::{CallFailure, CallKind, FunctionCall, ResponseHead};
 use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
 
 use crate::messages::Input;
 
@@ -45,6 +46,18 @@ impl FunctionClient {
 /// request, which closes its connection: that is how the function learns
 /// of an INTERRUPT.
 pub(crate) async fn run(fc: FunctionClient, call: FunctionCall, credit: Arc<Semaphore>, core: mpsc::Sender<Input>) {
+    let header = |name: &str| call.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+    let span = tracing::info_span!(
+        "function_call",
+        path = call.kind.path(),
+        cid = header("x-asp-connection-id"),
+        request = header("x-asp-request-id"),
+        trace = header("traceparent"),
+    );
+    call_function(fc, call, credit, core).instrument(span).await
+}
+
+async fn call_function(fc: FunctionClient, call: FunctionCall, credit: Arc<Semaphore>, core: mpsc::Sender<Input>) {
     let id = call.call;
     let mut request = fc.http.post(format!("{}{}", fc.base, call.kind.path()));
     for (name, value) in &call.headers {
@@ -65,6 +78,9 @@ pub(crate) async fn run(fc: FunctionClient, call: FunctionCall, credit: Arc<Sema
         state: header("x-asp-state"),
     };
     let success = response.status().is_success();
+    if !success {
+        tracing::warn!(status = head.status, "the function answered {}", response.status());
+    }
     if core.send(Input::Head(id, head)).await.is_err() || (!success && call.kind == CallKind::Invoke) {
         // A failed status ends the invocation at the core, which aborts this task.
         return;

@@ -16,7 +16,7 @@ use clap::Parser;
     version,
     about = "Agent Socket relay: wss:// sessions for serverless agent functions",
     after_help = "Logging: ASP_LOG (or RUST_LOG) picks what is logged, in the tracing EnvFilter syntax, \
-                  e.g. ASP_LOG=debug (default: asp_relay=info). Logs go to stderr, in colour only on a \
+                  e.g. ASP_LOG=debug (default: warn,asp_relay=info,asp_relay_proto=info). Logs go to stderr, in colour only on a \
                   terminal; stdout carries the endpoint lines (relay, management, function, node)."
 )]
 struct Args {
@@ -123,6 +123,10 @@ enum LogFormat {
     Json,
 }
 
+/// What is logged without `ASP_LOG`: the relay's own lines and its core's
+/// (connections opened and closed, refused clients) at info, others' warnings.
+const DEFAULT_LOG: &str = "warn,asp_relay=info,asp_relay_proto=info";
+
 /// Logs go to stderr (stdout carries the endpoint lines scripts read),
 /// filtered by `ASP_LOG` (or `RUST_LOG`), in colour only on a terminal.
 fn init_logging(format: LogFormat) {
@@ -130,7 +134,7 @@ fn init_logging(format: LogFormat) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("asp_relay=info"));
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => logs.json().init(),

@@ -375,8 +375,21 @@ async fn the_binary_is_configured_by_flags_and_environment() {
     let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap().strip_prefix("relay ").unwrap().to_owned();
     // Logs: JSON lines on stderr, the endpoints alone on stdout.
-    let mut logs = BufReader::new(relay.stderr.take().unwrap()).lines();
-    let started: serde_json::Value = serde_json::from_str(&logs.next().unwrap().unwrap()).expect("a JSON log line");
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = relay.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = log_tx.send(serde_json::from_str(&line).expect("a JSON log line"));
+        }
+    });
+    // The next log line whose message is `message`.
+    let log_line = |message: &str| loop {
+        let line = log_rx.recv_timeout(Duration::from_secs(10)).expect("a log line");
+        if line["fields"]["message"].as_str() == Some(message) {
+            return line;
+        }
+    };
+    let started = log_line("relay started");
     assert_eq!(
         (started["level"].as_str(), started["fields"]["message"].as_str()),
         (Some("INFO"), Some("relay started"))
@@ -386,8 +399,17 @@ async fn the_binary_is_configured_by_flags_and_environment() {
     let client = ClientBuilder::new(&url).trust_pem(&cert).unwrap().token("beta").connect().await.unwrap();
     echo_works(&client).await;
     let cid = client.connection_id().unwrap();
+    assert_eq!(log_line("connected")["fields"]["cid"].as_str(), Some(cid.as_str()));
     let refused = ClientBuilder::new(&url).trust_pem(&cert).unwrap().token("gamma").connect().await;
     assert!(refused.is_err(), "a token not in ASP_RELAY_CLIENT_TOKENS is refused");
+    assert_eq!(log_line("client refused: invalid token")["level"].as_str(), Some("WARN"));
+    // A function answering 500: a warning naming the connection and request.
+    let (_, outcome) = run(&client, "fail", Value::Nil).await;
+    assert!(outcome.is_err());
+    let fault = log_line("the function answered 500 Internal Server Error");
+    assert_eq!(fault["level"].as_str(), Some("WARN"));
+    assert_eq!(fault["span"]["cid"].as_str(), Some(cid.as_str()), "{fault}");
+    assert!(fault["span"]["request"].as_str().is_some(), "{fault}");
     // --origin: a browser upgrade from another origin gets 403.
     {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;

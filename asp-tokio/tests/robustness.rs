@@ -331,3 +331,42 @@ async fn connection_and_handshake_caps_refuse_only_the_extra_sockets() {
     assert!(fourth.is_err(), "a fourth connection is over the cap");
     still_works(&established).await;
 }
+
+/// A server that accepts TCP and never answers: the client gives up at its
+/// connect timeout and says which stage went unanswered; a server that
+/// upgrades and never sends HELLO hits the handshake timeout instead.
+#[tokio::test]
+async fn a_silent_server_fails_the_client_within_its_timeouts() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}/v1/agent-socket", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let error = ClientBuilder::new(&url).connect_timeout(Duration::from_millis(300)).connect().await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(&error, asp_tokio::ConnectError::Timeout(why) if why.contains("TLS handshake")), "{error}");
+    assert!(error.to_string().contains("300 ms"), "{error}");
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3), "{waited:?}");
+
+    // Upgrade done (asp-v1 selected), then silence.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1/agent-socket", mute.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = mute.accept().await.unwrap();
+        #[allow(clippy::result_large_err)] // tungstenite's `Callback` contract
+        let select = |_: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                      mut response: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("asp-v1"));
+            Ok(response)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, select).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {} // reads the HELLO, answers nothing
+    });
+    let config = SessionConfig { handshake_timeout: Duration::from_millis(300), ..SessionConfig::default() };
+    let started = std::time::Instant::now();
+    let error = ClientBuilder::new(&url).allow_plaintext().session_config(config).connect().await.unwrap_err();
+    assert!(
+        matches!(&error, asp_tokio::ConnectError::Rejected(r) if r.code == ErrorCode::HANDSHAKE_TIMEOUT),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    server.abort();
+}

@@ -11,14 +11,16 @@
 //! The scenarios use only runtime-neutral waiting (`async-io` timers, a
 //! thread-based TCP proxy), so they run under any of the runtimes' block_on.
 
+mod proxy;
 mod redis;
 
+pub use proxy::Proxy;
 pub use redis::RedisServer;
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -141,6 +143,13 @@ pub async fn server<S: Network>(tls: &Tls, counters: &Counters) -> ServerHandle<
             Ok::<_, ToolError>(Value::from(n))
         })
         .tool(ToolSpec::named("echo"), |_ctx: ToolContext, args: Value| async move { Ok::<_, ToolError>(args) })
+        .tool(ToolSpec::named("blocks"), |ctx: ToolContext, args: Value| async move {
+            let n = args.as_u64().unwrap_or(1);
+            for _ in 0..n {
+                ctx.send(vec![b'b'; 4096]).await?;
+            }
+            Ok::<_, ToolError>(Value::from(n))
+        })
         .tool(ToolSpec::named("slow"), slow)
         .tool(ToolSpec::named("firehose"), firehose)
         .tool(ToolSpec::named("records"), |ctx: ToolContext, _args: Value| async move {
@@ -211,7 +220,7 @@ pub async fn handshake_and_streaming<S: Network, C: Network>() {
     let client = client::<C>(&tls, server.url()).connect().await.unwrap();
     assert!(client.connection_id().unwrap().starts_with("c-"));
     let names: Vec<String> = client.peer_tools().into_iter().map(|t| t.name).collect();
-    assert_eq!(names, ["echo", "firehose", "records", "slow", "tokens"]);
+    assert_eq!(names, ["blocks", "echo", "firehose", "records", "slow", "tokens"]);
     let mut inv = client.invoke("tokens", Value::from(4)).await.unwrap();
     let mut out = String::new();
     while let Some(chunk) = within(10, inv.next()).await {
@@ -286,12 +295,25 @@ pub async fn graceful_shutdown_drains<S: Network, C: Network>() {
     let tls = Tls::new();
     let server = server::<S>(&tls, &Counters::default()).await;
     let client = client::<C>(&tls, server.url()).connect().await.unwrap();
-    let mut inv = client.invoke("tokens", Value::from(3)).await.unwrap();
+    let mut states = client.state_changes();
+    // More output than the window: the call stays open until it is read.
+    let mut inv = client.invoke("blocks", Value::from(128)).await.unwrap();
     assert!(within(10, inv.next()).await.is_some());
-    within(10, server.shutdown(Duration::from_secs(2))).await;
-    assert!(inv.result().await.is_ok(), "the open invocation finished");
+    let shutdown = server.shutdown(Duration::from_secs(10));
+    let draining = async {
+        // The client hears GOAWAY at once, and a new call fails at once.
+        assert!(matches!(states.next().await, Some(asp_driver::ConnectionState::Draining { .. })));
+        let refused = client.invoke("echo", Value::Nil).await.unwrap_err();
+        assert_eq!(refused, asp_driver::ConnectionError::Refused(asp_proto::SendError::GoingAway));
+        // Its credit goes on flowing while the server closes: the end of the
+        // output must survive the close (no RST).
+        while inv.next().await.is_some() {}
+        assert_eq!(inv.result().await.unwrap().result, Value::from(128), "the open invocation finished");
+    };
+    within(20, futures::future::join(shutdown, draining)).await;
     let reason = within(10, client.closed()).await;
     assert_eq!(reason.code, ErrorCode::NO_ERROR);
+    assert!(matches!(within(10, states.next()).await, Some(asp_driver::ConnectionState::Closed(r)) if r == reason));
 }
 
 /// A raw WebSocket (upgrade done, no session) to misbehave with.
@@ -392,82 +414,6 @@ pub async fn a_slow_reader_holds_the_handler_back<S: Network, C: Network>() {
     assert!(counters.produced.load(Ordering::SeqCst) > produced);
 }
 
-/// A loopback TCP proxy on plain threads (so it runs beside any runtime);
-/// `cut` shuts every connection through it down; `retarget` sends new
-/// connections elsewhere (a load balancer after a node died); `freeze`
-/// stops forwarding bytes (a network that went silent).
-pub struct Proxy {
-    /// Where clients connect.
-    pub addr: SocketAddr,
-    links: Arc<Mutex<Vec<TcpStream>>>,
-    accepted: Arc<AtomicUsize>,
-    upstream: Arc<Mutex<SocketAddr>>,
-    frozen: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    /// A proxy to `upstream`.
-    pub fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let links: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let accepted: Arc<AtomicUsize> = Arc::default();
-        let upstream = Arc::new(Mutex::new(upstream));
-        let frozen: Arc<std::sync::atomic::AtomicBool> = Arc::default();
-        let (registry, counter, target, ice) = (links.clone(), accepted.clone(), upstream.clone(), frozen.clone());
-        std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { return };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let to = *target.lock().unwrap();
-                let Ok(outbound) = TcpStream::connect(to) else { continue };
-                let _ = inbound.set_nodelay(true);
-                let _ = outbound.set_nodelay(true);
-                let pipe = |mut from: TcpStream, mut to: TcpStream| {
-                    let ice = ice.clone();
-                    std::thread::spawn(move || {
-                        use std::io::{Read, Write};
-                        let mut buf = vec![0u8; 64 * 1024];
-                        while let Ok(n @ 1..) = from.read(&mut buf) {
-                            while ice.load(Ordering::SeqCst) {
-                                std::thread::sleep(Duration::from_millis(5));
-                            }
-                            if to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    })
-                };
-                pipe(inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
-                pipe(outbound.try_clone().unwrap(), inbound.try_clone().unwrap());
-                registry.lock().unwrap().extend([inbound, outbound]);
-            }
-        });
-        Proxy { addr, links, accepted, upstream, frozen }
-    }
-
-    /// Stops (`true`) or resumes forwarding bytes on every connection;
-    /// `cut` still works while frozen.
-    pub fn freeze(&self, frozen: bool) {
-        self.frozen.store(frozen, Ordering::SeqCst);
-    }
-
-    /// New connections go to `upstream` from now on.
-    pub fn retarget(&self, upstream: SocketAddr) {
-        *self.upstream.lock().unwrap() = upstream;
-    }
-
-    /// Cuts every open connection; returns how many sockets it shut.
-    pub fn cut(&self) -> usize {
-        let links: Vec<_> = self.links.lock().unwrap().drain(..).collect();
-        for link in &links {
-            let _ = link.shutdown(std::net::Shutdown::Both);
-        }
-        links.len()
-    }
-}
-
 /// The transport dies three times mid-stream; the client reconnects, the
 /// server hands the new transport to the old session, and every record
 /// arrives exactly once, in order: the checksum matches the server's.
@@ -478,6 +424,7 @@ pub async fn resume_after_killed_transports<S: Network, C: Network>() {
     let url = format!("wss://{}/v1/agent-socket", proxy.addr);
     let client = client::<C>(&tls, &url).connect().await.unwrap();
     let cid = client.connection_id();
+    let mut states = client.state_changes();
     let mut inv = client.invoke("records", Value::Nil).await.unwrap();
     let (mut next, mut cuts, mut sum) = (0u32, 0, Fnv::default());
     let read_all = async {
@@ -500,6 +447,10 @@ pub async fn resume_after_killed_transports<S: Network, C: Network>() {
     assert_eq!(done.result, Value::from(sum.0), "checksum of what arrived = the server's");
     assert_eq!(client.connection_id(), cid, "the same session, resumed");
     assert_eq!(proxy.accepted.load(Ordering::SeqCst), 4, "one connection and three reconnects");
+    let seen: Vec<_> = std::iter::from_fn(|| states.next().now_or_never().flatten()).collect();
+    let resumed = asp_driver::ConnectionState::Resumed { cid: cid.clone().unwrap() };
+    assert_eq!(seen.iter().filter(|s| **s == resumed).count(), 3, "{seen:?}");
+    assert!(matches!(seen[0], asp_driver::ConnectionState::Reconnecting { attempt: 1, .. }), "{seen:?}");
     still_works(&client).await;
 }
 

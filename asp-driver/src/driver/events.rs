@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use asp_proto::{CloseReason, Event, RequestId, SessionState};
+use asp_proto::{CloseReason, ErrorCode, Event, RequestId, SessionState};
 use bytes::Bytes;
 
 use super::{Driver, RECONNECT_BACKOFF_MIN};
@@ -34,7 +34,10 @@ where
                         Ok(()) => {
                             let _ = self.session.accept(now);
                         }
-                        Err(error) => self.session.reject(error.code, error.message),
+                        Err(error) => {
+                            tracing::warn!(code = %error.code, reason = %error.message, "client refused by the auth hook");
+                            self.session.reject(error.code, error.message)
+                        }
                     }
                 }
                 Event::Connected { cid, resumed, .. } => {
@@ -43,14 +46,20 @@ where
                         crate::metrics::connection_opened(self.session.role());
                     }
                     tracing::Span::current().record("cid", cid.as_str());
-                    tracing::debug!(%cid, "connected");
+                    tracing::info!(%cid, resumed, "connected");
                     let mut shared = self.conn.shared.lock().expect("lock");
                     if let Some(gate) = shared.handshake_gate.take() {
                         gate.open();
                     }
-                    shared.cid = Some(cid);
+                    shared.cid = Some(cid.clone());
                     shared.peer_tools = self.session.peer_tools().clone();
+                    shared.publish(if resumed {
+                        crate::ConnectionState::Resumed { cid }
+                    } else {
+                        crate::ConnectionState::Connected { cid }
+                    });
                     drop(shared);
+                    self.attempts = 0;
                     if let Some(ready) = self.ready.take() {
                         let _ = ready.send(Ok(()));
                     }
@@ -108,6 +117,10 @@ where
                         shared.tool_watchers.retain(|w| w.unbounded_send(()).is_ok());
                     }
                 }
+                Event::GoAway { message, .. } => {
+                    tracing::info!(message = message.as_deref(), "the peer is draining (GOAWAY)");
+                    self.conn.shared.lock().expect("lock").publish(crate::ConnectionState::Draining { message });
+                }
                 Event::Closed(reason) => self.on_closed(reason),
                 _ => {}
             }
@@ -128,7 +141,15 @@ where
     }
 
     fn on_closed(&mut self, reason: CloseReason) {
-        tracing::debug!(code = %reason.code, message = %reason.message, "closed");
+        let cid = self.conn.connection_id().unwrap_or_default();
+        // A client's application hears why from `closed()`; a server's
+        // operator hears it here.
+        let expected = matches!(reason.code, ErrorCode::NO_ERROR | ErrorCode::GOING_AWAY);
+        if expected || self.session.role() == asp_proto::Role::Client {
+            tracing::info!(%cid, code = %reason.code, reason = %reason.message, "closed");
+        } else {
+            tracing::warn!(%cid, code = %reason.code, reason = %reason.message, "closed");
+        }
         for handler in self.handlers.values_mut() {
             handler.drop_output();
         }
@@ -137,6 +158,8 @@ where
         for watcher in shared.close_watchers.drain(..) {
             let _ = watcher.send(reason.clone());
         }
+        shared.publish(crate::ConnectionState::Closed(reason.clone()));
+        shared.state_watchers.clear();
         drop(shared);
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Err(reason));

@@ -73,7 +73,10 @@ where
         let token = self.token();
         let outbox = Arc::new(Outbox::default());
         let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, outbox: outbox.clone() };
-        let span = tracing::info_span!("asp_invocation", id = id.0, tool = %invoke.tool);
+        // `trace` is the INVOKE's W3C traceparent (SPEC §5.5): a tracing
+        // layer that exports to OpenTelemetry can parent this span on it.
+        let span =
+            tracing::info_span!("asp_invocation", id = id.0, tool = %invoke.tool, trace = invoke.trace.as_deref());
         let (abort, registration) = AbortHandle::new_pair();
         let handler = Handler {
             token,
@@ -186,7 +189,11 @@ where
     fn end_handler(&mut self, now: Instant, id: RequestId, token: u64, end: Output) {
         if let Some(handler) = self.current_handler(id, token) {
             handler.outcome = Some(match &end {
-                Output::Fail(error) => crate::metrics::Outcome::Error(error.code),
+                Output::Fail(error) => {
+                    let tool = &handler.tool;
+                    tracing::warn!(id = id.0, %tool, code = %error.code, reason = %error.message, "tool failed");
+                    crate::metrics::Outcome::Error(error.code)
+                }
                 _ => crate::metrics::Outcome::Ok,
             });
             handler.output.push(end, 0);

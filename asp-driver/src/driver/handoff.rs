@@ -109,6 +109,10 @@ where
         }
         let delay = self.rt.sleep_until(self.rt.now() + self.backoff);
         let attempt = connect();
+        self.attempts += 1;
+        let state = crate::ConnectionState::Reconnecting { attempt: self.attempts, delay: self.backoff };
+        tracing::info!(attempt = self.attempts, delay_ms = self.backoff.as_millis() as u64, "reconnecting");
+        self.conn.shared.lock().expect("lock").publish(state);
         self.backoff = (self.backoff * 2).min(RECONNECT_BACKOFF_MAX);
         self.reconnecting = Some(Box::pin(async move {
             delay.await;

@@ -95,6 +95,7 @@ where
         handoff_request: None,
         reconnecting: None,
         backoff: RECONNECT_BACKOFF_MIN,
+        attempts: 0,
         sleep: None,
         counted: false,
     };
@@ -128,6 +129,8 @@ struct Driver<T, R> {
     /// Client: a reconnect attempt under way while detached.
     reconnecting: Option<BoxFuture<Result<T, String>>>,
     backoff: Duration,
+    /// Client: reconnect attempts since the transport was lost.
+    attempts: u32,
     /// The session's next deadline and the timer armed for it; kept across
     /// loop turns and replaced only when the deadline moves.
     sleep: Option<(Instant, Fuse<BoxFuture<()>>)>,
@@ -164,6 +167,9 @@ async fn with_timers<R: Runtime, F: std::future::Future<Output = Result<(), tung
         }
     }
 }
+
+/// How long a closing side waits for the peer's WebSocket close.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// First and longest wait between a client's reconnect attempts.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -347,6 +353,12 @@ where
                 reason: asp_proto::limits::truncate_close_reason(reason.message.clone()).into(),
             };
             let _ = t.send(Message::Close(Some(frame))).await;
+            // Read until the peer's close comes back (briefly): closing a
+            // socket with unread input sends RST, and an RST makes the
+            // peer's kernel drop what it had not read yet — the last
+            // output, the terminal frames and the close itself.
+            let peer_closed = async { while let Some(Ok(_)) = t.next().await {} };
+            futures::future::select(Box::pin(peer_closed), self.rt.sleep_until(self.rt.now() + CLOSE_LINGER)).await;
             let _ = t.close().await;
         }
         for (_, handler) in self.handlers.drain() {
