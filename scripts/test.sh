@@ -29,15 +29,19 @@ fi
 # The relay's end-to-end tests start the Python example function (standard
 # library only); its cluster tests start real redis-server processes on
 # loopback ports (scenarios/src/redis.rs), each stopped by its test;
-# deploy/asp-relay.service is checked with `systemd-analyze verify`.
+# deploy/asp-relay.service is checked with `systemd-analyze verify`; the
+# browser tests run Debian's Chromium headless (never a downloaded browser)
+# and the TypeScript client needs Node 20+ with npm.
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
-  step "installing ${missing[*]} (Debian packages the relay tests run)"
+  step "installing ${missing[*]} (Debian packages the relay and browser tests run)"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # Debian's package may start a system instance; the tests never use it.
 fi
 redis-server --version
@@ -162,6 +166,27 @@ test "$conf_status" -eq 0 || { echo "asp conformance failed against asp serve" >
 step "asp-proto's blocking example: a Session over std::net and sync tungstenite"
 cargo run --locked -p asp-proto --example blocking
 
+step "WebAssembly core (asp-wasm), the TypeScript client (clients/js) and asp inspect, in Node and headless Chromium"
+# Builds wasm + JS from source; the copy asp inspect embeds must be that build.
+./scripts/build-web.sh
+if ! git diff --quiet -- asp-cli/inspector || [ -n "$(git ls-files --others --exclude-standard asp-cli/inspector)" ]; then
+  git status --short -- asp-cli/inspector >&2
+  echo "asp-cli/inspector/ differs from a fresh build: run scripts/build-web.sh and commit asp-cli/inspector/" >&2
+  exit 1
+fi
+js_log=$(mktemp)
+(
+  cd clients/js
+  ASP_BIN="$PWD/../../target/release/asp" npm test
+) 2>&1 | tee "$js_log"
+test "${PIPESTATUS[0]}" -eq 0 || { echo "clients/js tests failed" >&2; exit 1; }
+passed=$((passed + $(awk '/^# pass / {print $3}' "$js_log" | tail -1)))
+failed=$((failed + $(awk '/^# fail / {print $3}' "$js_log" | tail -1)))
+wasm_gz=$(gzip -9c clients/js/wasm/asp_wasm_bg.wasm | wc -c)
+js_gz=$(cat clients/js/wasm/asp_wasm.js clients/js/dist/*.js | gzip -9c | wc -c)
+echo "browser bundle: wasm $wasm_gz B + JS $js_gz B gzipped = $(( (wasm_gz + js_gz) / 1024 )) KiB"
+rm -f "$js_log"
+
 printf '\nall checks passed\n'
-# Totals of every `cargo test` binary above, as one closing line.
+# Totals of every test above (cargo test binaries and node:test), as one closing line.
 echo "tests: $passed passed, $failed failed"

@@ -1,10 +1,11 @@
-//! The demo agent: three tools, and `asp serve`.
+//! The demo agent (`echo`, `tokens`, `sleep`, and `ask_client` and
+//! `announce` to try calls and pushes towards the client), and `asp serve`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use asp_proto::{ErrorCode, ErrorInfo, Progress, ToolSpec, Value};
+use asp_proto::{ErrorCode, ErrorInfo, Progress, ToolOp, ToolSpec, Value};
 use asp_tokio::{ServerBuilder, ToolContext, ToolError};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -16,7 +17,7 @@ fn schema(json: serde_json::Value) -> Value {
     rmpv::ext::to_value(json).expect("JSON schemas convert to MsgPack")
 }
 
-/// Adds `echo`, `tokens` and `sleep` to a server.
+/// Adds the demo tools to a server.
 pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
     server
         .tool(
@@ -43,6 +44,59 @@ pub(crate) fn with_demo_tools(server: ServerBuilder) -> ServerBuilder {
                 Ok::<_, ToolError>(Value::from(ms))
             },
         )
+        .tool(
+            ToolSpec {
+                desc: Some("Calls the client's tool `tool` with `args` and returns its output and result".into()),
+                input: schema(serde_json::json!({
+                    "type": "object",
+                    "properties": {"tool": {"type": "string"}, "args": {}},
+                    "required": ["tool"]
+                })),
+                ..ToolSpec::named("ask_client")
+            },
+            ask_client,
+        )
+        .tool(
+            ToolSpec {
+                desc: Some("Pushes a tool named `name` to this client (TOOL_DEF add)".into()),
+                input: schema(serde_json::json!({
+                    "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]
+                })),
+                ..ToolSpec::named("announce")
+            },
+            |ctx: ToolContext, args: Value| async move {
+                let name = text_field(&args, "name").ok_or_else(|| bad_args("`name` (a string) is required"))?;
+                let spec = ToolSpec { desc: Some("Announced by `announce`".into()), ..ToolSpec::named(name.clone()) };
+                ctx.connection().push_tools(ToolOp::Add, vec![spec])?;
+                Ok::<_, ToolError>(Value::from(name))
+            },
+        )
+}
+
+fn bad_args(message: &str) -> ToolError {
+    ToolError::from(ErrorInfo::new(ErrorCode::INVALID_ARGUMENTS, message))
+}
+
+fn text_field(args: &Value, key: &str) -> Option<String> {
+    let value = args.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key))?.1.as_str()?;
+    Some(value.to_owned())
+}
+
+/// A server→client call: the client's tool runs, its output and result
+/// come back as this tool's result.
+async fn ask_client(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
+    let tool = text_field(&args, "tool").ok_or_else(|| bad_args("`tool` (a string) is required"))?;
+    let inner = args.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("args"))).map(|(_, v)| v.clone());
+    let mut call = ctx.connection().invoke(tool, inner.unwrap_or(Value::Nil)).await?;
+    let mut output = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut call).await {
+        output.extend_from_slice(&chunk);
+    }
+    let done = call.result().await.map_err(|e| ToolError::from(ErrorInfo::new(e.code, e.message)))?;
+    Ok(Value::Map(vec![
+        (Value::from("output"), Value::from(String::from_utf8_lossy(&output).into_owned())),
+        (Value::from("result"), done.result),
+    ]))
 }
 
 fn field(args: &Value, key: &str) -> Option<u64> {
@@ -132,7 +186,7 @@ pub(crate) async fn serve(
         builder = builder.tls_pem(&cert, &key).map_err(|e| e.to_string())?;
     }
     let server = builder.bind().await.map_err(|e| format!("bind {bind}: {e}"))?;
-    println!("serving {} (tools: echo, tokens, sleep); Ctrl-C to stop", server.url());
+    println!("serving {} (tools: echo, tokens, sleep, ask_client, announce); Ctrl-C to stop", server.url());
     let handle = server.spawn();
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     tokio::select! {

@@ -6,6 +6,7 @@ mod agent;
 mod aid;
 mod conformance;
 mod demo;
+mod inspect;
 mod invoke;
 
 use std::net::SocketAddr;
@@ -194,6 +195,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the ASP Inspector on a local web page: connect to a server,
+    /// list its tools and schemas, invoke with JSON arguments and watch the
+    /// output stream, interrupt, see tool pushes, frames and RTT.
+    Inspect {
+        /// The server to connect to when the page opens (ws:// or wss://).
+        url: Option<String>,
+        /// Bearer token to fill in (the page can hold it too).
+        #[arg(long)]
+        token: Option<String>,
+        /// Where the page is served; keep it on loopback.
+        #[arg(long, default_value = "127.0.0.1:7656")]
+        listen: SocketAddr,
+    },
     /// AID discovery records (`_agent.<domain>` TXT).
     Aid {
         #[command(subcommand)]
@@ -294,6 +308,7 @@ async fn main() -> ExitCode {
             return exit(invoke::run(target.target(), call).await);
         }
         Command::Tools { target, json } => return exit(invoke::list(target.target(), json).await),
+        Command::Inspect { url, token, listen } => inspect::run(listen, inspect::PageConfig { url, token }).await,
         Command::Demo { tokens, token_delay_ms, calls } => demo::run(tokens, token_delay_ms, calls).await,
         Command::Conformance { url, ca, token, json } => {
             let ca = match ca.map(|p| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose() {

@@ -77,7 +77,7 @@ where
                 Event::Interrupted { id, code } => {
                     tracing::debug!(%id, %code, "handler stopped");
                     if let Some(handler) = self.handlers.remove(&id) {
-                        handler.stop();
+                        handler.interrupted(now);
                     }
                 }
                 Event::Chunk { id, data } => {

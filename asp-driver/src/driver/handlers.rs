@@ -52,6 +52,13 @@ impl Handler {
         self.outbox.close();
     }
 
+    /// The invocation was interrupted, timed out or closed under the tool:
+    /// counts it as interrupted and stops the tool.
+    pub(super) fn interrupted(self, now: Instant) {
+        crate::metrics::invocation_ended(&self.tool, self.started, now, crate::metrics::Outcome::Interrupted);
+        self.stop();
+    }
+
     /// The invocation is gone: drop queued output and refuse more.
     pub(super) fn drop_output(&mut self) {
         self.outbox.release(self.output.clear());
@@ -220,16 +227,7 @@ where
                 handler.outbox.close()
             }
             // Interrupted, timed out or closed under the tool: stop it.
-            QueueState::Gone => {
-                let handler = self.handlers.remove(&id).expect("present");
-                crate::metrics::invocation_ended(
-                    &handler.tool,
-                    handler.started,
-                    now,
-                    crate::metrics::Outcome::Interrupted,
-                );
-                handler.stop()
-            }
+            QueueState::Gone => self.handlers.remove(&id).expect("present").interrupted(now),
         }
     }
 

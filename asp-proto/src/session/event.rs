@@ -1,6 +1,6 @@
 //! What a session tells its application: [`Event`] and the reasons it ends.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use bytes::Bytes;
 

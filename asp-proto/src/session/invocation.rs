@@ -1,6 +1,6 @@
 //! Per-request-id state: one record per open invocation, in either role.
 
-use std::time::Instant;
+use web_time::Instant;
 
 /// Our part in an invocation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

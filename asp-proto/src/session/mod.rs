@@ -21,7 +21,9 @@ mod tools;
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::wire::RequestIdMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use bytes::{Buf, Bytes};
 use subtle::ConstantTimeEq;

@@ -20,7 +20,7 @@
 //! in part releases as much of its count as it sent.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use web_time::Instant;
 
 use bytes::Bytes;
 

@@ -17,7 +17,7 @@
 //! index is generic over what it holds.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::{ResumeKey, SendError, Session};
 use crate::{ErrorCode, ResumeRequest};

@@ -1,7 +1,7 @@
 //! The session's timers: one small table, each entry with its reason, so
 //! `poll_timeout` is a minimum over a handful of slots (quinn's `TimerTable`).
 
-use std::time::Instant;
+use web_time::Instant;
 
 /// Why the session wants to be woken.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

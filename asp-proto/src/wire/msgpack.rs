@@ -36,7 +36,18 @@ pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadErro
     // so a budget of N admits N - 1 levels: one more gives exactly
     // MAX_NESTING_DEPTH levels counting the payload map (SPEC.md §6.1).
     de.set_max_depth(MAX_NESTING_DEPTH + 1);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
+    #[cfg(feature = "field-paths")]
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // serde_path_to_error writes `.` for the root and `?` where it could
+        // not tell the key (the map itself was cut short): neither names a key.
+        let path = match e.path().to_string() {
+            p if p == "?" => ".".to_owned(),
+            p => p,
+        };
+        path_error(path, e.into_inner())
+    })?;
+    #[cfg(not(feature = "field-paths"))]
+    let value: T = T::deserialize(&mut de).map_err(|e| path_error(".".to_owned(), e))?;
     if !rest.is_empty() {
         return Err(PayloadError::TrailingBytes(rest.len()));
     }
@@ -51,14 +62,8 @@ pub(crate) fn encode_map<T: MapPayload>(value: &T, dst: &mut BytesMut) -> Result
     rmp_serde::encode::write_named(&mut writer, value).map_err(|e| PayloadError::Malformed(e.to_string()))
 }
 
-fn path_error(err: serde_path_to_error::Error<rmp_serde::decode::Error>) -> PayloadError {
-    // serde_path_to_error writes `.` for the root and `?` where it could not
-    // tell the key (the map itself was cut short): neither names a key.
-    let path = match err.path().to_string() {
-        p if p == "?" => ".".to_owned(),
-        p => p,
-    };
-    let inner = err.into_inner();
+/// Classifies a decode error found at `path` (`.` for the payload map).
+fn path_error(path: String, inner: rmp_serde::decode::Error) -> PayloadError {
     let message = inner.to_string();
     if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
         let key = if path == "." { field.to_owned() } else { format!("{path}.{field}") };

@@ -1,0 +1,136 @@
+//! Session events as plain JS objects, one `type` each:
+//!
+//! | `type` | fields |
+//! |---|---|
+//! | `connected` | `cid`, `resumed`, `resumeError` (code or null) |
+//! | `invoked` | `id`, `tool`, `args`, `timeout`, `trace`, `meta` (the server calls one of our tools) |
+//! | `interrupted` | `id`, `code` (stop that tool) |
+//! | `chunk` | `id`, `data` (`Uint8Array`) |
+//! | `progress` | `id`, `progress`, `total`, `message` |
+//! | `completed` | `id`, `result`, `wallUs`, `cpuUs` |
+//! | `failed` | `id`, `code`, `name`, `message` |
+//! | `writable` | `id` (0: the connection) |
+//! | `toolsChanged` | — (read `peerTools()`) |
+//! | `goaway` | `code`, `message` |
+//! | `detached` | `reason` (`transportClosed`, `peerUnresponsive`), `deadline` (ms) |
+//! | `closed` | `code`, `name`, `message`, `byPeer`, `websocketCode` |
+
+use std::collections::BTreeMap;
+
+use asp_proto::{DetachReason, ErrorCode, Event, Initiator, Value};
+use serde::Serialize;
+
+/// One event, shaped for JS.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub(crate) enum JsEvent {
+    Connected {
+        cid: String,
+        resumed: bool,
+        resume_error: Option<u16>,
+    },
+    Invoked {
+        id: u16,
+        tool: String,
+        args: Value,
+        timeout: Option<u32>,
+        trace: Option<String>,
+        meta: BTreeMap<String, String>,
+    },
+    Interrupted {
+        id: u16,
+        code: u16,
+    },
+    Chunk {
+        id: u16,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    Progress {
+        id: u16,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    },
+    Completed {
+        id: u16,
+        result: Value,
+        wall_us: u64,
+        cpu_us: Option<u64>,
+    },
+    Failed {
+        id: u16,
+        code: u16,
+        name: Option<&'static str>,
+        message: String,
+    },
+    Writable {
+        id: u16,
+    },
+    ToolsChanged,
+    Goaway {
+        code: u16,
+        message: Option<String>,
+    },
+    Detached {
+        reason: &'static str,
+        deadline: f64,
+    },
+    Closed {
+        code: u16,
+        name: Option<&'static str>,
+        message: String,
+        by_peer: bool,
+        websocket_code: u16,
+    },
+}
+
+/// `deadline` maps a session instant to the caller's milliseconds.
+pub(crate) fn shape(event: Event, deadline: impl Fn(web_time::Instant) -> f64) -> Option<JsEvent> {
+    Some(match event {
+        Event::Connected { cid, resumed, resume_error } => {
+            JsEvent::Connected { cid, resumed, resume_error: resume_error.map(|c| c.0) }
+        }
+        Event::Invoked { id, invoke } => JsEvent::Invoked {
+            id: id.0,
+            tool: invoke.tool,
+            args: invoke.args,
+            timeout: invoke.timeout,
+            trace: invoke.trace,
+            meta: invoke.meta,
+        },
+        Event::Interrupted { id, code } => JsEvent::Interrupted { id: id.0, code: code.0 },
+        Event::Chunk { id, data } => JsEvent::Chunk { id: id.0, data: data.to_vec() },
+        Event::Progress { id, progress } => JsEvent::Progress {
+            id: id.0,
+            progress: progress.progress,
+            total: progress.total,
+            message: progress.message,
+        },
+        Event::Completed { id, result, metrics } => {
+            JsEvent::Completed { id: id.0, result, wall_us: metrics.wall_us, cpu_us: metrics.cpu_us }
+        }
+        Event::Failed { id, error } => {
+            JsEvent::Failed { id: id.0, code: error.code.0, name: error.code.name(), message: error.message }
+        }
+        Event::Writable { id } => JsEvent::Writable { id: id.0 },
+        Event::PeerToolsChanged => JsEvent::ToolsChanged,
+        Event::GoAway { code, message } => JsEvent::Goaway { code: code.0, message },
+        Event::Detached { reason, deadline: at } => JsEvent::Detached {
+            reason: match reason {
+                DetachReason::TransportClosed => "transportClosed",
+                _ => "peerUnresponsive",
+            },
+            deadline: deadline(at),
+        },
+        Event::Closed(reason) => JsEvent::Closed {
+            code: reason.code.0,
+            name: ErrorCode::name(reason.code),
+            websocket_code: reason.websocket_code(),
+            message: reason.message,
+            by_peer: reason.initiator == Initiator::Peer,
+        },
+        // A server's event; this is a client.
+        _ => return None,
+    })
+}
