@@ -135,8 +135,11 @@ mod tests {
                     "{} imports {target} ({resolved}), not embedded",
                     asset.path
                 );
+                checked += 1;
             }
         }
+        // inspector.js → dist/index.js → client.js, core.js, … → wasm glue.
+        assert!(checked >= 8, "only {checked} imports found: has the bundle's shape changed?");
     }
 
     /// Relative targets of `from "./x.js"` and `import("./x.js")`.
