@@ -358,6 +358,19 @@ async fn metrics_count_connections_and_invocations() {
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
+    // A tool interrupted while it has no output pending is counted too.
+    let sleep = client.invoke("sleep", Value::Map(vec![(Value::from("ms"), Value::from(10_000))])).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    sleep.interrupt();
+    let expected = r#"asp_invocations_total{tool="sleep",outcome="interrupted"} 1"#;
+    for attempt in 0.. {
+        let text = scrape().await;
+        if text.contains(expected) {
+            break;
+        }
+        assert!(attempt < 50, "{expected} missing from:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// `asp invoke` through a network that drops mid-stream: it says so on

@@ -32,6 +32,7 @@ pub(crate) enum JsEvent {
     Invoked {
         id: u16,
         tool: String,
+        #[serde(serialize_with = "crate::values::js_value")]
         args: Value,
         timeout: Option<u32>,
         trace: Option<String>,
@@ -54,6 +55,7 @@ pub(crate) enum JsEvent {
     },
     Completed {
         id: u16,
+        #[serde(serialize_with = "crate::values::js_value")]
         result: Value,
         wall_us: u64,
         cpu_us: Option<u64>,

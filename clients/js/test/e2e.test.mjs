@@ -22,6 +22,12 @@ test("streams tokens with progress, then the result", async () => {
   assert.equal(progress.at(-1), 12);
   const echo = await client.invoke("echo", { q: "hi", n: [1, 2.5, null], bin: new Uint8Array([1, 2]) }).result;
   assert.deepEqual(echo.result, { q: "hi", n: [1, 2.5, null], bin: new Uint8Array([1, 2]) });
+  // Integers beyond 2^53 travel as BigInt; maps with non-string keys as ES Maps.
+  const big = await client.invoke("echo", { big: 2n ** 60n, neg: -(2n ** 60n), small: 7 }).result;
+  assert.deepEqual(big.result, { big: 2n ** 60n, neg: -(2n ** 60n), small: 7 });
+  // A value with a non-string map key anywhere comes back with ES Maps.
+  const keyed = await client.invoke("echo", { keyed: new Map([[1, "one"]]) }).result;
+  assert.equal(keyed.result.get("keyed").get(1), "one");
   await assert.rejects(client.invoke("no_such_tool").result, (e) => e instanceof AspError && e.codeName === "UNKNOWN_TOOL");
   client.close();
   assert.equal((await client.closed()).code, 0);
