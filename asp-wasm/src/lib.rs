@@ -17,10 +17,9 @@
 //! `now` is milliseconds on one monotonic clock (`performance.now()`).
 //! Values cross as plain JS values: MsgPack maps are objects, binary is a
 //! `Uint8Array`, integers are numbers. Events are objects with a `type`
-//! (`events.rs`). The TypeScript client in `clients/js` is built on this.
+//! (the table in `asp_bindings::ShapedEvent`'s module). The TypeScript client in `clients/js` is built on this.
 
 mod codec;
-mod events;
 mod session;
 mod values;
 

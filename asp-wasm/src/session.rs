@@ -1,46 +1,14 @@
 //! [`ClientSession`]: asp-proto's client `Session` with JS-shaped inputs
 //! and outputs.
 
-use std::time::Duration;
-
-use asp_proto::{ErrorCode, Invoke, Progress, RequestId, SendError, Session, SessionConfig, ToolOp, ToolSpec};
+use asp_bindings::{refusal_kind, ClientOptions, EventSource, InvokeOptions};
+use asp_proto::{ErrorCode, Progress, RequestId, SendError, Session, ToolOp, ToolSpec};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
-use crate::events::shape;
 use crate::values::{from_js, to_js};
-
-/// Merged chunks stop growing past this size, so that a consumer still sees
-/// output (and grants credit) in steps.
-const MERGED_CHUNK_LIMIT: usize = 64 * 1024;
-
-/// What `new ClientSession(config, now)` takes; every field optional.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-struct JsConfig {
-    token: Option<String>,
-    name: Option<String>,
-    /// Resume after a lost transport (default true).
-    resume: Option<bool>,
-    caps: Option<Vec<String>>,
-    heartbeat_ms: Option<u64>,
-    handshake_timeout_ms: Option<u64>,
-    invocation_window: Option<u32>,
-    connection_window: Option<u32>,
-    max_frame_payload: Option<u32>,
-}
-
-/// Options of `invoke`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-struct InvokeOptions {
-    timeout_ms: Option<u32>,
-    trace: Option<String>,
-    /// `Option` so that `meta: undefined` reads as absent.
-    meta: Option<std::collections::BTreeMap<String, String>>,
-}
 
 /// A refused command, thrown to JS as `{ kind, message }`.
 #[derive(Serialize)]
@@ -50,16 +18,7 @@ struct Refusal {
 }
 
 fn refused(error: SendError) -> JsValue {
-    let kind = match error {
-        SendError::Blocked => "blocked",
-        SendError::NotOpen(_) => "notOpen",
-        SendError::WrongState(_) => "wrongState",
-        SendError::TooManyInvocations(_) => "tooManyInvocations",
-        SendError::GoingAway => "goingAway",
-        SendError::TooLarge { .. } => "tooLarge",
-        _ => "invalid",
-    };
-    to_js(&Refusal { kind, message: error.to_string() })
+    to_js(&Refusal { kind: refusal_kind(&error), message: error.to_string() })
 }
 
 fn bad(what: &str, error: impl std::fmt::Display) -> JsValue {
@@ -71,13 +30,8 @@ fn bad(what: &str, error: impl std::fmt::Display) -> JsValue {
 #[wasm_bindgen]
 pub struct ClientSession {
     session: Session,
-    /// The instant that stands for `base_ms` on the caller's clock.
-    base: Instant,
-    base_ms: f64,
-    /// Why the session may be dropped by the caller: it ended.
-    closed: bool,
-    /// An event taken from the session while merging chunks, given next.
-    pending: Option<asp_proto::Event>,
+    /// Events out (chunks merged) and the caller's clock (ms).
+    events: EventSource,
 }
 
 #[wasm_bindgen]
@@ -88,8 +42,8 @@ impl ClientSession {
     /// tools the server may call (`[{ name, desc, input, output }]`).
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue, tools: JsValue, now_ms: f64) -> Result<ClientSession, JsValue> {
-        let js: JsConfig = if config.is_undefined() || config.is_null() {
-            JsConfig::default()
+        let options: ClientOptions = if config.is_undefined() || config.is_null() {
+            ClientOptions::default()
         } else {
             serde_wasm_bindgen::from_value(config).map_err(|e| bad("config", e))?
         };
@@ -98,36 +52,12 @@ impl ClientSession {
         } else {
             serde_wasm_bindgen::from_value(tools).map_err(|e| bad("tools", e))?
         };
-        let mut config = SessionConfig {
-            token: js.token,
-            name: js.name,
-            caps: js.caps.unwrap_or_default(),
-            tools,
-            ..Default::default()
-        };
-        config.resume = js.resume.unwrap_or(config.resume);
-        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
-        config.heartbeat_interval = ms(js.heartbeat_ms, config.heartbeat_interval);
-        config.handshake_timeout = ms(js.handshake_timeout_ms, config.handshake_timeout);
-        config.invocation_window = js.invocation_window.unwrap_or(config.invocation_window);
-        config.connection_window = js.connection_window.unwrap_or(config.connection_window);
-        config.max_frame_payload = js.max_frame_payload.unwrap_or(config.max_frame_payload);
-        let base = Instant::now();
-        Ok(ClientSession {
-            session: Session::client(config, base),
-            base,
-            base_ms: now_ms,
-            closed: false,
-            pending: None,
-        })
+        let events = EventSource::new(now_ms, 1000.0);
+        Ok(ClientSession { session: Session::client(options.into_config(tools), events.at(now_ms)), events })
     }
 
     fn at(&self, now_ms: f64) -> Instant {
-        self.base + Duration::from_secs_f64(((now_ms - self.base_ms) / 1000.0).max(0.0))
-    }
-
-    fn ms(&self, at: Instant) -> f64 {
-        self.base_ms + at.saturating_duration_since(self.base).as_secs_f64() * 1000.0
+        self.events.at(now_ms)
     }
 
     /// A binary WebSocket message arrived.
@@ -174,51 +104,17 @@ impl ClientSession {
     /// The next event (an object with a `type`), or `undefined`.
     #[wasm_bindgen(js_name = pollEvent)]
     pub fn poll_event(&mut self) -> JsValue {
-        while let Some(event) = self.pending.take().or_else(|| self.session.poll_event()) {
-            self.closed |= matches!(event, asp_proto::Event::Closed(_));
-            // Consecutive chunks of one invocation cross to JS as one
-            // (chunk boundaries carry no meaning, SPEC §6.4): one object and
-            // one array per batch instead of per frame.
-            let event = match event {
-                asp_proto::Event::Chunk { id, data } => {
-                    asp_proto::Event::Chunk { id, data: self.merge_chunks(id, data) }
-                }
-                other => other,
-            };
-            if let Some(shaped) = shape(event, |at| self.ms(at)) {
-                return to_js(&shaped);
-            }
+        match self.events.next(&mut self.session) {
+            Some(event) => to_js(&event),
+            None => JsValue::UNDEFINED,
         }
-        JsValue::UNDEFINED
-    }
-
-    /// `first` and the chunks of invocation `id` that follow it, up to
-    /// [`MERGED_CHUNK_LIMIT`] bytes.
-    fn merge_chunks(&mut self, id: RequestId, first: Bytes) -> Bytes {
-        let mut merged: Option<Vec<u8>> = None;
-        loop {
-            let size = merged.as_ref().map_or(first.len(), Vec::len);
-            if size >= MERGED_CHUNK_LIMIT {
-                break;
-            }
-            match self.session.poll_event() {
-                Some(asp_proto::Event::Chunk { id: next_id, data }) if next_id == id => {
-                    merged.get_or_insert_with(|| first.to_vec()).extend_from_slice(&data);
-                }
-                other => {
-                    self.pending = other;
-                    break;
-                }
-            }
-        }
-        merged.map_or(first, Bytes::from)
     }
 
     /// When to call `handleTimeout`, in ms on the caller's clock, or
     /// `undefined` when no timer runs.
     #[wasm_bindgen(js_name = pollTimeout)]
     pub fn poll_timeout(&self) -> Option<f64> {
-        self.session.poll_timeout().map(|at| self.ms(at))
+        self.session.poll_timeout().map(|at| self.events.caller_time(at))
     }
 
     /// Invokes `tool` on the server; returns the request id. `options`:
@@ -230,12 +126,7 @@ impl ClientSession {
             serde_wasm_bindgen::from_value(options).map_err(|e| bad("invoke options", e))?
         };
         let args = from_js(args).map_err(JsValue::from)?;
-        let invoke = Invoke {
-            timeout: opts.timeout_ms,
-            trace: opts.trace,
-            meta: opts.meta.unwrap_or_default(),
-            ..Invoke::new(tool, args)
-        };
+        let invoke = opts.into_invoke(tool, args);
         let now = self.at(now_ms);
         self.session.invoke(now, invoke).map(|id| id.0).map_err(refused)
     }
@@ -362,6 +253,6 @@ impl ClientSession {
     /// True once the `closed` event has been taken.
     #[wasm_bindgen(js_name = isClosed)]
     pub fn is_closed(&self) -> bool {
-        self.closed || self.session.is_closed()
+        self.events.closed() || self.session.is_closed()
     }
 }

@@ -1,4 +1,5 @@
-//! Session events as plain JS objects, one `type` each:
+//! Session events as tagged records (a JS object, a Python dict), one
+//! `type` each, keys in camelCase:
 //!
 //! | `type` | fields |
 //! |---|---|
@@ -12,7 +13,7 @@
 //! | `writable` | `id` (0: the connection) |
 //! | `toolsChanged` | — (read `peerTools()`) |
 //! | `goaway` | `code`, `message` |
-//! | `detached` | `reason` (`transportClosed`, `peerUnresponsive`), `deadline` (ms) |
+//! | `detached` | `reason` (`transportClosed`, `peerUnresponsive`), `deadline` (on the caller's clock) |
 //! | `closed` | `code`, `name`, `message`, `byPeer`, `websocketCode` |
 
 use std::collections::BTreeMap;
@@ -20,10 +21,12 @@ use std::collections::BTreeMap;
 use asp_proto::{DetachReason, ErrorCode, Event, Initiator, Value};
 use serde::Serialize;
 
-/// One event, shaped for JS.
+/// One event, shaped for a foreign language (the table above says what
+/// each field is).
+#[allow(missing_docs)]
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub(crate) enum JsEvent {
+pub enum ShapedEvent {
     Connected {
         cid: String,
         resumed: bool,
@@ -32,7 +35,7 @@ pub(crate) enum JsEvent {
     Invoked {
         id: u16,
         tool: String,
-        #[serde(serialize_with = "crate::values::js_value")]
+        #[serde(serialize_with = "crate::values::safe_value")]
         args: Value,
         timeout: Option<u32>,
         trace: Option<String>,
@@ -55,7 +58,7 @@ pub(crate) enum JsEvent {
     },
     Completed {
         id: u16,
-        #[serde(serialize_with = "crate::values::js_value")]
+        #[serde(serialize_with = "crate::values::safe_value")]
         result: Value,
         wall_us: u64,
         cpu_us: Option<u64>,
@@ -87,13 +90,14 @@ pub(crate) enum JsEvent {
     },
 }
 
-/// `deadline` maps a session instant to the caller's milliseconds.
-pub(crate) fn shape(event: Event, deadline: impl Fn(web_time::Instant) -> f64) -> Option<JsEvent> {
+/// The event as the binding shows it, or `None` for a server's event.
+/// `deadline` maps a session instant to the caller's clock.
+pub fn shape(event: Event, deadline: impl Fn(web_time::Instant) -> f64) -> Option<ShapedEvent> {
     Some(match event {
         Event::Connected { cid, resumed, resume_error } => {
-            JsEvent::Connected { cid, resumed, resume_error: resume_error.map(|c| c.0) }
+            ShapedEvent::Connected { cid, resumed, resume_error: resume_error.map(|c| c.0) }
         }
-        Event::Invoked { id, invoke } => JsEvent::Invoked {
+        Event::Invoked { id, invoke } => ShapedEvent::Invoked {
             id: id.0,
             tool: invoke.tool,
             args: invoke.args,
@@ -101,31 +105,31 @@ pub(crate) fn shape(event: Event, deadline: impl Fn(web_time::Instant) -> f64) -
             trace: invoke.trace,
             meta: invoke.meta,
         },
-        Event::Interrupted { id, code } => JsEvent::Interrupted { id: id.0, code: code.0 },
-        Event::Chunk { id, data } => JsEvent::Chunk { id: id.0, data: data.to_vec() },
-        Event::Progress { id, progress } => JsEvent::Progress {
+        Event::Interrupted { id, code } => ShapedEvent::Interrupted { id: id.0, code: code.0 },
+        Event::Chunk { id, data } => ShapedEvent::Chunk { id: id.0, data: data.to_vec() },
+        Event::Progress { id, progress } => ShapedEvent::Progress {
             id: id.0,
             progress: progress.progress,
             total: progress.total,
             message: progress.message,
         },
         Event::Completed { id, result, metrics } => {
-            JsEvent::Completed { id: id.0, result, wall_us: metrics.wall_us, cpu_us: metrics.cpu_us }
+            ShapedEvent::Completed { id: id.0, result, wall_us: metrics.wall_us, cpu_us: metrics.cpu_us }
         }
         Event::Failed { id, error } => {
-            JsEvent::Failed { id: id.0, code: error.code.0, name: error.code.name(), message: error.message }
+            ShapedEvent::Failed { id: id.0, code: error.code.0, name: error.code.name(), message: error.message }
         }
-        Event::Writable { id } => JsEvent::Writable { id: id.0 },
-        Event::PeerToolsChanged => JsEvent::ToolsChanged,
-        Event::GoAway { code, message } => JsEvent::Goaway { code: code.0, message },
-        Event::Detached { reason, deadline: at } => JsEvent::Detached {
+        Event::Writable { id } => ShapedEvent::Writable { id: id.0 },
+        Event::PeerToolsChanged => ShapedEvent::ToolsChanged,
+        Event::GoAway { code, message } => ShapedEvent::Goaway { code: code.0, message },
+        Event::Detached { reason, deadline: at } => ShapedEvent::Detached {
             reason: match reason {
                 DetachReason::TransportClosed => "transportClosed",
                 _ => "peerUnresponsive",
             },
             deadline: deadline(at),
         },
-        Event::Closed(reason) => JsEvent::Closed {
+        Event::Closed(reason) => ShapedEvent::Closed {
             code: reason.code.0,
             name: ErrorCode::name(reason.code),
             websocket_code: reason.websocket_code(),
