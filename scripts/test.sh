@@ -75,7 +75,7 @@ done
 step "crate metadata: published crates have what crates.io shows; the rest say publish = false"
 cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys
-unpublished = {"asp-testkit", "asp-bench", "asp-scenarios"}
+unpublished = {"asp-testkit", "asp-bench", "asp-scenarios", "asp-python"}  # asp-python goes to PyPI
 bad = []
 for p in json.load(sys.stdin)["packages"]:
     if p["publish"] == []:
@@ -186,6 +186,17 @@ wasm_gz=$(gzip -9c clients/js/wasm/asp_wasm_bg.wasm | wc -c)
 js_gz=$(cat clients/js/wasm/asp_wasm.js clients/js/dist/*.js | gzip -9c | wc -c)
 echo "browser bundle: wasm $wasm_gz B + JS $js_gz B gzipped = $(( (wasm_gz + js_gz) / 1024 )) KiB"
 rm -f "$js_log"
+
+step "Python: asp-python (PyO3, maturin) and the agent_socket asyncio client against asp serve"
+venv=target/py-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q -r asp-python/requirements-test.txt
+(cd asp-python && VIRTUAL_ENV="$PWD/../$venv" PATH="$PWD/../$venv/bin:$PATH" maturin develop --release --locked -q)
+py_log=$(mktemp)
+ASP_BIN="$PWD/target/release/asp" "$venv/bin/pytest" -q -p no:cacheprovider asp-python/tests 2>&1 | tee "$py_log"
+test "${PIPESTATUS[0]}" -eq 0 || { echo "asp-python tests failed" >&2; exit 1; }
+passed=$((passed + $(grep -oE '[0-9]+ passed' "$py_log" | tail -1 | cut -d' ' -f1)))
+rm -f "$py_log"
 
 printf '\nall checks passed\n'
 # Totals of every test above (cargo test binaries and node:test), as one closing line.

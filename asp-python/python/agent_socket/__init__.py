@@ -1,0 +1,34 @@
+"""Agent Socket (ASP/1) for Python.
+
+The protocol runs in asp-proto's Rust ``Session`` (``agent_socket._core``,
+built with PyO3): the same state machine the Rust and JavaScript clients
+run. This package moves bytes between it, a WebSocket (the ``websockets``
+package) and asyncio's timers::
+
+    import agent_socket
+
+    client = await agent_socket.connect("wss://agent.example/v1/agent-socket", token=token)
+    call = client.invoke("tokens", {"n": 5})
+    async for chunk in call:          # bytes; cancelling the task interrupts the call
+        print(chunk.decode(), end="")
+    done = await call.result()        # raises AspError with the wire code
+    print(done.result, done.wall_us)
+    await client.close()
+"""
+
+from ._core import decode_frames, error_name
+from .client import Client, Completion, Invocation, connect
+from .errors import AspError, ConnectError, FrameError, RefusedError
+
+__all__ = [
+    "AspError",
+    "Client",
+    "Completion",
+    "ConnectError",
+    "FrameError",
+    "Invocation",
+    "RefusedError",
+    "connect",
+    "decode_frames",
+    "error_name",
+]

@@ -1,0 +1,157 @@
+//! [`ClientSession`]: asp-proto's client `Session` with Python-shaped
+//! inputs and outputs (through `asp_bindings`, as the JS binding has them).
+
+use asp_bindings::{ClientOptions, EventSource, InvokeOptions};
+use asp_proto::{ErrorCode, RequestId, Session, ToolSpec, Value};
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{bad, refused};
+
+/// A client session: HELLO is queued at construction; send
+/// `poll_transmit()` once the WebSocket is open. Not thread-safe: use it
+/// from the event loop's thread.
+#[pyclass(module = "agent_socket._core", unsendable)]
+pub(crate) struct ClientSession {
+    session: Session,
+    /// Events out (chunks merged) and the caller's clock (seconds).
+    events: EventSource,
+}
+
+#[pymethods]
+impl ClientSession {
+    /// `options`: a dict with any of `token`, `name`, `resume`, `caps`,
+    /// `heartbeatMs`, `handshakeTimeoutMs`, `invocationWindow`,
+    /// `connectionWindow`, `maxFramePayload`; `tools`: the tools the server
+    /// may call; `now`: `loop.time()`.
+    #[new]
+    #[pyo3(signature = (options=None, tools=None, now=0.0))]
+    fn new(options: Option<&Bound<'_, PyAny>>, tools: Option<&Bound<'_, PyAny>>, now: f64) -> PyResult<Self> {
+        let options: ClientOptions = match options {
+            Some(o) if !o.is_none() => pythonize::depythonize(o).map_err(|e| bad("options", e))?,
+            _ => ClientOptions::default(),
+        };
+        let tools: Vec<ToolSpec> = match tools {
+            Some(t) if !t.is_none() => pythonize::depythonize(t).map_err(|e| bad("tools", e))?,
+            _ => Vec::new(),
+        };
+        let events = EventSource::new(now, 1.0);
+        Ok(ClientSession { session: Session::client(options.into_config(tools), events.at(now)), events })
+    }
+
+    /// A binary WebSocket message arrived.
+    fn handle_message(&mut self, data: &[u8], now: f64) {
+        let now = self.events.at(now);
+        self.session.handle_message(now, Bytes::copy_from_slice(data));
+    }
+
+    /// A text WebSocket message arrived (a protocol error in ASP/1).
+    fn handle_text_message(&mut self, now: f64) {
+        let now = self.events.at(now);
+        self.session.handle_text_message(now);
+    }
+
+    /// The WebSocket closed or failed.
+    fn handle_transport_closed(&mut self, now: f64) {
+        let now = self.events.at(now);
+        self.session.handle_transport_closed(now);
+    }
+
+    /// The time `poll_timeout()` gave has come.
+    fn handle_timeout(&mut self, now: f64) {
+        let now = self.events.at(now);
+        self.session.handle_timeout(now);
+    }
+
+    /// A new WebSocket is open after the old one was lost: resume on it.
+    fn reconnect(&mut self, py: Python<'_>, now: f64) -> PyResult<()> {
+        let now = self.events.at(now);
+        self.session.reconnect(now).map_err(|e| refused(py, e))
+    }
+
+    /// The next message to send, or None.
+    fn poll_transmit<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.session.poll_transmit().map(|b| PyBytes::new(py, &b))
+    }
+
+    /// The next event (a dict with a `"type"`), or None.
+    fn poll_event<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.events.next(&mut self.session) {
+            Some(event) => Ok(Some(pythonize::pythonize(py, &event).map_err(|e| bad("event", e))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// When to call `handle_timeout` (on the `loop.time()` clock), or None.
+    fn poll_timeout(&self) -> Option<f64> {
+        self.session.poll_timeout().map(|at| self.events.caller_time(at))
+    }
+
+    /// Invokes `tool` with `args`; returns the request id. `options`: a
+    /// dict with any of `timeoutMs`, `trace`, `meta`.
+    #[pyo3(signature = (tool, args, now, options=None))]
+    fn invoke(
+        &mut self,
+        py: Python<'_>,
+        tool: String,
+        args: &Bound<'_, PyAny>,
+        now: f64,
+        options: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u16> {
+        let options: InvokeOptions = match options {
+            Some(o) if !o.is_none() => pythonize::depythonize(o).map_err(|e| bad("invoke options", e))?,
+            _ => InvokeOptions::default(),
+        };
+        let args: Value =
+            if args.is_none() { Value::Nil } else { pythonize::depythonize(args).map_err(|e| bad("args", e))? };
+        let now = self.events.at(now);
+        self.session.invoke(now, options.into_invoke(tool, args)).map(|id| id.0).map_err(|e| refused(py, e))
+    }
+
+    /// Stops invocation `id` (INTERRUPT).
+    #[pyo3(signature = (id, reason=None))]
+    fn interrupt(&mut self, py: Python<'_>, id: u16, reason: Option<String>) -> PyResult<()> {
+        self.session.interrupt(RequestId(id), reason).map_err(|e| refused(py, e))
+    }
+
+    /// The application consumed `size` bytes of `id`'s output: credit back.
+    fn grant(&mut self, id: u16, size: usize) {
+        self.session.grant(RequestId(id), size);
+    }
+
+    /// Ends the session with `code` (0: NO_ERROR).
+    fn close(&mut self, code: u16, message: String) {
+        self.session.close(ErrorCode(code), message);
+    }
+
+    /// The server's tools: a list of dicts (`name`, `desc`, `input`, …).
+    fn peer_tools<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tools: Vec<&ToolSpec> = self.session.peer_tools().iter().collect();
+        pythonize::pythonize(py, &tools).map_err(|e| bad("tools", e))
+    }
+
+    /// The connection id, once connected.
+    #[getter]
+    fn connection_id(&self) -> Option<String> {
+        self.session.connection_id().map(str::to_owned)
+    }
+
+    /// `handshaking`, `open`, `draining`, `detached` or `closed`.
+    #[getter]
+    fn state(&self) -> String {
+        format!("{:?}", self.session.state()).to_lowercase()
+    }
+
+    /// The smoothed round-trip time from PING/PONG, in seconds.
+    #[getter]
+    fn rtt(&self) -> Option<f64> {
+        self.session.rtt().map(|d| d.as_secs_f64())
+    }
+
+    /// True once the session has ended.
+    #[getter]
+    fn is_closed(&self) -> bool {
+        self.events.closed() || self.session.is_closed()
+    }
+}
