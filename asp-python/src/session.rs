@@ -2,7 +2,7 @@
 //! inputs and outputs (through `asp_bindings`, as the JS binding has them).
 
 use asp_bindings::{ClientOptions, EventSource, InvokeOptions};
-use asp_proto::{ErrorCode, RequestId, Session, ToolSpec, Value};
+use asp_proto::{ErrorCode, Progress, RequestId, SendError, Session, ToolOp, ToolSpec, Value};
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -118,6 +118,56 @@ impl ClientSession {
     /// The application consumed `size` bytes of `id`'s output: credit back.
     fn grant(&mut self, id: u16, size: usize) {
         self.session.grant(RequestId(id), size);
+    }
+
+    /// Sends output of one of our tools the server invoked; returns how many
+    /// bytes from the end of `data` could not go (no credit): send them
+    /// after a `writable` event.
+    fn send_chunk(&mut self, py: Python<'_>, id: u16, data: &[u8]) -> PyResult<usize> {
+        let mut rest = Bytes::copy_from_slice(data);
+        match self.session.send_chunk(RequestId(id), &mut rest) {
+            Ok(()) => Ok(0),
+            Err(SendError::Blocked) => Ok(rest.len()),
+            Err(e) => Err(refused(py, e)),
+        }
+    }
+
+    /// Progress of one of our tools.
+    #[pyo3(signature = (id, progress, total=None, message=None))]
+    fn send_progress(
+        &mut self,
+        py: Python<'_>,
+        id: u16,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    ) -> PyResult<()> {
+        self.session.send_progress(RequestId(id), Progress { progress, total, message }).map_err(|e| refused(py, e))
+    }
+
+    /// One of our tools finished with `result`.
+    fn complete(&mut self, py: Python<'_>, id: u16, result: &Bound<'_, PyAny>, now: f64) -> PyResult<()> {
+        let result: Value =
+            if result.is_none() { Value::Nil } else { pythonize::depythonize(result).map_err(|e| bad("result", e))? };
+        let now = self.events.at(now);
+        self.session.complete(now, RequestId(id), result, None).map_err(|e| refused(py, e))
+    }
+
+    /// One of our tools failed with `code` (e.g. 500 `TOOL_ERROR`).
+    fn fail(&mut self, py: Python<'_>, id: u16, code: u16, message: String) -> PyResult<()> {
+        self.session.fail(RequestId(id), ErrorCode(code), message).map_err(|e| refused(py, e))
+    }
+
+    /// Changes the tools we offer: `op` is `add`, `remove` or `replace`.
+    fn push_tools(&mut self, py: Python<'_>, op: &str, tools: &Bound<'_, PyAny>) -> PyResult<()> {
+        let op = match op {
+            "add" => ToolOp::Add,
+            "remove" => ToolOp::Remove,
+            "replace" => ToolOp::Replace,
+            other => return Err(bad("op", format!("{other:?} is not add, remove or replace"))),
+        };
+        let tools: Vec<ToolSpec> = pythonize::depythonize(tools).map_err(|e| bad("tools", e))?;
+        self.session.push_tools(op, tools).map_err(|e| refused(py, e))
     }
 
     /// Ends the session with `code` (0: NO_ERROR).

@@ -151,3 +151,46 @@ def test_a_websocket_server_without_asp_v1_is_a_clear_error():
             assert caught.value.kind == "subprotocol" and "asp-v1" in str(caught.value)
 
     run(main())
+
+
+def test_the_server_calls_a_client_tool_and_interrupts_another(server):
+    async def main():
+        started = asyncio.Event()
+        cancelled = asyncio.Event()
+
+        async def whoami(args, call):
+            call.progress(1, 2, "half")
+            await call.send("hello ")
+            await call.send(b"from python")
+            return {"me": "python", "got": args}
+
+        async def forever(args, call):
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        tools = [
+            agent_socket.Tool({"name": "whoami", "desc": "says who"}, whoami),
+            agent_socket.Tool({"name": "forever"}, forever),
+        ]
+        client = await agent_socket.connect(server.url, tools=tools)
+        asked = await client.invoke("ask_client", {"tool": "whoami", "args": {"n": 1}}).result()
+        assert asked.result == {"output": "hello from python", "result": {"me": "python", "got": {"n": 1}}}
+        # The server's call on `forever` is interrupted when ours is.
+        outer = client.invoke("ask_client", {"tool": "forever"})
+        reader = asyncio.ensure_future(outer.result())
+        await asyncio.wait_for(started.wait(), 5)
+        reader.cancel()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        # A tool pushed by the server shows up.
+        changed = asyncio.Event()
+        client.on_tools_changed = changed.set
+        await client.invoke("announce", {"name": "pushed_to_python"}).result()
+        await asyncio.wait_for(changed.wait(), 5)
+        assert any(t["name"] == "pushed_to_python" for t in client.tools)
+        await client.close()
+
+    run(main())

@@ -17,7 +17,7 @@ package) and asyncio's timers::
 """
 
 from ._core import decode_frames, error_name
-from .client import Client, Completion, Invocation, connect
+from .client import Client, Completion, Invocation, Progress, Tool, ToolCall, connect
 from .errors import AspError, ConnectError, FrameError, RefusedError
 
 __all__ = [
@@ -27,7 +27,10 @@ __all__ = [
     "ConnectError",
     "FrameError",
     "Invocation",
+    "Progress",
     "RefusedError",
+    "Tool",
+    "ToolCall",
     "connect",
     "decode_frames",
     "error_name",

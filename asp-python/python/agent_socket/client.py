@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -20,6 +20,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from ._core import ClientSession
 from .errors import AspError, ConnectError
 
+_TOOL_ERROR = 500
+_UNKNOWN_TOOL = 300
 _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 2.0
 _SESSION_LOST = 305
@@ -108,15 +110,59 @@ class Invocation:
         self._chunks.put_nowait(_END)
 
 
+class ToolCall:
+    """What one of our tools gets besides its arguments when the server
+    calls it: :meth:`send` streams output (waiting while the server has no
+    credit for it), :meth:`progress` reports progress. An INTERRUPT from the
+    server cancels the handler's task (``asyncio.CancelledError``)."""
+
+    def __init__(self, client: "Client", id: int, meta: Dict[str, str], trace: Optional[str]) -> None:
+        self.id = id
+        self.meta = meta
+        self.trace = trace
+        self._client = client
+        self._writable = asyncio.Event()
+
+    async def send(self, data: "bytes | str") -> None:
+        """Streams ``data`` (str is sent as UTF-8)."""
+        rest = data.encode() if isinstance(data, str) else bytes(data)
+        while rest:
+            left = self._client._session.send_chunk(self.id, rest)
+            self._client._pump()
+            if left == 0:
+                return
+            rest = rest[len(rest) - left :]
+            self._writable.clear()
+            await self._writable.wait()
+
+    def progress(self, progress: float, total: Optional[float] = None, message: Optional[str] = None) -> None:
+        """Reports progress (advisory: the session may drop an update that
+        finds no credit, keeping the latest)."""
+        self._client._session.send_progress(self.id, progress, total, message)
+        self._client._pump()
+
+
+@dataclass
+class Tool:
+    """A tool the server may call on this client: ``spec`` as in HELLO
+    (``{"name": …, "desc": …, "input": {JSON Schema}}``), ``handler`` an
+    ``async def handler(args, call: ToolCall)`` returning the result."""
+
+    spec: Dict[str, Any]
+    handler: Callable[[Any, ToolCall], Awaitable[Any]]
+
+
 class Client:
     """A connected client; make one with :func:`connect`."""
 
-    def __init__(self, url: str, options: Dict[str, Any], ssl: Optional[ssl_module.SSLContext], open_timeout: float) -> None:
+    def __init__(self, url: str, options: Dict[str, Any], tools: Sequence[Tool], ssl: Optional[ssl_module.SSLContext], open_timeout: float) -> None:
         self.url = url
         self._loop = asyncio.get_running_loop()
         self._ssl = ssl
         self._open_timeout = open_timeout
-        self._session = ClientSession(options, None, self._loop.time())
+        self._local_tools: Dict[str, Tool] = {t.spec["name"]: t for t in tools}
+        self._handlers: Dict[int, "tuple[asyncio.Task[None], ToolCall]"] = {}
+        self._session = ClientSession(options, [t.spec for t in tools], self._loop.time())
         self._ws: Optional[ClientConnection] = None
         self._outbox: List[bytes] = []
         self._outbox_ready = asyncio.Event()
@@ -166,6 +212,19 @@ class Client:
         self._invocations[id] = invocation
         self._pump()
         return invocation
+
+    def push_tools(self, op: str, tools: Sequence[Tool]) -> None:
+        """Changes the tools this client offers (``add``, ``remove`` or
+        ``replace``) and tells the server (TOOL_DEF)."""
+        if op == "replace":
+            self._local_tools.clear()
+        for tool in tools:
+            if op == "remove":
+                self._local_tools.pop(tool.spec["name"], None)
+            else:
+                self._local_tools[tool.spec["name"]] = tool
+        self._session.push_tools(op, [t.spec for t in tools])
+        self._pump()
 
     async def close(self) -> None:
         """Ends the session (NO_ERROR) and closes the socket."""
@@ -329,6 +388,15 @@ class Client:
             inv = self._invocations.pop(e["id"], None)
             if inv is not None:
                 inv._done(error=AspError(e["code"], e.get("name"), e["message"]))
+        elif kind == "invoked":
+            self._run_tool(e)
+        elif kind == "interrupted":
+            entry = self._handlers.pop(e["id"], None)
+            if entry is not None:
+                entry[0].cancel()
+        elif kind == "writable":
+            for _, call in self._handlers.values():
+                call._writable.set()
         elif kind == "toolsChanged":
             if self.on_tools_changed is not None:
                 self.on_tools_changed()
@@ -345,6 +413,9 @@ class Client:
                 code = e["code"] or _SESSION_LOST
                 inv._done(error=AspError(code, None if code != e["code"] else e.get("name"), e["message"]))
             self._invocations.clear()
+            for task, _ in self._handlers.values():
+                task.cancel()
+            self._handlers.clear()
             if not self._opened.done():
                 self._opened.set_exception(ConnectError("refused", f"{self.url}: {error}"))
             if not self._closed.done():
@@ -355,6 +426,38 @@ class Client:
                 while (data := self._session.poll_transmit()) is not None:
                     self._outbox.append(data)  # the session's last words (ERROR 0)
                 self._loop.create_task(self._close_after_flush(ws))
+
+    def _run_tool(self, e: Dict[str, Any]) -> None:
+        id = e["id"]
+        tool = self._local_tools.get(e["tool"])
+        if tool is None:
+            self._session.fail(id, _UNKNOWN_TOOL, f"no tool named {e['tool']}")
+            return
+        call = ToolCall(self, id, e.get("meta") or {}, e.get("trace"))
+
+        async def run() -> None:
+            try:
+                result = await tool.handler(e["args"], call)
+            except asyncio.CancelledError:
+                return  # interrupted: the session has answered already
+            except AspError as error:
+                self._finish(id, lambda: self._session.fail(id, error.code, error.message))
+            except Exception as error:  # the tool's own failure
+                self._finish(id, lambda: self._session.fail(id, _TOOL_ERROR, f"{type(error).__name__}: {error}"))
+            else:
+                self._finish(id, lambda: self._session.complete(id, result, self._loop.time()))
+
+        task = self._loop.create_task(run())
+        self._handlers[id] = (task, call)
+
+    def _finish(self, id: int, end: Callable[[], None]) -> None:
+        if self._handlers.pop(id, None) is None:
+            return  # interrupted or the session ended meanwhile
+        try:
+            end()
+        except Exception:  # the session refused (it is closing)
+            pass
+        self._pump()
 
     async def _close_after_flush(self, ws: ClientConnection) -> None:
         await self._flush(ws)
@@ -391,6 +494,7 @@ async def connect(
     *,
     token: Optional[str] = None,
     name: Optional[str] = None,
+    tools: Sequence[Tool] = (),
     ssl: Optional[ssl_module.SSLContext] = None,
     resume: bool = True,
     heartbeat_ms: Optional[int] = None,
@@ -398,9 +502,10 @@ async def connect(
 ) -> Client:
     """Connects to an ASP/1 server at ``url`` (``wss://``, or ``ws://`` on a
     trusted network) and completes the handshake. ``ssl``: a context that
-    trusts the server (default: the system's CAs). Raises
+    trusts the server (default: the system's CAs); ``tools``: tools the
+    server may call on this client. Raises
     :class:`ConnectError` when no session could be opened."""
     options = {"token": token, "name": name, "resume": resume, "heartbeatMs": heartbeat_ms}
-    client = Client(url, options, ssl, open_timeout)
+    client = Client(url, options, tools, ssl, open_timeout)
     await client._start()
     return client
