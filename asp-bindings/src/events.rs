@@ -3,6 +3,7 @@
 //!
 //! | `type` | fields |
 //! |---|---|
+//! | `helloReceived` | `token`, `name`, `caps`, `resumeRequested` (server: accept or reject) |
 //! | `connected` | `cid`, `resumed`, `resumeError` (code or null) |
 //! | `invoked` | `id`, `tool`, `args`, `timeout`, `trace`, `meta` (the server calls one of our tools) |
 //! | `interrupted` | `id`, `code` (stop that tool) |
@@ -27,6 +28,12 @@ use serde::Serialize;
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ShapedEvent {
+    HelloReceived {
+        token: Option<String>,
+        name: Option<String>,
+        caps: Vec<String>,
+        resume_requested: bool,
+    },
     Connected {
         cid: String,
         resumed: bool,
@@ -90,10 +97,16 @@ pub enum ShapedEvent {
     },
 }
 
-/// The event as the binding shows it, or `None` for a server's event.
+/// The event as the binding shows it, or `None` for one no binding uses.
 /// `deadline` maps a session instant to the caller's clock.
 pub fn shape(event: Event, deadline: impl Fn(web_time::Instant) -> f64) -> Option<ShapedEvent> {
     Some(match event {
+        Event::HelloReceived(hello) => ShapedEvent::HelloReceived {
+            token: hello.token,
+            name: hello.name,
+            caps: hello.caps,
+            resume_requested: hello.resume_requested,
+        },
         Event::Connected { cid, resumed, resume_error } => {
             ShapedEvent::Connected { cid, resumed, resume_error: resume_error.map(|c| c.0) }
         }
@@ -136,7 +149,7 @@ pub fn shape(event: Event, deadline: impl Fn(web_time::Instant) -> f64) -> Optio
             message: reason.message,
             by_peer: reason.initiator == Initiator::Peer,
         },
-        // A server's event; this is a client.
+        // Resume routing between transports: the Rust servers' job.
         _ => return None,
     })
 }

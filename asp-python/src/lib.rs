@@ -1,5 +1,5 @@
-//! `agent_socket._core`: asp-proto's client [`Session`](asp_proto::Session)
-//! and codec for Python, through PyO3.
+//! `agent_socket._core`: asp-proto's [`Session`](asp_proto::Session) (client
+//! and server roles) and codec for Python, through PyO3.
 //!
 //! Nothing here does I/O, exactly as in `asp-proto`: Python's event loop
 //! owns the WebSocket and the timers (as h11 and wsproto leave them to their
@@ -27,7 +27,7 @@ mod session;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<session::ClientSession>()?;
+    m.add_class::<session::PySession>()?;
     m.add_function(wrap_pyfunction!(codec::decode_frames, m)?)?;
     m.add_function(wrap_pyfunction!(codec::error_name, m)?)?;
     Ok(())

@@ -1,5 +1,6 @@
-//! [`ClientSession`]: asp-proto's client `Session` with Python-shaped
-//! inputs and outputs (through `asp_bindings`, as the JS binding has them).
+//! [`PySession`] (`agent_socket._core.Session`): asp-proto's `Session`, in
+//! the client or the server role, with Python-shaped inputs and outputs
+//! (through `asp_bindings`, as the JS binding has them).
 
 use asp_bindings::{ClientOptions, EventSource, InvokeOptions};
 use asp_proto::{ErrorCode, Progress, RequestId, SendError, Session, ToolOp, ToolSpec, Value};
@@ -9,35 +10,92 @@ use pyo3::types::PyBytes;
 
 use crate::errors::{bad, refused};
 
-/// A client session: HELLO is queued at construction; send
-/// `poll_transmit()` once the WebSocket is open. Not thread-safe: use it
-/// from the event loop's thread.
-#[pyclass(module = "agent_socket._core", unsendable)]
-pub(crate) struct ClientSession {
+/// Session randomness (connection ids, resume tickets) from the OS.
+struct OsEntropy;
+
+impl asp_proto::Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the operating system's random number generator failed");
+    }
+}
+
+/// The session configuration and event source both constructors make.
+fn configure(
+    options: Option<&Bound<'_, PyAny>>,
+    tools: Option<&Bound<'_, PyAny>>,
+    now: f64,
+) -> PyResult<(asp_proto::SessionConfig, EventSource)> {
+    let options: ClientOptions = match options {
+        Some(o) if !o.is_none() => pythonize::depythonize(o).map_err(|e| bad("options", e))?,
+        _ => ClientOptions::default(),
+    };
+    let tools: Vec<ToolSpec> = match tools {
+        Some(t) if !t.is_none() => pythonize::depythonize(t).map_err(|e| bad("tools", e))?,
+        _ => Vec::new(),
+    };
+    Ok((options.into_config(tools), EventSource::new(now, 1.0)))
+}
+
+/// A session, made with `Session.client(…)` (HELLO is queued: send
+/// `poll_transmit()` once the WebSocket is open) or `Session.server(…)`
+/// (answer its `helloReceived` event with `accept` or `reject`). Not
+/// thread-safe: use it from the event loop's thread.
+#[pyclass(name = "Session", module = "agent_socket._core", unsendable)]
+pub(crate) struct PySession {
     session: Session,
     /// Events out (chunks merged) and the caller's clock (seconds).
     events: EventSource,
 }
 
 #[pymethods]
-impl ClientSession {
-    /// `options`: a dict with any of `token`, `name`, `resume`, `caps`,
-    /// `heartbeatMs`, `handshakeTimeoutMs`, `invocationWindow`,
-    /// `connectionWindow`, `maxFramePayload`; `tools`: the tools the server
-    /// may call; `now`: `loop.time()`.
-    #[new]
+impl PySession {
+    /// A client session. `options`: a dict with any of `token`, `name`,
+    /// `resume`, `caps`, `heartbeatMs`, `handshakeTimeoutMs`,
+    /// `invocationWindow`, `connectionWindow`, `maxFramePayload`; `tools`:
+    /// the tools the server may call; `now`: `loop.time()`.
+    #[staticmethod]
     #[pyo3(signature = (options=None, tools=None, now=0.0))]
-    fn new(options: Option<&Bound<'_, PyAny>>, tools: Option<&Bound<'_, PyAny>>, now: f64) -> PyResult<Self> {
-        let options: ClientOptions = match options {
-            Some(o) if !o.is_none() => pythonize::depythonize(o).map_err(|e| bad("options", e))?,
-            _ => ClientOptions::default(),
-        };
-        let tools: Vec<ToolSpec> = match tools {
-            Some(t) if !t.is_none() => pythonize::depythonize(t).map_err(|e| bad("tools", e))?,
-            _ => Vec::new(),
-        };
-        let events = EventSource::new(now, 1.0);
-        Ok(ClientSession { session: Session::client(options.into_config(tools), events.at(now)), events })
+    fn client(options: Option<&Bound<'_, PyAny>>, tools: Option<&Bound<'_, PyAny>>, now: f64) -> PyResult<Self> {
+        let (config, events) = configure(options, tools, now)?;
+        Ok(PySession { session: Session::client(config, events.at(now)), events })
+    }
+
+    /// A server session for one accepted WebSocket: the same `options`
+    /// (`resume` is off unless given: resuming across transports needs the
+    /// routing the Rust servers do), `tools` the tools we offer.
+    #[staticmethod]
+    #[pyo3(signature = (options=None, tools=None, now=0.0))]
+    fn server(options: Option<&Bound<'_, PyAny>>, tools: Option<&Bound<'_, PyAny>>, now: f64) -> PyResult<Self> {
+        let (mut config, events) = configure(options, tools, now)?;
+        if options.is_none_or(|o| o.is_none() || o.get_item("resume").is_err()) {
+            config.resume = false;
+        }
+        Ok(PySession { session: Session::server(config, events.at(now), Box::new(OsEntropy)), events })
+    }
+
+    /// Server: accept the client whose HELLO arrived (a resume it asked for
+    /// is refused: it gets a new session and `resumeError`).
+    fn accept(&mut self, py: Python<'_>, now: f64) -> PyResult<()> {
+        let now = self.events.at(now);
+        self.session.accept(now).map_err(|e| refused(py, e))
+    }
+
+    /// Server: the bearer token from the upgrade request's `Authorization`
+    /// header, used when HELLO carries none (SPEC §3).
+    fn set_transport_token(&mut self, token: String) {
+        self.session.set_transport_token(Some(token));
+    }
+
+    /// Server: refuse the client with `code` (e.g. 100 `UNAUTHENTICATED`).
+    fn reject(&mut self, code: u16, message: String) {
+        self.session.reject(ErrorCode(code), message);
+    }
+
+    /// Starts a graceful drain (GOAWAY): the peer starts nothing new.
+    #[pyo3(signature = (now, message=None))]
+    fn goaway(&mut self, py: Python<'_>, now: f64, message: Option<String>) -> PyResult<()> {
+        let now = self.events.at(now);
+        self.session.goaway(now, message, None).map_err(|e| refused(py, e))
     }
 
     /// A binary WebSocket message arrived.
@@ -153,7 +211,7 @@ impl ClientSession {
         self.session.complete(now, RequestId(id), result, None).map_err(|e| refused(py, e))
     }
 
-    /// One of our tools failed with `code` (e.g. 500 `TOOL_ERROR`).
+    /// One of our tools failed with `code` (e.g. 304 `TOOL_FAILED`).
     fn fail(&mut self, py: Python<'_>, id: u16, code: u16, message: String) -> PyResult<()> {
         self.session.fail(RequestId(id), ErrorCode(code), message).map_err(|e| refused(py, e))
     }

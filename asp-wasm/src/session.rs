@@ -174,7 +174,7 @@ impl ClientSession {
         self.session.complete(now, RequestId(id), result, None).map_err(refused)
     }
 
-    /// A tool we handle failed with `code` (e.g. 500 `TOOL_ERROR`).
+    /// A tool we handle failed with `code` (e.g. 304 `TOOL_FAILED`).
     pub fn fail(&mut self, id: u16, code: u16, message: String) -> Result<(), JsValue> {
         self.session.fail(RequestId(id), ErrorCode(code), message).map_err(refused)
     }

@@ -52,7 +52,7 @@ export class ClientSession {
         return v1;
     }
     /**
-     * A tool we handle failed with `code` (e.g. 500 `TOOL_ERROR`).
+     * A tool we handle failed with `code` (e.g. 304 `TOOL_FAILED`).
      * @param {number} id
      * @param {number} code
      * @param {string} message

@@ -17,10 +17,14 @@ package) and asyncio's timers::
 """
 
 from ._core import decode_frames, error_name
-from .client import Client, Completion, Invocation, Progress, Tool, ToolCall, connect
+from .agent import Agent, AgentConnection
+from ._endpoint import Tool, ToolCall
+from .client import Client, Completion, Invocation, Progress, connect
 from .errors import AspError, ConnectError, FrameError, RefusedError
 
 __all__ = [
+    "Agent",
+    "AgentConnection",
     "AspError",
     "Client",
     "Completion",

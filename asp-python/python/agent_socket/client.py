@@ -2,7 +2,7 @@
 asyncio's timers driving asp-proto's client ``Session``.
 
 Nothing of the protocol is written here: bytes, time and application
-commands go into ``_core.ClientSession``; transmits, events and the next
+commands go into ``_core.Session``; transmits, events and the next
 deadline come out of it.
 """
 
@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from ._core import ClientSession
+from ._core import Session
 from .errors import AspError, ConnectError
+from ._endpoint import Endpoint, Tool, ToolCall
 
-_TOOL_ERROR = 500
-_UNKNOWN_TOOL = 300
 _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 2.0
 _SESSION_LOST = 305
@@ -110,49 +109,7 @@ class Invocation:
         self._chunks.put_nowait(_END)
 
 
-class ToolCall:
-    """What one of our tools gets besides its arguments when the server
-    calls it: :meth:`send` streams output (waiting while the server has no
-    credit for it), :meth:`progress` reports progress. An INTERRUPT from the
-    server cancels the handler's task (``asyncio.CancelledError``)."""
-
-    def __init__(self, client: "Client", id: int, meta: Dict[str, str], trace: Optional[str]) -> None:
-        self.id = id
-        self.meta = meta
-        self.trace = trace
-        self._client = client
-        self._writable = asyncio.Event()
-
-    async def send(self, data: "bytes | str") -> None:
-        """Streams ``data`` (str is sent as UTF-8)."""
-        rest = data.encode() if isinstance(data, str) else bytes(data)
-        while rest:
-            left = self._client._session.send_chunk(self.id, rest)
-            self._client._pump()
-            if left == 0:
-                return
-            rest = rest[len(rest) - left :]
-            self._writable.clear()
-            await self._writable.wait()
-
-    def progress(self, progress: float, total: Optional[float] = None, message: Optional[str] = None) -> None:
-        """Reports progress (advisory: the session may drop an update that
-        finds no credit, keeping the latest)."""
-        self._client._session.send_progress(self.id, progress, total, message)
-        self._client._pump()
-
-
-@dataclass
-class Tool:
-    """A tool the server may call on this client: ``spec`` as in HELLO
-    (``{"name": …, "desc": …, "input": {JSON Schema}}``), ``handler`` an
-    ``async def handler(args, call: ToolCall)`` returning the result."""
-
-    spec: Dict[str, Any]
-    handler: Callable[[Any, ToolCall], Awaitable[Any]]
-
-
-class Client:
+class Client(Endpoint):
     """A connected client; make one with :func:`connect`."""
 
     def __init__(self, url: str, options: Dict[str, Any], tools: Sequence[Tool], ssl: Optional[ssl_module.SSLContext], open_timeout: float) -> None:
@@ -162,7 +119,7 @@ class Client:
         self._open_timeout = open_timeout
         self._local_tools: Dict[str, Tool] = {t.spec["name"]: t for t in tools}
         self._handlers: Dict[int, "tuple[asyncio.Task[None], ToolCall]"] = {}
-        self._session = ClientSession(options, [t.spec for t in tools], self._loop.time())
+        self._session = Session.client(options, [t.spec for t in tools], self._loop.time())
         self._ws: Optional[ClientConnection] = None
         self._outbox: List[bytes] = []
         self._outbox_ready = asyncio.Event()
@@ -297,57 +254,6 @@ class Client:
                 self._session.handle_transport_closed(self._loop.time())
                 self._pump()
 
-    async def _write(self, ws: ClientConnection) -> None:
-        while self._ws is ws:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            if not await self._flush(ws):
-                return
-
-    async def _flush(self, ws: ClientConnection) -> bool:
-        while self._outbox and self._ws is ws:
-            data = self._outbox.pop(0)
-            try:
-                await ws.send(data)
-            except ConnectionClosed:
-                return False
-        return True
-
-    def _pump(self) -> None:
-        for _ in range(64):
-            busy = False
-            if self._ws is not None:
-                while (data := self._session.poll_transmit()) is not None:
-                    self._outbox.append(data)
-                    busy = True
-            while (event := self._session.poll_event()) is not None:
-                self._dispatch(event)
-                busy = True
-            if not busy:
-                break
-        if self._outbox:
-            self._outbox_ready.set()
-        self._arm()
-
-    def _drain_events(self) -> None:
-        while (event := self._session.poll_event()) is not None:
-            self._dispatch(event)
-
-    def _arm(self) -> None:
-        at = self._session.poll_timeout()
-        if at == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._timer_at = None, at
-        if at is not None:
-            self._timer = self._loop.call_at(at, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer, self._timer_at = None, None
-        self._session.handle_timeout(self._loop.time())
-        self._pump()
-
     def _interrupt(self, id: int) -> None:
         if id in self._invocations:
             try:
@@ -388,15 +294,8 @@ class Client:
             inv = self._invocations.pop(e["id"], None)
             if inv is not None:
                 inv._done(error=AspError(e["code"], e.get("name"), e["message"]))
-        elif kind == "invoked":
-            self._run_tool(e)
-        elif kind == "interrupted":
-            entry = self._handlers.pop(e["id"], None)
-            if entry is not None:
-                entry[0].cancel()
-        elif kind == "writable":
-            for _, call in self._handlers.values():
-                call._writable.set()
+        elif self._tool_event(e):
+            pass
         elif kind == "toolsChanged":
             if self.on_tools_changed is not None:
                 self.on_tools_changed()
@@ -413,9 +312,7 @@ class Client:
                 code = e["code"] or _SESSION_LOST
                 inv._done(error=AspError(code, None if code != e["code"] else e.get("name"), e["message"]))
             self._invocations.clear()
-            for task, _ in self._handlers.values():
-                task.cancel()
-            self._handlers.clear()
+            self._stop_tools()
             if not self._opened.done():
                 self._opened.set_exception(ConnectError("refused", f"{self.url}: {error}"))
             if not self._closed.done():
@@ -426,42 +323,6 @@ class Client:
                 while (data := self._session.poll_transmit()) is not None:
                     self._outbox.append(data)  # the session's last words (ERROR 0)
                 self._loop.create_task(self._close_after_flush(ws))
-
-    def _run_tool(self, e: Dict[str, Any]) -> None:
-        id = e["id"]
-        tool = self._local_tools.get(e["tool"])
-        if tool is None:
-            self._session.fail(id, _UNKNOWN_TOOL, f"no tool named {e['tool']}")
-            return
-        call = ToolCall(self, id, e.get("meta") or {}, e.get("trace"))
-
-        async def run() -> None:
-            try:
-                result = await tool.handler(e["args"], call)
-            except asyncio.CancelledError:
-                return  # interrupted: the session has answered already
-            except AspError as error:
-                self._finish(id, lambda: self._session.fail(id, error.code, error.message))
-            except Exception as error:  # the tool's own failure
-                self._finish(id, lambda: self._session.fail(id, _TOOL_ERROR, f"{type(error).__name__}: {error}"))
-            else:
-                self._finish(id, lambda: self._session.complete(id, result, self._loop.time()))
-
-        task = self._loop.create_task(run())
-        self._handlers[id] = (task, call)
-
-    def _finish(self, id: int, end: Callable[[], None]) -> None:
-        if self._handlers.pop(id, None) is None:
-            return  # interrupted or the session ended meanwhile
-        try:
-            end()
-        except Exception:  # the session refused (it is closing)
-            pass
-        self._pump()
-
-    async def _close_after_flush(self, ws: ClientConnection) -> None:
-        await self._flush(ws)
-        await ws.close()
 
     def _schedule_reconnect(self) -> None:
         if self._reconnecting or self._session.is_closed or self._session.state != "detached":
