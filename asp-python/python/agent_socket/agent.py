@@ -100,16 +100,92 @@ class Agent:
         )
 
     async def handle(self, ws: Connection) -> None:
-        """Runs one accepted WebSocket as an ASP/1 session until it ends."""
+        """Runs one accepted WebSocket (``websockets``) as an ASP/1 session
+        until it ends."""
         if ws.subprotocol != "asp-v1":
             await ws.close(1002, "the asp-v1 subprotocol is required")
             return
-        connection = AgentConnection(self, ws)
+        await self._run(ws, ws.request.headers.get("Authorization", "") if ws.request else "")
+
+    def asgi(self) -> "AsgiApp":
+        """The agent as an ASGI application for a WebSocket route of any ASGI
+        server or framework: ``WebSocketRoute("/v1/agent-socket",
+        agent.asgi())`` in Starlette, ``app.mount(…)`` in FastAPI."""
+        return AsgiApp(self)
+
+    async def _run(self, ws: Any, authorization: str) -> None:
+        connection = AgentConnection(self, ws, authorization)
         self._connections.add(connection)
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+
+
+class AsgiApp:
+    """:meth:`Agent.asgi`: an ASGI app (an object, so that Starlette mounts it
+    as an app rather than calling it as an endpoint function)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def __call__(self, scope: Dict[str, Any], receive: Callable[[], Any], send: Callable[[Dict[str, Any]], Any]) -> None:
+        if scope["type"] != "websocket":
+            body = "ASP/1 is a WebSocket protocol: upgrade with Sec-WebSocket-Protocol: asp-v1\n".encode()
+            await send({"type": "http.response.start", "status": 426, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await receive()  # websocket.connect
+        if "asp-v1" not in scope.get("subprotocols", []):
+            # SPEC §2: 400 with a body naming the subprotocol, where the server
+            # lets an app answer the upgrade itself; else a plain refusal.
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await send({"type": "websocket.http.response.start", "status": 400, "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "websocket.http.response.body", "body": b"ASP/1 needs the asp-v1 subprotocol (Sec-WebSocket-Protocol: asp-v1)\n"})
+            else:
+                await send({"type": "websocket.close", "code": 1002})
+            return
+        await send({"type": "websocket.accept", "subprotocol": "asp-v1"})
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        await self.agent._run(_AsgiWebSocket(receive, send), headers.get("authorization", ""))
+
+
+class _AsgiWebSocket:
+    """What :class:`AgentConnection` uses of a WebSocket, over ASGI."""
+
+    def __init__(self, receive: Callable[[], Any], send: Callable[[Dict[str, Any]], Any]) -> None:
+        self._receive = receive
+        self._send = send
+        self._closed = False
+
+    def __aiter__(self) -> "_AsgiWebSocket":
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._closed:
+            raise StopAsyncIteration
+        message = await self._receive()
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            raise StopAsyncIteration
+        return message["bytes"] if message.get("bytes") is not None else message.get("text", "")
+
+    async def send(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionClosed(None, None)
+        try:
+            await self._send({"type": "websocket.send", "bytes": data})
+        except Exception as error:  # the server's way of saying it is gone
+            self._closed = True
+            raise ConnectionClosed(None, None) from error
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            except Exception:
+                pass
 
 
 def _only_the_route(connection: Any, request: Any) -> Any:
@@ -125,10 +201,10 @@ def _only_the_route(connection: Any, request: Any) -> Any:
 class AgentConnection(Endpoint):
     """One client of an :class:`Agent`."""
 
-    def __init__(self, agent: Agent, ws: Connection) -> None:
+    def __init__(self, agent: Agent, ws: Any, authorization: str) -> None:
         self._agent = agent
         self._loop = asyncio.get_running_loop()
-        self._ws: Optional[Connection] = ws
+        self._ws: Optional[Any] = ws  # a websockets Connection, or _AsgiWebSocket
         self._outbox: List[bytes] = []
         self._outbox_ready = asyncio.Event()
         self._timer: Optional[asyncio.TimerHandle] = None
@@ -137,7 +213,6 @@ class AgentConnection(Endpoint):
         self._handlers: Dict[int, "tuple[asyncio.Task[None], ToolCall]"] = {}
         options = {"name": agent.name, "heartbeatMs": agent._heartbeat_ms, "resume": False}
         self._session = Session.server(options, [t.spec for t in agent._tools.values()], self._loop.time())
-        authorization = ws.request.headers.get("Authorization", "") if ws.request else ""
         if authorization.startswith("Bearer "):
             self._session.set_transport_token(authorization[len("Bearer ") :])
         self.caller: Optional[str] = None
