@@ -6,7 +6,8 @@
 agent_socket (the Rust core through PyO3) against the Rust `asp serve`, and
 the official MCP Python SDK's client against its server over Streamable
 HTTP, each doing an echo call (p50 over sequential calls after a warm-up)
-and streaming (ASP STREAM chunks/s; MCP progress notifications/s).
+and streaming (ASP STREAM frames/s, counted by the server's `tokens`; MCP progress
+notifications/s).
 """
 
 import asyncio
@@ -93,7 +94,7 @@ async def main(calls: int, tokens: int, notifications: int) -> None:
         mcp.kill()
     print("| | echo p50 | streaming |")
     print("|---|---:|---:|")
-    print(f"| agent_socket → asp serve | {asp_p50:.0f} µs | {asp_rate:,.0f} chunks/s |")
+    print(f"| agent_socket → asp serve | {asp_p50:.0f} µs | {asp_rate:,.0f} STREAM frames/s |")
     print(f"| MCP SDK client → MCP SDK server (Streamable HTTP) | {mcp_p50:.0f} µs | {mcp_rate:,.0f} progress/s ({seen} seen) |")
     print(f"| ASP / MCP | {asp_p50 / mcp_p50:.2f}x latency | {asp_rate / mcp_rate:.1f}x rate |")
 

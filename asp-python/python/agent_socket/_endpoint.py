@@ -98,6 +98,26 @@ class Endpoint:
     def _dispatch(self, e: Dict[str, Any]) -> None:
         raise NotImplementedError
 
+    async def _receive(self, ws: Connection) -> None:
+        """Feeds what ``ws`` receives to the session until it closes, then
+        tells the session the transport is gone."""
+        try:
+            async for message in ws:
+                now = self._loop.time()
+                if isinstance(message, str):
+                    self._session.handle_text_message(now)
+                else:
+                    self._session.handle_message(message, now)
+                self._pump()
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._ws is ws:
+                self._ws = None
+                self._outbox_ready.set()  # the writer sees the socket is gone
+                self._session.handle_transport_closed(self._loop.time())
+                self._pump()
+
     async def _write(self, ws: Connection) -> None:
         while self._ws is ws:
             await self._outbox_ready.wait()
@@ -152,8 +172,6 @@ class Endpoint:
     async def _close_after_flush(self, ws: Connection) -> None:
         await self._flush(ws)
         await ws.close()
-
-
 
     def _tool_event(self, e: Dict[str, Any]) -> bool:
         """Handles the events about our tools; False for any other."""

@@ -223,21 +223,8 @@ class AgentConnection(Endpoint):
         assert ws is not None
         writer = self._loop.create_task(self._write(ws))
         try:
-            async for message in ws:
-                now = self._loop.time()
-                if isinstance(message, str):
-                    self._session.handle_text_message(now)
-                else:
-                    self._session.handle_message(message, now)
-                self._pump()
-        except ConnectionClosed:
-            pass
+            await self._receive(ws)
         finally:
-            if self._ws is ws:
-                self._session.handle_transport_closed(self._loop.time())
-                self._drain_events()
-                self._ws = None
-                self._outbox_ready.set()
             self._stop_tools()
             if self._timer is not None:
                 self._timer.cancel()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from ._core import Session
 from .errors import AspError, ConnectError
@@ -231,28 +231,10 @@ class Client(Endpoint):
     def _attach(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._outbox.clear()
-        for job in (self._read(ws), self._write(ws)):
+        for job in (self._receive(ws), self._write(ws)):
             task = self._loop.create_task(job)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    async def _read(self, ws: ClientConnection) -> None:
-        try:
-            async for message in ws:
-                now = self._loop.time()
-                if isinstance(message, str):
-                    self._session.handle_text_message(now)
-                else:
-                    self._session.handle_message(message, now)
-                self._pump()
-        except ConnectionClosed:
-            pass
-        finally:
-            if self._ws is ws:
-                self._ws = None
-                self._outbox_ready.set()  # the writer sees the socket is gone
-                self._session.handle_transport_closed(self._loop.time())
-                self._pump()
 
     def _interrupt(self, id: int) -> None:
         if id in self._invocations:
