@@ -193,7 +193,7 @@ venv=target/py-venv
 "$venv/bin/pip" install -q -r asp-python/requirements-test.txt
 (cd asp-python && VIRTUAL_ENV="$PWD/../$venv" PATH="$PWD/../$venv/bin:$PATH" maturin develop --release --locked -q)
 py_log=$(mktemp)
-ASP_BIN="$PWD/target/release/asp" "$venv/bin/pytest" -q -p no:cacheprovider asp-python/tests 2>&1 | tee "$py_log"
+ASP_BIN="$PWD/target/release/asp" ASP_RELAY_BIN="$PWD/target/debug/asp-relay" "$venv/bin/pytest" -q -p no:cacheprovider asp-python/tests 2>&1 | tee "$py_log"
 test "${PIPESTATUS[0]}" -eq 0 || { echo "asp-python tests failed" >&2; exit 1; }
 passed=$((passed + $(grep -oE '[0-9]+ passed' "$py_log" | tail -1 | cut -d' ' -f1)))
 rm -f "$py_log"

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 
 mod codec;
 mod errors;
+mod frames;
 mod session;
 
 #[pymodule]
@@ -30,5 +31,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::PySession>()?;
     m.add_function(wrap_pyfunction!(codec::decode_frames, m)?)?;
     m.add_function(wrap_pyfunction!(codec::error_name, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::encode_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::encode_progress, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::encode_complete, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::encode_error, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::encode_tool_def, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::encode_goaway, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::pack, m)?)?;
+    m.add_function(wrap_pyfunction!(frames::unpack, m)?)?;
     Ok(())
 }

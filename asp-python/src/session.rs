@@ -38,9 +38,11 @@ fn configure(
 
 /// A session, made with `Session.client(…)` (HELLO is queued: send
 /// `poll_transmit()` once the WebSocket is open) or `Session.server(…)`
-/// (answer its `helloReceived` event with `accept` or `reject`). Not
-/// thread-safe: use it from the event loop's thread.
-#[pyclass(name = "Session", module = "agent_socket._core", unsendable)]
+/// (answer its `helloReceived` event with `accept` or `reject`). Use it
+/// from the event loop's thread: a call from another thread while one runs
+/// raises `RuntimeError` (PyO3's borrow check) instead of racing, and the
+/// garbage collector may drop it on any thread.
+#[pyclass(name = "Session", module = "agent_socket._core")]
 pub(crate) struct PySession {
     session: Session,
     /// Events out (chunks merged) and the caller's clock (seconds).

@@ -80,8 +80,10 @@ impl Default for SessionConfig {
 
 /// Where a server session gets its randomness: connection ids and resume
 /// tickets. Injected so that tests are deterministic; adapters use the
-/// operating system's CSPRNG.
-pub trait Entropy: Send {
+/// operating system's CSPRNG. `Sync` (it is only used through `&mut`) so
+/// that a `Session` can be shared with a runtime that requires it, such as
+/// a Python object the garbage collector may drop on any thread.
+pub trait Entropy: Send + Sync {
     /// Fills `buf` with random bytes. Tickets are secrets: production
     /// implementations must be cryptographically secure.
     fn fill(&mut self, buf: &mut [u8]);

@@ -14,6 +14,10 @@ package) and asyncio's timers::
     done = await call.result()        # raises AspError with the wire code
     print(done.result, done.wall_us)
     await client.close()
+
+Agents are served with :class:`Agent` (``websockets`` or any ASGI server);
+tools for ``asp-relay`` are written with :class:`Function` (an ASGI app)
+and its management API is reached with :class:`Management`.
 """
 
 from ._core import decode_frames, error_name
@@ -21,6 +25,8 @@ from .agent import Agent, AgentConnection
 from ._endpoint import Tool, ToolCall
 from .client import Client, Completion, Invocation, Progress, connect
 from .errors import AspError, ConnectError, FrameError, RefusedError
+from .function import Function, FunctionCall, FunctionConnection
+from .management import Management, ManagementError
 
 __all__ = [
     "Agent",
@@ -30,7 +36,12 @@ __all__ = [
     "Completion",
     "ConnectError",
     "FrameError",
+    "Function",
+    "FunctionCall",
+    "FunctionConnection",
     "Invocation",
+    "Management",
+    "ManagementError",
     "Progress",
     "RefusedError",
     "Tool",

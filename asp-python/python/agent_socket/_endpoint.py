@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, TYPE_CHECKING
 
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
@@ -66,6 +66,18 @@ class Tool:
     handler: Callable[..., Any]
 
 
+def tool_spec(handler: Callable[..., Any], name: Optional[str], desc: Optional[str], input: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """A tool's spec as HELLO carries it: ``name`` (default: the function's),
+    ``desc`` (default: its docstring), ``input`` (a JSON Schema)."""
+    spec: Dict[str, Any] = {"name": name or handler.__name__}
+    desc = desc or (handler.__doc__ or "").strip() or None
+    if desc:
+        spec["desc"] = desc
+    if input is not None:
+        spec["input"] = input
+    return spec
+
+
 async def _call(handler: Callable[..., Any], args: Any, call: ToolCall) -> Any:
     """Runs a handler: ``handler(args, call)`` or ``handler(args)``; an async
     generator's items are streamed (its result is None)."""
@@ -88,7 +100,7 @@ class Endpoint:
     _session: "Session"
     _loop: asyncio.AbstractEventLoop
     _ws: Optional[Connection]
-    _outbox: List[bytes]
+    _outbox: Deque[bytes]
     _outbox_ready: asyncio.Event
     _timer: Optional[asyncio.TimerHandle]
     _timer_at: Optional[float]
@@ -127,7 +139,7 @@ class Endpoint:
 
     async def _flush(self, ws: Connection) -> bool:
         while self._outbox and self._ws is ws:
-            data = self._outbox.pop(0)
+            data = self._outbox.popleft()
             try:
                 await ws.send(data)
             except ConnectionClosed:

@@ -21,15 +21,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import ssl as ssl_module
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, serve
 from websockets.exceptions import ConnectionClosed
 
 from ._core import Session
-from ._endpoint import Endpoint, Tool, ToolCall
+from ._endpoint import Endpoint, Tool, ToolCall, tool_spec
 
 _UNAUTHENTICATED = 400
 _ROUTE = "/v1/agent-socket"
@@ -51,18 +52,15 @@ class Agent:
         generator) as a tool named ``name`` (default: the function's)."""
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_tool(handler, name=name, desc=desc or (handler.__doc__ or "").strip() or None, input=input)
+            self.add_tool(handler, name=name, desc=desc, input=input)
             return handler
 
         return register
 
     def add_tool(self, handler: Callable[..., Any], *, name: Optional[str] = None, desc: Optional[str] = None, input: Optional[Dict[str, Any]] = None) -> Tool:
-        """Adds (or replaces) a tool, and pushes it to connected clients."""
-        spec: Dict[str, Any] = {"name": name or handler.__name__}
-        if desc:
-            spec["desc"] = desc
-        if input is not None:
-            spec["input"] = input
+        """Adds (or replaces) a tool, and pushes it to connected clients
+        (``desc`` defaults to the handler's docstring)."""
+        spec = tool_spec(handler, name, desc, input)
         tool = Tool(spec, handler)
         self._tools[spec["name"]] = tool
         for connection in list(self._connections):
@@ -205,7 +203,7 @@ class AgentConnection(Endpoint):
         self._agent = agent
         self._loop = asyncio.get_running_loop()
         self._ws: Optional[Any] = ws  # a websockets Connection, or _AsgiWebSocket
-        self._outbox: List[bytes] = []
+        self._outbox: Deque[bytes] = deque()
         self._outbox_ready = asyncio.Event()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at: Optional[float] = None

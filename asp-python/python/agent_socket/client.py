@@ -9,9 +9,10 @@ deadline come out of it.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import ssl as ssl_module
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -121,7 +122,7 @@ class Client(Endpoint):
         self._handlers: Dict[int, "tuple[asyncio.Task[None], ToolCall]"] = {}
         self._session = Session.client(options, [t.spec for t in tools], self._loop.time())
         self._ws: Optional[ClientConnection] = None
-        self._outbox: List[bytes] = []
+        self._outbox: Deque[bytes] = deque()
         self._outbox_ready = asyncio.Event()
         self._invocations: Dict[int, Invocation] = {}
         self._opened: "asyncio.Future[None]" = self._loop.create_future()
