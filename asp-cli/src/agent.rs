@@ -135,23 +135,42 @@ pub(crate) struct Access {
     pub(crate) tokens: Vec<String>,
 }
 
-pub(crate) async fn serve(
-    bind: SocketAddr,
-    cert_key: Option<(PathBuf, PathBuf)>,
-    write_cert: Option<PathBuf>,
-    plaintext: bool,
-    access: Access,
-    drain: Duration,
-) -> Result<(), String> {
+/// Where and how a server listens (`asp serve`, `asp mcp serve`).
+pub(crate) struct Listen {
+    pub(crate) bind: SocketAddr,
+    /// PEM certificate chain and key; else a self-signed certificate.
+    pub(crate) cert_key: Option<(PathBuf, PathBuf)>,
+    /// Where to write the self-signed certificate.
+    pub(crate) write_cert: Option<PathBuf>,
+    pub(crate) plaintext: bool,
+    pub(crate) access: Access,
+    /// What open invocations get on SIGTERM or SIGINT.
+    pub(crate) drain: Duration,
+}
+
+pub(crate) async fn serve(listen: Listen) -> Result<(), String> {
+    let builder = configure(with_demo_tools(ServerBuilder::new(listen.bind)), &listen)?;
+    let server = builder.bind().await.map_err(|e| format!("bind {}: {e}", listen.bind))?;
+    println!("serving {} (tools: echo, tokens, sleep, ask_client, announce); Ctrl-C to stop", server.url());
+    let handle = server.spawn();
+    let mut stop = StopSignals::new()?;
+    stop.first().await;
+    stop.drain(handle, listen.drain).await;
+    Ok(())
+}
+
+/// TLS (a certificate from files, or a self-signed one made now) or
+/// plaintext, and who may connect: what `asp serve` and `asp mcp serve`
+/// share.
+pub(crate) fn configure(mut builder: ServerBuilder, listen: &Listen) -> Result<ServerBuilder, String> {
     // Connections are capped below the descriptor limit; raise it as far as
     // the hard limit allows first.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let mut builder = with_demo_tools(ServerBuilder::new(bind));
-    if !access.origins.is_empty() {
-        builder = builder.allowed_origins(access.origins);
+    if !listen.access.origins.is_empty() {
+        builder = builder.allowed_origins(listen.access.origins.clone());
     }
-    if !access.tokens.is_empty() {
-        let tokens = access.tokens;
+    if !listen.access.tokens.is_empty() {
+        let tokens = listen.access.tokens.clone();
         builder = builder.auth(move |hello| {
             use subtle::ConstantTimeEq;
             let given = hello.token.as_deref().unwrap_or_default().as_bytes();
@@ -166,39 +185,52 @@ pub(crate) async fn serve(
             }
         });
     }
-    if plaintext {
-        builder = builder.allow_plaintext();
-    } else {
-        let (cert, key) = match cert_key {
-            Some((c, k)) => (
-                std::fs::read(&c).map_err(|e| format!("{}: {e}", c.display()))?,
-                std::fs::read(&k).map_err(|e| format!("{}: {e}", k.display()))?,
-            ),
-            None => {
-                let (c, k) = self_signed()?;
-                if let Some(path) = &write_cert {
-                    std::fs::write(path, &c).map_err(|e| format!("{}: {e}", path.display()))?;
-                    eprintln!("wrote the self-signed certificate to {}", path.display());
-                }
-                (c.into_bytes(), k.into_bytes())
+    if listen.plaintext {
+        return Ok(builder.allow_plaintext());
+    }
+    let (cert, key) = match &listen.cert_key {
+        Some((c, k)) => (
+            std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?,
+            std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?,
+        ),
+        None => {
+            let (c, k) = self_signed()?;
+            if let Some(path) = &listen.write_cert {
+                std::fs::write(path, &c).map_err(|e| format!("{}: {e}", path.display()))?;
+                eprintln!("wrote the self-signed certificate to {}", path.display());
             }
-        };
-        builder = builder.tls_pem(&cert, &key).map_err(|e| e.to_string())?;
+            (c.into_bytes(), k.into_bytes())
+        }
+    };
+    builder.tls_pem(&cert, &key).map_err(|e| e.to_string())
+}
+
+/// SIGINT and SIGTERM: the first drains, a second stops at once.
+pub(crate) struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> Result<Self, String> {
+        Ok(StopSignals { terminate: signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))? })
     }
-    let server = builder.bind().await.map_err(|e| format!("bind {bind}: {e}"))?;
-    println!("serving {} (tools: echo, tokens, sleep, ask_client, announce); Ctrl-C to stop", server.url());
-    let handle = server.spawn();
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+
+    /// Waits for the first signal.
+    pub(crate) async fn first(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
-    eprintln!("draining for up to {} ms (a second signal stops at once)…", drain.as_millis());
-    // GOAWAY to every client; open invocations get `drain` to finish.
-    tokio::select! {
-        () = handle.shutdown(drain) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("stopped with connections still open"),
-        _ = terminate.recv() => eprintln!("stopped with connections still open"),
+
+    /// GOAWAY to every client; open invocations get `drain` to finish,
+    /// unless another signal comes.
+    pub(crate) async fn drain(mut self, handle: asp_tokio::ServerHandle, drain: Duration) {
+        eprintln!("draining for up to {} ms (a second signal stops at once)…", drain.as_millis());
+        tokio::select! {
+            () = handle.shutdown(drain) => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("stopped with connections still open"),
+            _ = self.terminate.recv() => eprintln!("stopped with connections still open"),
+        }
     }
-    Ok(())
 }

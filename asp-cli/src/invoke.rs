@@ -143,7 +143,8 @@ async fn within<T>(
     }
 }
 
-async fn connect(target: &Target) -> Result<Client, Failure> {
+/// Connects to the target, reporting reconnects and drains on stderr.
+pub(crate) async fn connect(target: &Target) -> Result<Client, Failure> {
     let mut builder = ClientBuilder::new(target.url.clone());
     if let Some(ca) = &target.ca {
         let pem = std::fs::read(ca).map_err(|e| Failure::Usage(format!("--ca {}: {e}", ca.display())))?;

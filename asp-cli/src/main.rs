@@ -8,6 +8,7 @@ mod conformance;
 mod demo;
 mod inspect;
 mod invoke;
+mod mcp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,39 +97,18 @@ fn init_logging(format: LogFormat, default: &str) {
 enum Command {
     /// Serve the demo agent (tools `echo`, `tokens`, `sleep`).
     Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:9443")]
-        bind: SocketAddr,
-        /// PEM certificate chain (with --key); without it a self-signed
-        /// certificate for localhost and 127.0.0.1 is generated.
-        #[arg(long, requires = "key")]
-        cert: Option<PathBuf>,
-        /// PEM private key.
-        #[arg(long, requires = "cert")]
-        key: Option<PathBuf>,
-        /// Where to write the generated certificate, for clients to trust.
-        #[arg(long)]
-        write_cert: Option<PathBuf>,
-        /// Serve plain ws:// (loopback and tests only).
-        #[arg(long)]
-        plaintext: bool,
-        /// Accept browser upgrades only from this `Origin` (repeat for more);
-        /// others get 403. Requests without an `Origin` are not browsers and
-        /// are accepted.
-        #[arg(long = "origin")]
-        origins: Vec<String>,
-        /// Require this bearer token (in HELLO or `Authorization`; repeat, or
-        /// give `a,b`, for more); other clients get UNAUTHENTICATED.
-        #[arg(long = "token", value_delimiter = ',')]
-        tokens: Vec<String>,
-        /// Milliseconds open invocations get to finish on SIGTERM or SIGINT
-        /// (a second signal stops at once).
-        #[arg(long, default_value_t = 10_000)]
-        drain_ms: u64,
+        #[command(flatten)]
+        listen: ListenArgs,
         /// Serve Prometheus metrics at http://ADDR/metrics (connections,
         /// invocations by tool and outcome, errors by code, latency, bytes).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
+    },
+    /// Bridge MCP and ASP: serve an MCP server's tools as an ASP agent, or
+    /// an ASP agent's tools as an MCP server.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
     },
     /// Check an ASP server against the MUSTs of SPEC.md observable on the
     /// wire (framing, validation, handshake, limits, flow control, liveness,
@@ -228,6 +208,98 @@ enum Command {
     },
 }
 
+/// Where and how an ASP server listens: `asp serve` and `asp mcp serve`.
+#[derive(clap::Args)]
+struct ListenArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    bind: SocketAddr,
+    /// PEM certificate chain (with --key); without it a self-signed
+    /// certificate for localhost and 127.0.0.1 is generated.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Where to write the generated certificate, for clients to trust.
+    #[arg(long)]
+    write_cert: Option<PathBuf>,
+    /// Serve plain ws:// (loopback and tests only).
+    #[arg(long)]
+    plaintext: bool,
+    /// Accept browser upgrades only from this `Origin` (repeat for more);
+    /// others get 403. Requests without an `Origin` are not browsers and
+    /// are accepted.
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Require this bearer token (in HELLO or `Authorization`; repeat, or
+    /// give `a,b`, for more); other clients get UNAUTHENTICATED.
+    #[arg(long = "token", value_delimiter = ',')]
+    tokens: Vec<String>,
+    /// Milliseconds open invocations get to finish on SIGTERM or SIGINT
+    /// (a second signal stops at once).
+    #[arg(long, default_value_t = 10_000)]
+    drain_ms: u64,
+}
+
+impl ListenArgs {
+    fn listen(self) -> agent::Listen {
+        let access = agent::Access {
+            origins: self.origins,
+            tokens: self.tokens.into_iter().filter(|t| !t.is_empty()).collect(),
+        };
+        agent::Listen {
+            bind: self.bind,
+            cert_key: self.cert.zip(self.key),
+            write_cert: self.write_cert,
+            plaintext: self.plaintext,
+            access,
+            drain: Duration::from_millis(self.drain_ms),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Serve an MCP server's tools to ASP clients: `asp mcp serve [FLAGS] --
+    /// COMMAND ARGS…` starts it as a child (stdio), `--url` reaches one over
+    /// Streamable HTTP. tools/list_changed → TOOL_DEF, progress → PROGRESS,
+    /// INTERRUPT → notifications/cancelled (docs/MCP.md has the mapping).
+    Serve {
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// When the MCP server exits: `restart` it (open calls fail with
+        /// BACKEND_UNAVAILABLE), or drain and `exit` with status 1.
+        #[arg(long, value_enum, default_value = "restart")]
+        on_exit: OnExitArg,
+        /// A Streamable HTTP MCP server (e.g. http://127.0.0.1:8000/mcp)
+        /// instead of a command.
+        #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+        url: Option<String>,
+        /// The MCP server to start, with its arguments (after `--`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Serve an ASP agent to MCP clients: on stdio (for an MCP client that
+    /// starts this command), or with `--http ADDR` over Streamable HTTP at
+    /// http://ADDR/mcp. STREAM output → progress notifications and content,
+    /// TOOL_DEF → tools/list_changed, notifications/cancelled → INTERRUPT.
+    Expose {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Serve Streamable HTTP here instead of stdio.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+    },
+}
+
+/// `--on-exit`.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+enum OnExitArg {
+    Restart,
+    Exit,
+}
+
 #[derive(Subcommand)]
 enum AidCommand {
     /// Parse one TXT record string; exit 0 when valid, 1 when not.
@@ -291,7 +363,7 @@ async fn main() -> ExitCode {
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
         }
-        Command::Serve { bind, cert, key, write_cert, plaintext, origins, tokens, drain_ms, metrics } => {
+        Command::Serve { listen, metrics } => {
             if let Some(addr) = metrics {
                 let exporter = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install();
                 if let Err(e) = exporter {
@@ -299,9 +371,24 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            let access = agent::Access { origins, tokens: tokens.into_iter().filter(|t| !t.is_empty()).collect() };
-            let drain = Duration::from_millis(drain_ms);
-            agent::serve(bind, cert.zip(key), write_cert, plaintext, access, drain).await
+            agent::serve(listen.listen()).await
+        }
+        Command::Mcp { command: McpCommand::Serve { listen, on_exit, url, command } } => {
+            let server = match (url, command.split_first()) {
+                (Some(url), _) => asp_mcp::McpServer::Url(url),
+                (None, Some((program, args))) => {
+                    asp_mcp::McpServer::Command { program: program.clone(), args: args.to_vec() }
+                }
+                (None, None) => unreachable!("clap requires --url or a command"),
+            };
+            let on_exit = match on_exit {
+                OnExitArg::Restart => asp_mcp::OnExit::Restart,
+                OnExitArg::Exit => asp_mcp::OnExit::Exit,
+            };
+            mcp::serve(mcp::ServeArgs { listen: listen.listen(), on_exit, server }).await
+        }
+        Command::Mcp { command: McpCommand::Expose { target, http } } => {
+            return exit(mcp::expose(target.target(), http).await);
         }
         Command::Invoke { target, tool, args, json, meta, deadline } => {
             let call = invoke::Call { tool, args, meta, deadline_ms: deadline, json };

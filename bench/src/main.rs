@@ -22,13 +22,18 @@
 //!    without `--cluster`, Redis memory per connection, 100 clients
 //!    resuming on another node after theirs stopped.
 //!
-//! `--relay-only`, `--cluster-only`, `--stream-only`, `--idle-only` run one
-//! part; `--calls N`, `--warmup N`, `--chunks N`, `--idle N` size it.
+//! 8. (`--bridge-only`) `asp mcp serve`: a tools/call through the bridge vs
+//!    the same MCP server called straight, stdio and Streamable HTTP, and
+//!    the time to the first streamed progress both ways.
+//!
+//! `--relay-only`, `--cluster-only`, `--stream-only`, `--idle-only`,
+//! `--bridge-only` run one part; `--calls N`, `--warmup N`, `--chunks N`, `--idle N` size it.
 //!
 //! Loopback numbers are noisy: compare rows of one run, not runs.
 #![forbid(unsafe_code)]
 
 mod asp;
+mod bridge;
 mod cluster;
 mod echo;
 mod idle;
@@ -224,6 +229,11 @@ fn main() {
     // reqwest (rmcp's client, the function's HTTP row) is built without a
     // default TLS provider in this workspace (asp-relay brings its own).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(chunks) = std::env::args().skip_while(|a| a != "--mcp-stdio-server").nth(1) {
+        // The MCP server of the bridge rows (bridge.rs), on stdio.
+        on_tokio(mcp::serve_stdio(chunks.parse().expect("--mcp-stdio-server CHUNKS")));
+        return;
+    }
     if std::env::args().any(|a| a == "--idle-server") {
         let tls = std::env::args().any(|a| a == "--tls");
         on_tokio(idle::run_server(tls));
@@ -254,6 +264,11 @@ fn main() {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
         let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
         cluster::print(&on_tokio(cluster::run(&tls, a.calls, a.warmup)));
+        return;
+    }
+    if std::env::args().any(|a| a == "--bridge-only") {
+        let rows = on_tokio(bridge::run(a.calls, a.warmup, 50));
+        bridge::print(&rows);
         return;
     }
     if std::env::args().any(|a| a == "--idle-only") {

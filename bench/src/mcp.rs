@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ProgressNotificationParam,
-    ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -23,13 +24,25 @@ use crate::echo::Echo;
 use crate::PAYLOAD;
 
 #[derive(Clone)]
-struct BenchServer {
-    chunks: usize,
+pub(crate) struct BenchServer {
+    pub(crate) chunks: usize,
 }
 
 impl ServerHandler for BenchServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let object = Arc::new(serde_json::json!({"type": "object"}).as_object().expect("object").clone());
+        Ok(ListToolsResult::with_all_items(vec![
+            Tool::new("echo", "Returns `data` as text", object.clone()),
+            Tool::new("stream", "Sends progress notifications, then `done`", object),
+        ]))
     }
 
     async fn call_tool(
@@ -85,15 +98,25 @@ pub(crate) async fn serve(chunks: usize) -> String {
     format!("http://{addr}/mcp")
 }
 
-/// Counts progress notifications as they arrive.
+/// Serves `BenchServer` on this process's stdin and stdout (the bridge
+/// rows start this binary as an MCP server with `--mcp-stdio-server N`).
+pub(crate) async fn serve_stdio(chunks: usize) {
+    let running = BenchServer { chunks }.serve(rmcp::transport::stdio()).await.expect("MCP over stdio");
+    let _ = running.waiting().await;
+}
+
+/// Counts progress notifications as they arrive, and wakes whoever waits
+/// for the next one.
 #[derive(Clone, Default)]
 struct Progress {
     count: Arc<AtomicUsize>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl ClientHandler for Progress {
     async fn on_progress(&self, _params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.arrived.notify_one();
     }
 }
 
@@ -110,6 +133,7 @@ pub(crate) enum HttpClient {
 pub(crate) struct McpClient {
     service: RunningService<RoleClient, Progress>,
     progress: Arc<AtomicUsize>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl McpClient {
@@ -121,10 +145,47 @@ impl McpClient {
                 StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
             ),
         };
+        McpClient::over(transport).await
+    }
+
+    /// A client of an MCP server started as a child process (stdio).
+    pub(crate) async fn child(command: tokio::process::Command) -> McpClient {
+        McpClient::over(rmcp::transport::TokioChildProcess::new(command).expect("start the MCP server")).await
+    }
+
+    async fn over<T, E, A>(transport: T) -> McpClient
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let handler = Progress::default();
-        let progress = handler.count.clone();
+        let (progress, arrived) = (handler.count.clone(), handler.arrived.clone());
         let service = handler.serve(transport).await.expect("MCP initialize");
-        McpClient { service, progress }
+        McpClient { service, progress, arrived }
+    }
+
+    /// Calls `stream` and returns how long its first progress notification
+    /// took to arrive (then lets the call finish).
+    pub(crate) async fn first_progress(&self) -> Duration {
+        let started = Instant::now();
+        let call = self.service.call_tool(CallToolRequestParams::new("stream"));
+        tokio::pin!(call);
+        // rmcp runs notification handlers as tasks of their own: the answer
+        // can be handed over before the first progress is.
+        let (first, finished) = tokio::select! {
+            () = self.arrived.notified() => (started.elapsed(), false),
+            done = &mut call => {
+                done.expect("tools/call");
+                self.arrived.notified().await;
+                (started.elapsed(), true)
+            }
+        };
+        if !finished {
+            call.await.expect("tools/call");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await; // stragglers
+        while self.arrived.notified().now_or_never().is_some() {}
+        first
     }
 
     /// Calls `stream` and counts its progress notifications; chunks/s.
