@@ -159,6 +159,14 @@ pub(crate) async fn serve(listen: Listen) -> Result<(), String> {
     Ok(())
 }
 
+/// `asp serve --stdio`: the demo agent for one client on stdin/stdout.
+pub(crate) async fn serve_stdio(listen: Listen) -> Result<(), String> {
+    let listen = Listen { plaintext: true, ..listen };
+    let service = configure(with_demo_tools(ServerBuilder::new(listen.bind)), &listen)?.into_service();
+    service.serve_stream(asp_tokio::stdio()).await;
+    Ok(())
+}
+
 /// TLS (a certificate from files, or a self-signed one made now) or
 /// plaintext, and who may connect: what `asp serve` and `asp mcp serve`
 /// share.

@@ -92,6 +92,8 @@ pub(crate) struct Target {
     pub(crate) plaintext: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) connect_timeout: Duration,
+    /// `--stdio`: the agent to start, speaking ASP on its stdin/stdout.
+    pub(crate) stdio: Option<Vec<String>>,
 }
 
 /// What to invoke.
@@ -143,8 +145,31 @@ async fn within<T>(
     }
 }
 
+/// Starts the `--stdio` agent and connects over its pipes.
+async fn connect_stdio(target: &Target, command: &[String]) -> Result<Client, Failure> {
+    let (program, args) =
+        command.split_first().ok_or_else(|| Failure::Usage("--stdio needs a command after `--`".into()))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::Connect(format!("{program}: {e}")))?;
+    let pipes = asp_tokio::child_stdio(&mut child).expect("both pipes were asked for");
+    // The child ends when its stdin closes, with us; reap it then.
+    tokio::spawn(async move { child.wait().await });
+    let mut builder = ClientBuilder::new("stdio:");
+    if let Some(token) = &target.token {
+        builder = builder.token(token.clone());
+    }
+    within(target, "connecting", async { builder.connect_stream(pipes).await.map_err(Failure::of_connect) }).await
+}
+
 /// Connects to the target, reporting reconnects and drains on stderr.
 pub(crate) async fn connect(target: &Target) -> Result<Client, Failure> {
+    if let Some(command) = &target.stdio {
+        return connect_stdio(target, command).await;
+    }
     let mut builder = ClientBuilder::new(target.url.clone());
     if let Some(ca) = &target.ca {
         let pem = std::fs::read(ca).map_err(|e| Failure::Usage(format!("--ca {}: {e}", ca.display())))?;

@@ -64,6 +64,7 @@ impl TargetArgs {
             plaintext: self.plaintext,
             timeout: self.timeout.map(Duration::from_millis),
             connect_timeout: Duration::from_millis(self.connect_timeout),
+            stdio: None,
         }
     }
 }
@@ -99,6 +100,11 @@ enum Command {
     Serve {
         #[command(flatten)]
         listen: ListenArgs,
+        /// Serve one client on stdin and stdout instead of listening (an
+        /// agent started as a child process: `asp invoke --stdio … -- asp
+        /// serve --stdio`); nothing else is written to stdout.
+        #[arg(long, conflicts_with_all = ["metrics", "write_cert", "cert"])]
+        stdio: bool,
         /// Serve Prometheus metrics at http://ADDR/metrics (connections,
         /// invocations by tool and outcome, errors by code, latency, bytes).
         #[arg(long, value_name = "ADDR")]
@@ -129,13 +135,24 @@ enum Command {
     /// Invoke a tool and stream its output to stdout; progress and metrics
     /// go to stderr.
     #[command(after_help = EXIT_CODES_HELP)]
+    ///
+    /// With `--stdio` there is no URL: `asp invoke --stdio TOOL [ARGS] --
+    /// COMMAND…` starts COMMAND and speaks ASP on its stdin and stdout (an
+    /// agent run as a child process, e.g. `asp serve --stdio`).
     Invoke {
         #[command(flatten)]
         target: TargetArgs,
-        /// The tool.
-        tool: String,
+        /// The tool (with --stdio: its arguments).
+        #[arg(required_unless_present = "stdio")]
+        tool: Option<String>,
         /// Arguments as JSON, `@FILE` to read them from a file, or `-` for stdin.
         args: Option<String>,
+        /// Start the command after `--` and speak ASP over its stdin/stdout.
+        #[arg(long, requires = "command")]
+        stdio: bool,
+        /// The agent to start, with its arguments (after `--`; with --stdio).
+        #[arg(last = true)]
+        command: Vec<String>,
         /// Print the result on stdout as one JSON line (after the streamed output).
         #[arg(long)]
         json: bool,
@@ -363,7 +380,8 @@ async fn main() -> ExitCode {
         Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
             return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
         }
-        Command::Serve { listen, metrics } => {
+        Command::Serve { listen, stdio: true, .. } => agent::serve_stdio(listen.listen()).await,
+        Command::Serve { listen, metrics, .. } => {
             if let Some(addr) = metrics {
                 let exporter = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr).install();
                 if let Err(e) = exporter {
@@ -390,9 +408,18 @@ async fn main() -> ExitCode {
         Command::Mcp { command: McpCommand::Expose { target, http } } => {
             return exit(mcp::expose(target.target(), http).await);
         }
-        Command::Invoke { target, tool, args, json, meta, deadline } => {
+        Command::Invoke { target, tool, args, stdio, command, json, meta, deadline } => {
+            let mut target = target.target();
+            // With --stdio the first positional is the tool, the second its
+            // arguments: there is no URL.
+            let (tool, args) = if stdio {
+                target.stdio = Some(command);
+                (std::mem::take(&mut target.url), tool)
+            } else {
+                (tool.unwrap_or_default(), args)
+            };
             let call = invoke::Call { tool, args, meta, deadline_ms: deadline, json };
-            return exit(invoke::run(target.target(), call).await);
+            return exit(invoke::run(target, call).await);
         }
         Command::Tools { target, json } => return exit(invoke::list(target.target(), json).await),
         Command::Inspect { url, token, listen } => inspect::run(listen, inspect::PageConfig { url, token }).await,

@@ -440,3 +440,46 @@ async fn serve_logs_connections_and_refusals() {
     let closed = lines.iter().find(|l| l["fields"]["message"] == "closed" && l["fields"]["cid"] == cid.as_str());
     assert!(closed.is_some(), "{lines:?}");
 }
+
+#[test]
+fn an_agent_runs_as_a_child_process_over_stdio() {
+    let asp = env!("CARGO_BIN_EXE_asp");
+    let out = Command::new(asp)
+        .args(["invoke", "--stdio", "--json", "tokens", r#"{"n": 3, "delay_ms": 0}"#, "--", asp, "serve", "--stdio"])
+        .output()
+        .expect("run asp invoke --stdio");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("Agent Socket streams"));
+    let result: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(result["result"], 3);
+
+    // The child's token check works as over a socket: the token is in HELLO.
+    let refused = Command::new(asp)
+        .args([
+            "invoke", "--stdio", "--token", "wrong", "echo", "{}", "--", asp, "serve", "--stdio", "--token", "right",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(5), "{}", String::from_utf8_lossy(&refused.stderr));
+    let allowed = Command::new(asp)
+        .args([
+            "invoke",
+            "--stdio",
+            "--token",
+            "right",
+            "echo",
+            r#"{"a": 1}"#,
+            "--",
+            asp,
+            "serve",
+            "--stdio",
+            "--token",
+            "right",
+        ])
+        .output()
+        .unwrap();
+    assert!(allowed.status.success());
+    assert_eq!(String::from_utf8(allowed.stdout).unwrap().trim(), r#"{"a":1}"#);
+}

@@ -137,7 +137,7 @@ impl<N: Network> ClientBuilder<N> {
     /// Connects, upgrades with `asp-v1`, and completes the ASP handshake.
     /// If the transport drops later, the client reconnects by itself and
     /// resumes the session (unless resume is off in the session config).
-    pub async fn connect(self) -> Result<Client<N>, ConnectError> {
+    pub async fn connect(mut self) -> Result<Client<N>, ConnectError> {
         let request = self.url.as_str().into_client_request()?;
         match request.uri().scheme_str() {
             Some("wss") => {}
@@ -145,30 +145,64 @@ impl<N: Network> ClientBuilder<N> {
             Some("ws") => return Err(ConnectError::Url("ws:// needs allow_plaintext(); use wss://".into())),
             _ => return Err(ConnectError::Url(format!("{}: not a wss:// URL", self.url))),
         }
-        let tls = match self.tls {
+        let tls = match self.tls.take() {
             Some(tls) => tls,
             None => crate::tls::client_config(None).map_err(ConnectError::TlsConfig)?,
         };
         let dialer = Dialer {
             net: self.net.clone(),
             url: self.url.clone(),
-            token: self.token,
+            token: self.token.clone(),
             tls,
             ws_config: websocket_config(&self.session),
             timeout: self.connect_timeout,
         };
         let ws = dialer.dial().await?;
-        let mut session_config = self.session;
-        session_config.tools = self.tools.specs();
-        let session = Session::client(session_config.clone(), Instant::now());
-        let (ready_tx, ready) = oneshot::channel();
-        let config = DriverConfig { session: session_config, tools: self.tools, auth: None };
         let reconnect = Resumption::Client(Box::new(move || {
             let dialer = dialer.clone();
             Box::pin(async move { dialer.dial().await.map_err(|e| e.to_string()) })
         }));
-        let (conn, driver) = run_connection(self.net.clone(), ws, session, config, Some(ready_tx), reconnect);
         let span = tracing::info_span!("asp_client", url = %self.url, cid = tracing::field::Empty);
+        self.start(ws, reconnect, span).await
+    }
+
+    /// Connects over a transport the application opened itself (a
+    /// WebSocket it upgraded with the `asp-v1` subprotocol). The builder's
+    /// URL and TLS settings are not used; its token goes in HELLO. A lost
+    /// transport ends the session (there is nothing to reconnect to).
+    pub async fn connect_transport(mut self, transport: impl crate::Transport) -> Result<Client<N>, ConnectError> {
+        if self.session.token.is_none() {
+            self.session.token = self.token.take();
+        }
+        let span = tracing::info_span!("asp_client", url = "transport", cid = tracing::field::Empty);
+        self.start(Box::new(transport), Resumption::Off, span).await
+    }
+
+    /// Connects over a byte stream (SPEC.md §2): a child process's stdio, a
+    /// Unix socket. See [`connect_transport`](Self::connect_transport);
+    /// `asp_tokio::child_stdio` joins a Tokio child's pipes into one stream.
+    pub async fn connect_stream<S>(self, io: S) -> Result<Client<N>, ConnectError>
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.connect_transport(crate::ByteStream::new(io)).await
+    }
+
+    async fn start(
+        self,
+        transport: BoxTransport,
+        resumption: Resumption<BoxTransport>,
+        span: tracing::Span,
+    ) -> Result<Client<N>, ConnectError> {
+        let mut session_config = self.session;
+        session_config.tools = self.tools.specs();
+        if matches!(resumption, Resumption::Off) {
+            session_config.resume = false;
+        }
+        let session = Session::client(session_config.clone(), Instant::now());
+        let (ready_tx, ready) = oneshot::channel();
+        let config = DriverConfig { session: session_config, tools: self.tools, auth: None };
+        let (conn, driver) = run_connection(self.net.clone(), transport, session, config, Some(ready_tx), resumption);
         self.net.spawn(Box::pin(driver.instrument(span)));
         match ready.await {
             Ok(Ok(())) => Ok(Client { conn, net: PhantomData }),

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     /// Server: lifts the pre-handshake read limit once connected.
     pub(crate) handshake_gate: Option<crate::HandshakeGate>,
     pub(crate) state_watchers: Vec<mpsc::UnboundedSender<ConnectionState>>,
+    /// Server: who the client is, once the auth hook accepted it.
+    pub(crate) caller: crate::Caller,
 }
 
 impl Shared {
@@ -114,6 +116,12 @@ impl Connection {
     fn closed_error(&self) -> ConnectionError {
         let reason = self.shared.lock().expect("lock").closed.clone();
         ConnectionError::Closed(reason.map_or_else(|| "the driver stopped".to_owned(), |r| r.message))
+    }
+
+    /// Server: the client, as the auth hook accepted it (empty before the
+    /// handshake, and on a client).
+    pub fn caller(&self) -> crate::Caller {
+        self.shared.lock().expect("lock").caller.clone()
     }
 
     /// The connection id the server assigned.

@@ -15,6 +15,8 @@
 //! `asp-async-std` name these types for their runtimes.
 #![forbid(unsafe_code)]
 
+mod byte_stream;
+mod caller;
 mod client;
 mod command;
 mod connection;
@@ -31,18 +33,20 @@ mod resume;
 mod server;
 pub mod tls;
 mod tools;
+pub mod typed;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
+pub use caller::{AuthHook, Caller};
 pub use connection::{Connection, ConnectionState};
-pub use driver::AuthHook;
 pub use error::{ConnectError, ConnectionError};
 pub use invocation::{Completion, Invocation, InvokeError};
 pub use resume::{BoxTransport, Transport};
 pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
 
+pub use byte_stream::ByteStream;
 pub use client::{Client, ClientBuilder};
 pub use discovery::{Discovered, Discovery, DiscoveryBuilder, DiscoverySource};
 pub use listener::{
@@ -50,9 +54,11 @@ pub use listener::{
     PRE_HANDSHAKE_READ_LIMIT, SERVER_READ_BUFFER,
 };
 pub use net::{Network, DEFAULT_PATH, SUBPROTOCOL};
-pub use server::{Server, ServerBuilder, ServerHandle};
+pub use server::{Server, ServerBuilder, ServerHandle, Service};
 
 pub use asp_proto as proto;
+/// The JSON Schema generator typed tools use (`#[derive(JsonSchema)]`).
+pub use schemars;
 /// The WebSocket types a [`Transport`] carries.
 pub use tungstenite;
 
@@ -96,6 +102,8 @@ macro_rules! runtime_types {
         pub type Server = $crate::Server<$rt>;
         #[doc = concat!("A running server on ", $name, ".")]
         pub type ServerHandle = $crate::ServerHandle<$rt>;
+        #[doc = concat!("A server for connections the application accepts itself, on ", $name, ".")]
+        pub type Service = $crate::Service<$rt>;
         #[doc = concat!("Configures a [`Client`] on ", $name, ".")]
         pub type ClientBuilder = $crate::ClientBuilder<$rt>;
         #[doc = concat!("A connected client on ", $name, ".")]

@@ -92,25 +92,33 @@ impl UpgradePolicy {
                 return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
             }
         }
-        let offered = request
-            .headers()
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == SUBPROTOCOL);
-        if !offered {
+        if !offers_subprotocol(request.headers()) {
             return Err(refuse(StatusCode::BAD_REQUEST, "the asp-v1 WebSocket subprotocol is required"));
         }
         response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
-        let token = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        Ok((response, token))
+        Ok((response, bearer_token(request.headers())))
     }
+}
+
+/// Whether an upgrade request offers the `asp-v1` subprotocol (SPEC.md §2):
+/// for an application that upgrades WebSockets itself.
+pub fn offers_subprotocol(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+/// The token of an `Authorization: Bearer` header, which the auth hook sees
+/// when HELLO carries none.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
 }
 
 /// Server side of one connection: TLS if configured, then the upgrade.

@@ -85,8 +85,8 @@ pub(crate) type Reconnect<T> = Box<dyn FnMut() -> BoxFuture<Result<T, String>> +
 
 /// How a connection's driver resumes sessions.
 pub(crate) enum Resumption<T> {
-    /// It does not: a lost transport ends the session.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// It does not: a lost transport ends the session (a client on a
+    /// transport the application opened).
     Off,
     /// Server: index resumable sessions here, and hand resuming clients to
     /// the sessions they ask for.

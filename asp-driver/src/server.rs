@@ -118,7 +118,42 @@ impl<N: Network> ServerBuilder<N> {
     /// and the client's name and capabilities; `Err` rejects the client
     /// with that error's code and message.
     pub fn auth(mut self, hook: impl Fn(&HelloInfo) -> Result<(), ErrorInfo> + Send + Sync + 'static) -> Self {
-        self.auth = Some(Arc::new(hook));
+        self.auth = Some(crate::caller::sync_hook(hook));
+        self
+    }
+
+    /// Decides who may connect and who they are, asynchronously (a token
+    /// introspection, a JWKS fetch): `Ok(identity)` accepts the client and
+    /// hands `identity` to every tool it invokes
+    /// ([`ToolContext::caller`](crate::ToolContext::caller)`.identity::<I>()`);
+    /// `Err` rejects it. The handshake waits for the verdict, within its
+    /// timeout (SPEC.md §8: `HANDSHAKE_TIMEOUT` when the hook takes longer).
+    ///
+    /// ```no_run
+    /// # use asp_driver::{ServerBuilder, ToolContext, ToolError};
+    /// # use asp_proto::{ErrorCode, ErrorInfo, ToolSpec, Value};
+    /// struct User { name: String }
+    /// # fn build<N: asp_driver::Network>(builder: ServerBuilder<N>) -> ServerBuilder<N> {
+    /// builder
+    ///     .authenticate(|hello| async move {
+    ///         match hello.token.as_deref() {
+    ///             Some("s3cret") => Ok(User { name: "ada".into() }),
+    ///             _ => Err(ErrorInfo::new(ErrorCode::UNAUTHENTICATED, "unknown token")),
+    ///         }
+    ///     })
+    ///     .tool(ToolSpec::named("whoami"), |ctx: ToolContext, _args: Value| async move {
+    ///         let user = ctx.caller().identity::<User>().map(|u| u.name.clone());
+    ///         Ok::<_, ToolError>(Value::from(user.unwrap_or_default()))
+    ///     })
+    /// # }
+    /// ```
+    pub fn authenticate<F, Fut, I>(mut self, hook: F) -> Self
+    where
+        F: Fn(HelloInfo) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<I, ErrorInfo>> + Send + 'static,
+        I: Send + Sync + 'static,
+    {
+        self.auth = Some(crate::caller::async_hook(hook));
         self
     }
 
@@ -132,6 +167,47 @@ impl<N: Network> ServerBuilder<N> {
     pub fn tool(self, spec: ToolSpec, handler: impl Tool) -> Self {
         self.tools.add(spec, handler);
         self
+    }
+
+    /// Adds a typed tool ([`typed::tool`](crate::typed::tool)): `handler`
+    /// takes the arguments as a `T` (its JSON Schema is the tool's `input`,
+    /// and arguments that break it are `INVALID_ARGUMENTS` naming the field
+    /// before the handler runs) and returns any `Serialize` result.
+    ///
+    /// ```no_run
+    /// # use asp_driver::{ServerBuilder, ToolContext, ToolError};
+    /// #[derive(serde::Deserialize, schemars::JsonSchema)]
+    /// struct Weather { city: String }
+    /// # fn build<N: asp_driver::Network>(builder: ServerBuilder<N>) -> ServerBuilder<N> {
+    /// builder.typed_tool("weather", "Today's weather", |_ctx: ToolContext, args: Weather| async move {
+    ///     Ok::<_, ToolError>(format!("sunny in {}", args.city))
+    /// })
+    /// # }
+    /// ```
+    pub fn typed_tool<T, F, Fut, R, E>(self, name: &str, desc: &str, handler: F) -> Self
+    where
+        T: serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static,
+        F: Fn(crate::ToolContext, T) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<R, E>> + Send + 'static,
+        R: serde::Serialize,
+        E: Into<crate::ToolError>,
+    {
+        let (spec, tool) = crate::typed::tool(name, desc, handler);
+        self.tool(spec, tool)
+    }
+
+    /// The server without a listener, for connections the application
+    /// accepts itself ([`Service`]).
+    pub fn into_service(self) -> Service<N> {
+        Service {
+            net: self.net,
+            inner: Arc::new(Inner {
+                listener: self.listener,
+                driver: DriverConfig { session: self.session, tools: self.tools, auth: self.auth },
+                connections: Mutex::new(Vec::new()),
+                resume: ResumeRegistry::default(),
+            }),
+        }
     }
 
     /// Binds the listener.
@@ -160,6 +236,55 @@ struct Inner {
     connections: Mutex<Vec<Connection>>,
     /// Resumable sessions by key, so a reconnecting client gets its own back.
     resume: ResumeRegistry<BoxTransport>,
+}
+
+/// A server's tools, auth and sessions without a listener of its own:
+/// connections the application accepted itself — a WebSocket upgraded on a
+/// route of its web server (axum, hyper), a child process's stdio, a Unix
+/// socket — are served here. From [`ServerBuilder::into_service`], or
+/// [`ServerHandle::service`] to share a listening server's sessions
+/// (resumption included) and tools.
+pub struct Service<N> {
+    net: N,
+    inner: Arc<Inner>,
+}
+
+impl<N: Clone> Clone for Service<N> {
+    fn clone(&self) -> Self {
+        Service { net: self.net.clone(), inner: self.inner.clone() }
+    }
+}
+
+impl<N: Network> Service<N> {
+    /// Serves one WebSocket the application upgraded (with the `asp-v1`
+    /// subprotocol, SPEC.md §2), until the connection ends. `token` is the
+    /// upgrade request's `Authorization: Bearer` token, if any: the auth
+    /// hook sees it when HELLO has none.
+    pub async fn serve_transport(&self, transport: impl crate::Transport, token: Option<String>) {
+        serve(self.net.clone(), Box::new(transport), token, None, self.inner.clone()).await
+    }
+
+    /// Serves one connection over a byte stream (SPEC.md §2: frames need no
+    /// other framing), until it ends: stdin/stdout, a Unix socket, a pipe.
+    /// A `futures-io` stream (Tokio's through `tokio_util::compat`).
+    pub async fn serve_stream<S>(&self, io: S)
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.serve_transport(crate::ByteStream::new(io), None).await
+    }
+
+    /// The tools: add and remove them while clients are connected.
+    pub fn tools(&self) -> ToolRegistry {
+        self.inner.driver.tools.clone()
+    }
+
+    /// Open connections (of every way in).
+    pub fn connections(&self) -> Vec<Connection> {
+        let mut list = self.inner.connections.lock().expect("lock");
+        list.retain(|c| !c.is_closed());
+        list.clone()
+    }
 }
 
 /// A bound server; [`spawn`](Self::spawn) it to accept connections.
@@ -230,9 +355,13 @@ impl<N: Network> ServerHandle<N> {
 
     /// Open connections.
     pub fn connections(&self) -> Vec<Connection> {
-        let mut list = self.inner.connections.lock().expect("lock");
-        list.retain(|c| !c.is_closed());
-        list.clone()
+        self.service().connections()
+    }
+
+    /// The same server for connections the application accepts itself
+    /// (same tools, auth and resumable sessions).
+    pub fn service(&self) -> Service<N> {
+        Service { net: self.net.clone(), inner: self.inner.clone() }
     }
 
     /// Waits until the accept loop ends (after [`shutdown`](Self::shutdown)).
@@ -265,7 +394,7 @@ async fn accept_loop<N: Network>(net: N, socket: Arc<N::Listener>, inner: Arc<In
     let rt = net.clone();
     listener
         .accept_loop(net, socket, ws_config, move |transport, token, gate| {
-            serve(rt.clone(), transport, token, gate, inner.clone())
+            serve(rt.clone(), transport, token, Some(gate), inner.clone())
         })
         .await
 }
@@ -275,7 +404,7 @@ async fn serve<N: Network>(
     net: N,
     transport: BoxTransport,
     token: Option<String>,
-    gate: HandshakeGate,
+    gate: Option<HandshakeGate>,
     inner: Arc<Inner>,
 ) {
     let mut config = inner.driver.clone();
@@ -285,7 +414,7 @@ async fn serve<N: Network>(
     let resumption = Resumption::Server(inner.resume.clone());
     let (conn, driver) = run_connection(net, transport, session, config, None, resumption);
     // The driver opens it when the handshake completes.
-    conn.shared.lock().expect("lock").handshake_gate = Some(gate);
+    conn.shared.lock().expect("lock").handshake_gate = gate;
     {
         let mut list = inner.connections.lock().expect("lock");
         list.retain(|c| !c.is_closed());

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use asp_proto::{ErrorCode, ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
 use bytes::Bytes;
@@ -112,11 +113,13 @@ impl ToolRegistry {
     }
 }
 
-/// What a running tool streams through.
+/// What a running tool streams through, and what it knows about the call:
+/// who made it ([`caller`](Self::caller)), its `meta`, deadline and trace.
 #[derive(Clone, Debug)]
 pub struct ToolContext {
     pub(crate) id: RequestId,
     pub(crate) tool: String,
+    pub(crate) request: Arc<Request>,
     pub(crate) conn: Connection,
     /// Which invocation with this id (ids are reused).
     pub(crate) token: u64,
@@ -131,7 +134,40 @@ pub struct ToolContext {
 /// the memory they take.
 pub const SEND_BUDGET: usize = 64 * 1024;
 
+/// What an INVOKE said besides the tool and its arguments.
+#[derive(Debug, Default)]
+pub(crate) struct Request {
+    pub(crate) meta: BTreeMap<String, String>,
+    pub(crate) trace: Option<String>,
+    pub(crate) deadline: Option<Instant>,
+}
+
 impl ToolContext {
+    /// The INVOKE's `meta`: string metadata, like HTTP headers.
+    pub fn meta(&self) -> &BTreeMap<String, String> {
+        &self.request.meta
+    }
+
+    /// The INVOKE's `trace`: the caller's W3C `traceparent`, when it sent one.
+    pub fn trace(&self) -> Option<&str> {
+        self.request.trace.as_deref()
+    }
+
+    /// When the caller stops waiting: the INVOKE's `timeout` from its
+    /// arrival, on the runtime's clock. The session ends the invocation
+    /// with `DEADLINE_EXCEEDED` then (and stops this tool); a tool can use
+    /// it to size its own work or calls.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.request.deadline
+    }
+
+    /// Who invoked the tool: the client's token and name, and the identity
+    /// the server's auth hook returned
+    /// ([`ServerBuilder::authenticate`](crate::ServerBuilder::authenticate)).
+    pub fn caller(&self) -> crate::Caller {
+        self.conn.caller()
+    }
+
     /// The invocation's request id.
     pub fn id(&self) -> RequestId {
         self.id

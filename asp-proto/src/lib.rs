@@ -129,6 +129,11 @@ pub mod wire;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// MsgPack values ([`Value`] is `rmpv::Value`), re-exported so that code
+/// using this crate names the same version: `asp_proto::rmpv::ext::to_value`
+/// turns any `Serialize` into a [`Value`].
+pub use rmpv;
+
 pub use error_code::{ErrorClass, ErrorCode};
 pub use session::{
     CloseReason, DetachReason, Entropy, Event, Flushed, HelloInfo, Initiator, InvocationInfo, InvocationRole,

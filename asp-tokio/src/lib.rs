@@ -25,15 +25,20 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+#[path = "mount.rs"]
+pub mod axum;
 mod runtime;
+mod stdio;
 
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
 pub use asp_driver::{
-    tls, Completion, ConnectError, Connection, ConnectionError, ConnectionState, Discovered, Invocation, InvokeError,
-    Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH, PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET,
-    SUBPROTOCOL,
+    schemars, tls, typed, ByteStream, Caller, Completion, ConnectError, Connection, ConnectionError, ConnectionState,
+    Discovered, Invocation, InvokeError, Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH,
+    PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;
 pub use runtime::TokioRuntime;
+pub use stdio::{child_stdio, stdio};
 
 asp_driver::runtime_types!(TokioRuntime, "Tokio");

@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
-use asp_proto::{CloseReason, ErrorCode, Event, RequestId, SessionState};
+use asp_proto::{CloseReason, ErrorCode, Event, HelloInfo, RequestId, SessionState};
 use bytes::Bytes;
 
 use super::{Driver, RECONNECT_BACKOFF_MIN};
+use crate::caller::{Caller, Verdict};
 use crate::invocation::{Completion, InvocationEvent};
 use crate::resume::Resumption;
 use crate::Runtime;
@@ -17,6 +18,26 @@ where
     T: crate::Transport,
     R: Runtime,
 {
+    /// Acts on the auth hook's verdict on `hello`: the caller's identity is
+    /// kept for the tools, then the client is accepted (or handed to the
+    /// session it resumes), or refused.
+    pub(super) fn authenticated(&mut self, now: Instant, hello: &HelloInfo, verdict: Verdict) {
+        match verdict {
+            Ok(identity) => {
+                self.conn.shared.lock().expect("lock").caller = Caller::new(hello, identity);
+                if hello.resume_requested && matches!(self.resumption, Resumption::Server(_)) {
+                    self.handoff_request = self.session.resume_request().cloned();
+                } else {
+                    let _ = self.session.accept(now);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(code = %error.code, reason = %error.message, "client refused by the auth hook");
+                self.session.reject(error.code, error.message)
+            }
+        }
+    }
+
     pub(super) fn dispatch_events(&mut self, now: Instant) {
         let mut batch: Option<(RequestId, Vec<Bytes>)> = None;
         while let Some(event) = self.session.poll_event() {
@@ -26,18 +47,18 @@ where
             }
             match event {
                 Event::HelloReceived(info) => {
-                    let verdict = self.auth.as_ref().map_or(Ok(()), |auth| auth(&info));
-                    match verdict {
-                        Ok(()) if info.resume_requested && matches!(self.resumption, Resumption::Server(_)) => {
-                            self.handoff_request = self.session.resume_request().cloned();
-                        }
-                        Ok(()) => {
-                            let _ = self.session.accept(now);
-                        }
-                        Err(error) => {
-                            tracing::warn!(code = %error.code, reason = %error.message, "client refused by the auth hook");
-                            self.session.reject(error.code, error.message)
-                        }
+                    let Some(auth) = self.auth.clone() else {
+                        self.authenticated(now, &info, Ok(None));
+                        continue;
+                    };
+                    // A hook that answers at once (a token lookup) is done
+                    // here; one that waits (a JWKS fetch) is awaited by the
+                    // loop while the session's handshake timer runs.
+                    let mut verdict = auth(info.clone());
+                    let waker = futures::task::noop_waker();
+                    match verdict.as_mut().poll(&mut std::task::Context::from_waker(&waker)) {
+                        std::task::Poll::Ready(verdict) => self.authenticated(now, &info, verdict),
+                        std::task::Poll::Pending => self.authenticating = Some((info, verdict)),
                     }
                 }
                 Event::Connected { cid, resumed, .. } => {

@@ -79,7 +79,19 @@ where
         };
         let token = self.token();
         let outbox = Arc::new(Outbox::default());
-        let ctx = ToolContext { id, tool: invoke.tool.clone(), conn: self.conn.clone(), token, outbox: outbox.clone() };
+        let request = crate::tools::Request {
+            meta: invoke.meta,
+            trace: invoke.trace.clone(),
+            deadline: invoke.timeout.map(|ms| now + std::time::Duration::from_millis(ms.into())),
+        };
+        let ctx = ToolContext {
+            id,
+            tool: invoke.tool.clone(),
+            request: Arc::new(request),
+            conn: self.conn.clone(),
+            token,
+            outbox: outbox.clone(),
+        };
         // `trace` is the INVOKE's W3C traceparent (SPEC §5.5): a tracing
         // layer that exports to OpenTelemetry can parent this span on it.
         let span =

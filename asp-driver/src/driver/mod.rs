@@ -21,11 +21,10 @@ mod handoff;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asp_proto::wire::RequestIdMap;
-use asp_proto::{CloseReason, ErrorInfo, HelloInfo, ResumeKey, ResumeRequest, Session, SessionConfig};
+use asp_proto::{CloseReason, HelloInfo, ResumeKey, ResumeRequest, Session, SessionConfig};
 use futures::channel::{mpsc, oneshot};
 use futures::future::Fuse;
 use futures::{select, FutureExt, SinkExt, StreamExt};
@@ -33,6 +32,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
+use crate::caller::{AuthHook, Verdict};
 use crate::command::Command;
 use crate::connection::Connection;
 use crate::invocation::InvocationEvent;
@@ -41,10 +41,6 @@ use crate::tools::ToolRegistry;
 use crate::{BoxFuture, Runtime};
 
 use handlers::Handler;
-
-/// Decides whether a client may connect: `Err(error)` rejects it with that
-/// code and message (`UNAUTHENTICATED`, `FORBIDDEN`, …).
-pub type AuthHook = Arc<dyn Fn(&HelloInfo) -> Result<(), ErrorInfo> + Send + Sync>;
 
 /// Told once the handshake completes, or why it did not.
 pub(crate) type ReadySignal = oneshot::Sender<Result<(), CloseReason>>;
@@ -85,6 +81,7 @@ where
         conn: conn.clone(),
         tools: config.tools,
         auth: config.auth,
+        authenticating: None,
         ready,
         invocations: RequestIdMap::default(),
         handlers: RequestIdMap::default(),
@@ -110,6 +107,8 @@ struct Driver<T, R> {
     conn: Connection,
     tools: ToolRegistry,
     auth: Option<AuthHook>,
+    /// Server: the auth hook's verdict on this HELLO, while it is pending.
+    authenticating: Option<(HelloInfo, BoxFuture<Verdict>)>,
     ready: Option<ReadySignal>,
     /// Invocations we made: where their output goes, and their token.
     invocations: RequestIdMap<(u64, mpsc::UnboundedSender<InvocationEvent>)>,
@@ -185,6 +184,7 @@ enum Wake<T> {
     Command(Option<Command>),
     Handoff(Option<Handoff<T>>),
     Reconnected(Result<T, String>),
+    Authenticated(Verdict),
 }
 
 impl<T, R> Driver<T, R>
@@ -234,6 +234,11 @@ where
                 Wake::Command(None) | Wake::Handoff(None) => {}
                 Wake::Handoff(Some(handoff)) => self.adopt(now, handoff),
                 Wake::Reconnected(result) => self.reconnected(now, result),
+                Wake::Authenticated(verdict) => {
+                    if let Some((hello, _)) = self.authenticating.take() {
+                        self.authenticated(now, &hello, verdict);
+                    }
+                }
             }
         }
         self.finish().await;
@@ -267,6 +272,13 @@ where
         let sleep = &mut self.sleep;
         let commands = &mut self.commands;
         let handoffs = &mut self.handoffs.1;
+        let authenticating = &mut self.authenticating;
+        let auth = async {
+            match authenticating.as_mut() {
+                Some((_, verdict)) => verdict.await,
+                None => futures::future::pending().await,
+            }
+        };
         let message = async {
             match transport.as_mut() {
                 Some(t) => t.next().await,
@@ -291,6 +303,7 @@ where
             c = commands.next() => Wake::Command(c),
             h = handoffs.next() => Wake::Handoff(h),
             r = reconnect.fuse() => Wake::Reconnected(r),
+            v = auth.fuse() => Wake::Authenticated(v),
         }
     }
 

@@ -436,6 +436,28 @@ impl ErrorInfo {
     }
 }
 
+/// A tool's own failure described in words: `TOOL_FAILED` with that message
+/// (so a handler can write `Err("no such city".into())` or `?` on an error
+/// it has turned into a string).
+impl From<String> for ErrorInfo {
+    fn from(message: String) -> Self {
+        ErrorInfo::failed(message)
+    }
+}
+
+impl From<&str> for ErrorInfo {
+    fn from(message: &str) -> Self {
+        ErrorInfo::failed(message)
+    }
+}
+
+/// An I/O failure inside a tool: `TOOL_FAILED` with the error's text.
+impl From<std::io::Error> for ErrorInfo {
+    fn from(error: std::io::Error) -> Self {
+        ErrorInfo::failed(error.to_string())
+    }
+}
+
 impl std::fmt::Display for ErrorInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
