@@ -120,8 +120,10 @@ async fn tokens(ctx: ToolContext, args: Value) -> Result<Value, ToolError> {
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1: (cert PEM, key PEM).
-pub(crate) fn self_signed() -> Result<(String, String), String> {
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+/// With `extra` names (DNS names or IP addresses) besides those two.
+pub(crate) fn self_signed(extra: &[String]) -> Result<(String, String), String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    names.extend(extra.iter().cloned());
     let cert = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
     Ok((cert.cert.pem(), cert.signing_key.serialize_pem()))
 }
@@ -142,6 +144,8 @@ pub(crate) struct Listen {
     pub(crate) cert_key: Option<(PathBuf, PathBuf)>,
     /// Where to write the self-signed certificate.
     pub(crate) write_cert: Option<PathBuf>,
+    /// More names for the self-signed certificate.
+    pub(crate) sans: Vec<String>,
     pub(crate) plaintext: bool,
     pub(crate) access: Access,
     /// What open invocations get on SIGTERM or SIGINT.
@@ -202,7 +206,7 @@ pub(crate) fn configure(mut builder: ServerBuilder, listen: &Listen) -> Result<S
             std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?,
         ),
         None => {
-            let (c, k) = self_signed()?;
+            let (c, k) = self_signed(&listen.sans)?;
             if let Some(path) = &listen.write_cert {
                 std::fs::write(path, &c).map_err(|e| format!("{}: {e}", path.display()))?;
                 eprintln!("wrote the self-signed certificate to {}", path.display());

@@ -19,7 +19,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 pub(crate) async fn run(tokens: u64, token_delay_ms: u64, calls: usize) -> Result<(), String> {
-    let (cert, key) = self_signed()?;
+    let (cert, key) = self_signed(&[])?;
     let server = with_demo_tools(ServerBuilder::new("127.0.0.1:0".parse().expect("address")))
         .tls_pem(cert.as_bytes(), key.as_bytes())
         .map_err(|e| e.to_string())?

@@ -241,6 +241,10 @@ struct ListenArgs {
     /// Where to write the generated certificate, for clients to trust.
     #[arg(long)]
     write_cert: Option<PathBuf>,
+    /// Another name (DNS name or IP address) for the generated certificate,
+    /// besides localhost and 127.0.0.1 (repeat for more).
+    #[arg(long = "san", value_name = "NAME", conflicts_with = "cert")]
+    sans: Vec<String>,
     /// Serve plain ws:// (loopback and tests only).
     #[arg(long)]
     plaintext: bool,
@@ -269,6 +273,7 @@ impl ListenArgs {
             bind: self.bind,
             cert_key: self.cert.zip(self.key),
             write_cert: self.write_cert,
+            sans: self.sans,
             plaintext: self.plaintext,
             access,
             drain: Duration::from_millis(self.drain_ms),

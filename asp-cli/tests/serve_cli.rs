@@ -483,3 +483,33 @@ fn an_agent_runs_as_a_child_process_over_stdio() {
     assert!(allowed.status.success());
     assert_eq!(String::from_utf8(allowed.stdout).unwrap().trim(), r#"{"a":1}"#);
 }
+
+#[test]
+fn san_adds_names_to_the_generated_certificate() {
+    let dir = std::env::temp_dir().join(format!("asp-san-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 127.0.0.2 is loopback too, but not in the default certificate.
+    for (extra, works) in [(&["--san", "127.0.0.2"][..], true), (&[][..], false)] {
+        let cert = dir.join("cert.pem");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
+            .args(["serve", "--bind", "127.0.0.2:0", "--write-cert", cert.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let server = Serve { url: line.split_whitespace().nth(1).expect("serving URL").to_owned(), child };
+        let out = Command::new(env!("CARGO_BIN_EXE_asp"))
+            .args(["invoke", &server.url, "--ca", cert.to_str().unwrap(), "echo", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), works, "{}", String::from_utf8_lossy(&out.stderr));
+        if !works {
+            assert_eq!(out.status.code(), Some(4), "a TLS failure");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("does not name the host"));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

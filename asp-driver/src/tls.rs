@@ -1,5 +1,5 @@
 //! rustls configurations, with the `ring` provider: from PEM files, from a
-//! custom CA, or with the webpki roots.
+//! custom CA, with the webpki roots and the operating system's trust store.
 
 use std::io;
 use std::sync::Arc;
@@ -35,11 +35,27 @@ pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc
     Ok(Arc::new(config))
 }
 
-/// A client configuration that trusts the webpki roots and, when given,
-/// the CA certificates in `extra_ca_pem` (a private CA or a self-signed
-/// server certificate).
+/// The operating system's trusted CAs (rustls-native-certs: the system
+/// store, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), read once per
+/// process. Certificates it cannot parse are skipped.
+fn native_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::debug!(%error, "skipping part of the system trust store");
+        }
+        found.certs
+    })
+}
+
+/// A client configuration that trusts the webpki roots, the operating
+/// system's trust store (so a corporate CA installed there works, as in
+/// browsers and curl) and, when given, the CA certificates in
+/// `extra_ca_pem` (a private CA or a self-signed server certificate).
 pub fn client_config(extra_ca_pem: Option<&[u8]>) -> io::Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    roots.add_parsable_certificates(native_roots().iter().cloned());
     if let Some(pem) = extra_ca_pem {
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
