@@ -124,10 +124,6 @@ pub mod limits;
 pub mod session;
 pub mod wire;
 
-/// The README's examples run as doc tests, so they cannot drift from the code.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
 
 /// MsgPack values ([`Value`] is `rmpv::Value`), re-exported so that code
 /// using this crate names the same version: `asp_proto::rmpv::ext::to_value`

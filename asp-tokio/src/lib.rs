@@ -42,3 +42,9 @@ pub use runtime::TokioRuntime;
 pub use stdio::{child_stdio, stdio};
 
 asp_driver::runtime_types!(TokioRuntime, "Tokio");
+
+/// The README's examples run as doc tests here (where the codec, the
+/// driver and Tokio are all in reach), so they cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
