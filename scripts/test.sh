@@ -166,10 +166,14 @@ test "$conf_status" -eq 0 || { echo "asp conformance failed against asp serve" >
 step "asp-proto's blocking example: a Session over std::net and sync tungstenite"
 cargo run --locked -p asp-proto --example blocking
 
-step "the README's agent and client: asp-tokio's quickstart example"
+step "asp-tokio's examples, each on its own (port 0, no files): the README's quickstart and the rest"
 quick=$(cargo run --locked -q -p asp-tokio --example quickstart)
 echo "$quick"
 echo "$quick" | grep -q '^add → 42$' || { echo "the quickstart example did not add 2 and 40" >&2; exit 1; }
+for example in client_tools live_tools auth shutdown axum_route stdio_agent; do
+  echo "-- $example"
+  timeout 60 cargo run --locked -q -p asp-tokio --example "$example" || { echo "example $example failed" >&2; exit 1; }
+done
 
 step "WebAssembly core (asp-wasm), the TypeScript client (clients/js) and asp inspect, in Node and headless Chromium"
 # Builds wasm + JS from source; the copy asp inspect embeds must be that build.

@@ -124,7 +124,6 @@ pub mod limits;
 pub mod session;
 pub mod wire;
 
-
 /// MsgPack values ([`Value`] is `rmpv::Value`), re-exported so that code
 /// using this crate names the same version: `asp_proto::rmpv::ext::to_value`
 /// turns any `Serialize` into a [`Value`].

@@ -1,17 +1,18 @@
-//! A minimal client: invoke `shout` on the server example and print the
-//! output as it streams in.
+//! A client for the server example: invoke `shout` and print the output as
+//! it streams in.
 //!
-//!     cargo run -p asp-tokio --example client
+//!     cargo run -p asp-tokio --example client -- URL CERT
 use asp_tokio::proto::Value;
 use asp_tokio::ClientBuilder;
 use futures::StreamExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = ClientBuilder::new("wss://127.0.0.1:9443/v1/agent-socket")
-        .trust_pem(&std::fs::read("agent-cert.pem")?)?
-        .connect()
-        .await?;
+    let mut args = std::env::args().skip(1);
+    let (Some(url), Some(cert)) = (args.next(), args.next()) else {
+        return Err("usage: client URL CERT (as the server example prints them)".into());
+    };
+    let client = ClientBuilder::new(url).trust_pem(&std::fs::read(cert)?)?.connect().await?;
     let mut shout = client.invoke("shout", Value::from("agents stream tokens")).await?;
     while let Some(chunk) = shout.next().await {
         print!("{}", String::from_utf8_lossy(&chunk));
