@@ -254,6 +254,6 @@ def test_the_function_refuses_requests_without_its_credential():
             status, body = await asyncio.to_thread(
                 post, "/invoke", {"Authorization": f"Bearer {CREDENTIAL}", "Content-Type": "application/json"}
             )
-            assert status == 404  # valid JSON, no tool named: the relay's UNKNOWN_TOOL
+            assert status == 400 and b"connection_id, request_id, tool" in body, body  # {} is not a call
 
     asyncio.run(asyncio.wait_for(main(), 60))

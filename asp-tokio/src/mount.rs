@@ -34,7 +34,9 @@ use crate::{Service, SUBPROTOCOL};
 /// A `GET` route that upgrades to ASP/1 and serves the connection on
 /// `service`. An upgrade without the `asp-v1` subprotocol is refused with
 /// 400 naming it (SPEC.md §2); `Authorization: Bearer` reaches the auth
-/// hook as the token.
+/// hook as the token. TLS, upgrade timeouts and `Origin` checks are the
+/// application's here (the builder's `allowed_origins` and timeouts apply
+/// to its own listener): add them as the application's layers.
 pub fn route<S: Clone + Send + Sync + 'static>(service: Service) -> MethodRouter<S> {
     get(move |upgrade: WebSocketUpgrade, headers: HeaderMap| {
         let service = service.clone();

@@ -302,7 +302,10 @@ class Function:
         await send({"type": "http.response.body", "body": b""})
 
     async def _invoke(self, body: Dict[str, Any], trace: Optional[str], receive: Callable[[], Any], send: Callable[[Dict[str, Any]], Any]) -> None:
-        tool = self._tools.get(body.get("tool", ""))
+        missing = [key for key in ("connection_id", "request_id", "tool") if key not in body]
+        if missing:
+            return await _answer(send, 400, f"the request body lacks {', '.join(missing)} (SPEC §15.2)")
+        tool = self._tools.get(body["tool"])
         if tool is None:
             # SPEC §15.2: 404 is the relay's UNKNOWN_TOOL.
             return await _answer(send, 404, f"no tool named {body.get('tool')!r}")
