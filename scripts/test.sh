@@ -115,6 +115,16 @@ if cargo tree -p asp-async-std --prefix none --format '{p}' | grep -E '^tokio(-[
 fi
 echo "ok: $(cargo tree -p asp-async-std --prefix none --format '{p}' | sort -u | wc -l) crates, no tokio"
 
+step "discovery is optional: asp-tokio and asp-async-std without it build with no hickory in their tree"
+cargo check --locked -q -p asp-tokio -p asp-async-std --no-default-features --lib
+for crate in asp-tokio asp-async-std; do
+  if cargo tree -p "$crate" --no-default-features -e normal --prefix none --format '{p}' | grep -E '^hickory'; then
+    echo "$crate --no-default-features must not depend on hickory (feature discovery)" >&2
+    exit 1
+  fi
+done
+echo "ok: no hickory without the discovery feature"
+
 if [ "$have_nightly" = yes ]; then
   step "fuzz smoke: ${FUZZ_SECONDS}s per target"
   work=$(mktemp -d)

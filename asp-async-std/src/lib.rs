@@ -32,17 +32,22 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "discovery")]
 mod dns;
 mod executor;
 mod runtime;
 
+#[cfg(feature = "discovery")]
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
+#[cfg(feature = "discovery")]
+pub use asp_driver::Discovered;
 pub use asp_driver::{
-    tls, Completion, ConnectError, Connection, ConnectionError, ConnectionState, Discovered, Invocation, InvokeError,
-    Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH, PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET,
-    SUBPROTOCOL,
+    tls, typed, ByteStream, Caller, Completion, ConnectError, Connection, ConnectionError, ConnectionState, Invocation,
+    InvokeError, Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH, PRE_HANDSHAKE_READ_LIMIT,
+    SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;
+#[cfg(feature = "discovery")]
 pub use dns::AsyncIoDns;
 pub use executor::{AsyncStdExecutor, Executor, SmolExecutor};
 pub use runtime::{AsyncStd, FuturesIo, Smol};

@@ -9,6 +9,7 @@ use std::time::Instant;
 use asp_driver::{BoxFuture, Network, Runtime};
 use async_net::{TcpListener, TcpStream};
 
+#[cfg(feature = "discovery")]
 use crate::dns::AsyncIoDns;
 use crate::executor::{AsyncStdExecutor, Executor, SmolExecutor};
 
@@ -36,7 +37,6 @@ impl<E: Executor> Runtime for FuturesIo<E> {
 impl<E: Executor> Network for FuturesIo<E> {
     type Tcp = TcpStream;
     type Listener = TcpListener;
-    type Dns = AsyncIoDns<E>;
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<TcpListener>> {
         Box::pin(TcpListener::bind(addr))
@@ -61,6 +61,11 @@ impl<E: Executor> Network for FuturesIo<E> {
             Ok(tcp)
         })
     }
+}
+
+#[cfg(feature = "discovery")]
+impl<E: Executor> asp_driver::DnsRuntime for FuturesIo<E> {
+    type Dns = AsyncIoDns<E>;
 
     fn dns(&self) -> AsyncIoDns<E> {
         AsyncIoDns::default()

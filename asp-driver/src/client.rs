@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "discovery")]
 use asp_proto::aid::{AidError, AidErrorCode};
 use asp_proto::{Session, SessionConfig, ToolSpec};
 use futures::channel::oneshot;
@@ -13,7 +14,8 @@ use tracing::Instrument;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::discovery::Discovery;
+#[cfg(feature = "discovery")]
+use crate::discovery::{Discovery, DnsRuntime};
 use crate::driver::{run_connection, DriverConfig};
 use crate::error::ConnectError;
 use crate::net::{dial_websocket, websocket_config, Network, DEFAULT_CONNECT_TIMEOUT};
@@ -123,8 +125,12 @@ impl<N: Network> ClientBuilder<N> {
     /// A client for the agent `domain` announces with AID: its record must
     /// say `p=websocket` with a `wss://` URI (a `ws://` one is refused as
     /// `ERR_SECURITY`). Configure trust and tokens on the result, then
-    /// [`connect`](Self::connect).
-    pub async fn for_domain(domain: &str, discovery: &Discovery<N>) -> Result<ClientBuilder<N>, ConnectError> {
+    /// [`connect`](Self::connect). (Feature `discovery`.)
+    #[cfg(feature = "discovery")]
+    pub async fn for_domain(domain: &str, discovery: &Discovery<N>) -> Result<ClientBuilder<N>, ConnectError>
+    where
+        N: DnsRuntime,
+    {
         let found = discovery.discover(domain, Some("websocket")).await?;
         if found.record.proto != "websocket" {
             let why =
@@ -248,7 +254,8 @@ impl<N> std::fmt::Debug for Client<N> {
     }
 }
 
-impl<N: Network> Client<N> {
+#[cfg(feature = "discovery")]
+impl<N: DnsRuntime> Client<N> {
     /// Discovers the agent at `domain` with the system's resolver and
     /// connects to it, trusting the webpki roots.
     pub async fn connect_domain(domain: &str) -> Result<Client<N>, ConnectError> {

@@ -1,7 +1,7 @@
 //! AID discovery over DNS (SPEC.md §16): from a domain to an agent's
 //! `wss://` endpoint. Parsing and selection are `asp_proto::aid`; this module
 //! asks DNS (hickory-resolver, on the adapter's runtime through
-//! [`Network::dns`]) and keeps a cache bounded by the record's TTL.
+//! [`DnsRuntime::dns`]) and keeps a cache bounded by the record's TTL.
 //!
 //! The `.well-known/agent` fallback is one HTTPS GET. It is sent as
 //! HTTP/1.0 with `Connection: close`, so the answer can only be delimited by
@@ -91,7 +91,7 @@ impl<N> Default for DiscoveryBuilder<N> {
     }
 }
 
-impl<N: Network> DiscoveryBuilder<N> {
+impl<N: DnsRuntime> DiscoveryBuilder<N> {
     /// Ask these name servers (UDP) instead of the system's: private
     /// deployments and tests.
     pub fn nameservers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
@@ -170,9 +170,19 @@ impl<N: Network> DiscoveryBuilder<N> {
     }
 }
 
+/// What discovery needs of a runtime besides its sockets: a runtime
+/// provider for hickory's resolver. The adapters implement it with their
+/// `discovery` feature (on by default).
+pub trait DnsRuntime: Network {
+    /// The runtime provider hickory's resolver uses.
+    type Dns: hickory_resolver::net::runtime::RuntimeProvider;
+    /// A DNS runtime provider for hickory.
+    fn dns(&self) -> Self::Dns;
+}
+
 /// Finds agents by domain name: `_agent.<domain>` TXT, on the network
 /// (runtime) `N`; the adapters name this type for their runtime.
-pub struct Discovery<N: Network> {
+pub struct Discovery<N: DnsRuntime> {
     net: N,
     resolver: Resolver<N::Dns>,
     cache: Mutex<HashMap<String, (Instant, Discovered)>>,
@@ -186,13 +196,13 @@ struct WellKnown {
     timeout: Duration,
 }
 
-impl<N: Network> std::fmt::Debug for Discovery<N> {
+impl<N: DnsRuntime> std::fmt::Debug for Discovery<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery").finish_non_exhaustive()
     }
 }
 
-impl<N: Network> Discovery<N> {
+impl<N: DnsRuntime> Discovery<N> {
     /// Discovery with the system's resolver configuration.
     pub fn system() -> Result<Discovery<N>, AidError> {
         DiscoveryBuilder::default().build()
@@ -261,7 +271,7 @@ impl<N: Network> Discovery<N> {
     }
 }
 
-impl<N: Network> Discovery<N> {
+impl<N: DnsRuntime> Discovery<N> {
     /// `GET https://<host>/.well-known/agent`: HTTPS only, no redirects, a
     /// JSON object of at most 64 KiB, within the time limit. Any failure is
     /// `ERR_FALLBACK_FAILED`, except a security failure of the record.

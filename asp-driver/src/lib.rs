@@ -20,6 +20,7 @@ mod caller;
 mod client;
 mod command;
 mod connection;
+#[cfg(feature = "discovery")]
 pub mod discovery;
 mod driver;
 mod error;
@@ -48,7 +49,8 @@ pub use tools::{Tool, ToolContext, ToolError, ToolRegistry, SEND_BUDGET};
 
 pub use byte_stream::ByteStream;
 pub use client::{Client, ClientBuilder};
-pub use discovery::{Discovered, Discovery, DiscoveryBuilder, DiscoverySource};
+#[cfg(feature = "discovery")]
+pub use discovery::{Discovered, Discovery, DiscoveryBuilder, DiscoverySource, DnsRuntime};
 pub use listener::{
     default_max_connections, HandshakeGate, Listener, DEFAULT_MAX_PENDING, DEFAULT_UPGRADE_TIMEOUT,
     PRE_HANDSHAKE_READ_LIMIT, SERVER_READ_BUFFER,
@@ -108,9 +110,27 @@ macro_rules! runtime_types {
         pub type ClientBuilder = $crate::ClientBuilder<$rt>;
         #[doc = concat!("A connected client on ", $name, ".")]
         pub type Client = $crate::Client<$rt>;
+        $crate::__discovery_types!($rt, $name);
+    };
+}
+
+/// The discovery half of [`runtime_types!`]: the types with the feature,
+/// nothing without it.
+#[cfg(feature = "discovery")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __discovery_types {
+    ($rt:ty, $name:literal) => {
         #[doc = concat!("AID discovery with hickory on ", $name, ".")]
         pub type Discovery = $crate::Discovery<$rt>;
         #[doc = concat!("Configures a [`Discovery`] on ", $name, ".")]
         pub type DiscoveryBuilder = $crate::DiscoveryBuilder<$rt>;
     };
+}
+
+#[cfg(not(feature = "discovery"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __discovery_types {
+    ($rt:ty, $name:literal) => {};
 }

@@ -38,8 +38,6 @@ pub trait Network: Runtime + Default {
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// A bound TCP listener.
     type Listener: Send + Sync + 'static;
-    /// The runtime provider hickory's resolver uses for discovery.
-    type Dns: hickory_resolver::net::runtime::RuntimeProvider;
 
     /// Binds a listener.
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>>;
@@ -49,8 +47,6 @@ pub trait Network: Runtime + Default {
     fn accept(&self, listener: Arc<Self::Listener>) -> BoxFuture<io::Result<(Self::Tcp, SocketAddr)>>;
     /// Connects to `host` (a name the system resolves, or an address).
     fn connect(&self, host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>>;
-    /// A DNS runtime provider for hickory.
-    fn dns(&self) -> Self::Dns;
 }
 
 /// WebSocket limits that fit the session's: a message holds whole frames,

@@ -31,10 +31,13 @@ pub mod axum;
 mod runtime;
 mod stdio;
 
+#[cfg(feature = "discovery")]
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
+#[cfg(feature = "discovery")]
+pub use asp_driver::Discovered;
 pub use asp_driver::{
     schemars, tls, typed, ByteStream, Caller, Completion, ConnectError, Connection, ConnectionError, ConnectionState,
-    Discovered, Invocation, InvokeError, Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH,
+    Invocation, InvokeError, Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH,
     PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;

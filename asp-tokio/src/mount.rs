@@ -1,5 +1,5 @@
 //! ASP on a route of an existing axum application, beside its HTTP routes:
-//! the application does the upgrade, a [`Service`](crate::Service) serves
+//! the application does the upgrade, a [`Service`] serves
 //! the WebSocket. (Feature `axum`, on by default.)
 //!
 //! ```no_run

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use asp_driver::{BoxFuture, Network, Runtime};
+#[cfg(feature = "discovery")]
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
@@ -27,7 +28,6 @@ impl Runtime for TokioRuntime {
 impl Network for TokioRuntime {
     type Tcp = Compat<TcpStream>;
     type Listener = TcpListener;
-    type Dns = TokioRuntimeProvider;
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<TcpListener>> {
         Box::pin(TcpListener::bind(addr))
@@ -52,6 +52,11 @@ impl Network for TokioRuntime {
             Ok(tcp.compat())
         })
     }
+}
+
+#[cfg(feature = "discovery")]
+impl asp_driver::DnsRuntime for TokioRuntime {
+    type Dns = TokioRuntimeProvider;
 
     fn dns(&self) -> TokioRuntimeProvider {
         TokioRuntimeProvider::default()

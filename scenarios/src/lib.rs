@@ -473,7 +473,7 @@ pub fn dns_server(zone: std::collections::HashMap<&'static str, asp_testkit::dns
 /// server on loopback: a record leads to a live agent; no record (1000), a
 /// `ws://` record (1003) and a server slower than the timeout (1004) get
 /// their codes.
-pub async fn discovery_finds_the_agent<S: Network, C: Network>() {
+pub async fn discovery_finds_the_agent<S: Network, C: asp_driver::DnsRuntime>() {
     use asp_proto::aid::AidErrorCode;
     use asp_testkit::dns::Answer;
     let tls = Tls::new();
