@@ -23,7 +23,27 @@ use crate::resume::Resumption;
 use crate::{BoxTransport, Connection, Tool, ToolRegistry};
 
 /// Configures a [`Client`] on the network `N` (an adapter's runtime type;
-/// the adapters name this type for their runtime).
+/// the adapters name this type for their runtime: `asp_tokio::ClientBuilder`).
+/// A client reconnects and resumes by itself when its transport drops.
+///
+/// ```no_run
+/// # use asp_driver::{ClientBuilder, Network};
+/// # use asp_proto::Value;
+/// # use futures::StreamExt;
+/// # async fn run<N: Network>() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = ClientBuilder::<N>::new("wss://agent.example/v1/agent-socket")
+///     .token("s3cret")
+///     .connect_timeout(std::time::Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// let mut call = client.invoke("tokens", Value::from(5)).await?;
+/// while let Some(chunk) = call.next().await {
+///     print!("{}", String::from_utf8_lossy(&chunk)); // credit goes back as you read
+/// }
+/// println!("{}", call.result().await?.result);
+/// # Ok(())
+/// # }
+/// ```
 pub struct ClientBuilder<N> {
     net: N,
     url: String,

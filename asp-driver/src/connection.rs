@@ -85,7 +85,29 @@ impl std::fmt::Display for ConnectionState {
 
 /// A handle on one connection, cheap to clone. Commands go to the task that
 /// owns the session; nothing here blocks on the network except the futures
-/// that say so.
+/// that say so. A [`Client`](crate::Client) derefs to one; a tool gets its
+/// caller's from [`ToolContext::connection`](crate::ToolContext::connection).
+///
+/// ```no_run
+/// # use asp_driver::{Connection, ConnectionState};
+/// # use futures::StreamExt;
+/// # async fn run(conn: Connection) -> Result<(), Box<dyn std::error::Error>> {
+/// for tool in conn.peer_tools() {
+///     println!("{}: {}", tool.name, tool.desc.unwrap_or_default());
+/// }
+/// let mut changes = conn.tool_changes(); // a TOOL_DEF arrived
+/// let mut states = conn.state_changes(); // reconnecting, resumed, draining, closed
+/// tokio_like_spawn(async move {
+///     while let Some(state) = states.next().await {
+///         eprintln!("{state}");
+///     }
+/// });
+/// changes.next().await;
+/// let done = conn.invoke("echo", "hi".into()).await?.result().await?;
+/// # Ok(())
+/// # }
+/// # fn tokio_like_spawn(_f: impl std::future::Future<Output = ()>) {}
+/// ```
 #[derive(Clone)]
 pub struct Connection {
     pub(crate) tx: mpsc::UnboundedSender<Command>,

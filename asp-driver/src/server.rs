@@ -17,7 +17,26 @@ use crate::resume::{ResumeRegistry, Resumption};
 use crate::{AuthHook, BoxTransport, Connection, OsEntropy, Tool, ToolRegistry};
 
 /// Configures and binds a [`Server`] on the network `N` (an adapter's
-/// runtime type; the adapters name this type for their runtime).
+/// runtime type; the adapters name this type for their runtime:
+/// `asp_tokio::ServerBuilder`).
+///
+/// ```no_run
+/// # use asp_driver::{Network, ServerBuilder, ToolContext, ToolError};
+/// # use asp_proto::{ToolSpec, Value};
+/// # async fn run<N: Network>(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<()> {
+/// let server = ServerBuilder::<N>::new("0.0.0.0:9443".parse().unwrap())
+///     .tls_pem(cert_pem, key_pem)? // or .allow_plaintext() behind a TLS proxy
+///     .max_connections(10_000)
+///     .tool(ToolSpec::named("echo"), |_ctx: ToolContext, args: Value| async move { Ok::<_, ToolError>(args) })
+///     .bind()
+///     .await?;
+/// println!("serving {}", server.url());
+/// let handle = server.spawn();
+/// // … on SIGTERM:
+/// handle.shutdown(std::time::Duration::from_secs(10)).await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct ServerBuilder<N> {
     net: N,
     addr: SocketAddr,
@@ -244,6 +263,18 @@ struct Inner {
 /// socket — are served here. From [`ServerBuilder::into_service`], or
 /// [`ServerHandle::service`] to share a listening server's sessions
 /// (resumption included) and tools.
+///
+/// ```no_run
+/// # use asp_driver::{Network, ServerBuilder, ToolContext, ToolError};
+/// # use asp_proto::{ToolSpec, Value};
+/// # async fn run<N: Network>(stream: impl futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static) {
+/// let service = ServerBuilder::<N>::new("127.0.0.1:0".parse().unwrap())
+///     .tool(ToolSpec::named("echo"), |_ctx: ToolContext, args: Value| async move { Ok::<_, ToolError>(args) })
+///     .into_service();
+/// // e.g. a Unix socket the application accepted, or this process's stdio
+/// service.serve_stream(stream).await; // until that connection ends
+/// # }
+/// ```
 pub struct Service<N> {
     net: N,
     inner: Arc<Inner>,
@@ -326,7 +357,21 @@ impl<N: Network> Server<N> {
     }
 }
 
-/// A running server.
+/// A running server: its tools (add and remove them live), its open
+/// connections, and a graceful [`shutdown`](Self::shutdown).
+///
+/// ```no_run
+/// # use asp_driver::{Network, ServerHandle, ToolContext, ToolError};
+/// # use asp_proto::{ToolSpec, Value};
+/// # async fn run<N: Network>(handle: ServerHandle<N>) {
+/// // A tool that appears while clients are connected reaches all of them.
+/// handle.tools().add(ToolSpec::named("report"), |_ctx: ToolContext, _args: Value| async move {
+///     Ok::<_, ToolError>(Value::from("ready"))
+/// });
+/// println!("{} clients", handle.connections().len());
+/// handle.shutdown(std::time::Duration::from_secs(5)).await; // GOAWAY, drain, close
+/// # }
+/// ```
 pub struct ServerHandle<N> {
     net: N,
     local_addr: SocketAddr,

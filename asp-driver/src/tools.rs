@@ -52,6 +52,18 @@ struct RegistryInner {
 
 /// The tools one side offers, shared by all its connections. Adding or
 /// removing a tool tells every open connection (TOOL_DEF).
+///
+/// ```
+/// # use asp_driver::{ToolContext, ToolError, ToolRegistry};
+/// # use asp_proto::{ToolSpec, Value};
+/// let tools = ToolRegistry::new();
+/// tools.add(ToolSpec::named("ping"), |_ctx: ToolContext, _args: Value| async move {
+///     Ok::<_, ToolError>(Value::from("pong"))
+/// });
+/// assert_eq!(tools.specs()[0].name, "ping");
+/// tools.remove("ping");
+/// assert!(tools.specs().is_empty());
+/// ```
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     inner: Arc<Mutex<RegistryInner>>,
