@@ -1,5 +1,6 @@
-//! rustls configurations, with the `ring` provider: from PEM files, from a
-//! custom CA, with the webpki roots and the operating system's trust store.
+//! rustls configurations: from PEM files, from a custom CA, with the webpki
+//! roots and the operating system's trust store. The crypto provider is the
+//! process default when one is installed, else `ring` (feature `ring`).
 
 use std::io;
 use std::sync::Arc;
@@ -8,8 +9,21 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider for every configuration made here: the process
+/// default when the application installed one
+/// (`CryptoProvider::install_default`, e.g. aws-lc-rs or a FIPS build),
+/// else `ring` (feature `ring`, on by default).
+fn provider() -> io::Result<Arc<rustls::crypto::CryptoProvider>> {
+    if let Some(installed) = rustls::crypto::CryptoProvider::get_default() {
+        return Ok(installed.clone());
+    }
+    #[cfg(feature = "ring")]
+    return Ok(Arc::new(rustls::crypto::ring::default_provider()));
+    #[cfg(not(feature = "ring"))]
+    Err(invalid(
+        "no rustls crypto provider: enable asp-driver's `ring` feature, or install one first with \
+         rustls::crypto::CryptoProvider::install_default (e.g. rustls::crypto::aws_lc_rs::default_provider())",
+    ))
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -26,7 +40,7 @@ pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
         invalid(format!("no usable private key in the key PEM ({e}): expected a `BEGIN PRIVATE KEY` block"))
     })?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let config = ServerConfig::builder_with_provider(provider()?)
         .with_safe_default_protocol_versions()
         .map_err(invalid)?
         .with_no_client_auth()
@@ -67,7 +81,7 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> io::Result<Arc<ClientConfig
             return Err(invalid("no certificate found: expected PEM with a `BEGIN CERTIFICATE` block"));
         }
     }
-    let config = ClientConfig::builder_with_provider(provider())
+    let config = ClientConfig::builder_with_provider(provider()?)
         .with_safe_default_protocol_versions()
         .map_err(invalid)?
         .with_root_certificates(roots)
