@@ -115,15 +115,15 @@ if cargo tree -p asp-async-std --prefix none --format '{p}' | grep -E '^tokio(-[
 fi
 echo "ok: $(cargo tree -p asp-async-std --prefix none --format '{p}' | sort -u | wc -l) crates, no tokio"
 
-step "discovery is optional: asp-tokio and asp-async-std without it build with no hickory in their tree"
+step "features: asp-tokio and asp-async-std without defaults build with no hickory (discovery) and no ring (ring) in their tree"
 cargo check --locked -q -p asp-tokio -p asp-async-std --no-default-features --lib
 for crate in asp-tokio asp-async-std; do
-  if cargo tree -p "$crate" --no-default-features -e normal --prefix none --format '{p}' | grep -E '^hickory'; then
-    echo "$crate --no-default-features must not depend on hickory (feature discovery)" >&2
+  if cargo tree -p "$crate" --no-default-features -e normal --prefix none --format '{p}' | grep -E '^(hickory|ring) '; then
+    echo "$crate --no-default-features must not depend on hickory (feature discovery) or ring (feature ring)" >&2
     exit 1
   fi
 done
-echo "ok: no hickory without the discovery feature"
+echo "ok: no hickory, no ring without their features"
 
 if [ "$have_nightly" = yes ]; then
   step "fuzz smoke: ${FUZZ_SECONDS}s per target"
