@@ -169,6 +169,27 @@ pub struct Listener {
     max_pending: usize,
 }
 
+impl Listener {
+    /// TLS (when configured) and the checked upgrade on a connection the
+    /// application accepted, within the upgrade timeout.
+    pub(crate) async fn upgrade<N: Network, S>(
+        &self,
+        net: &N,
+        io: S,
+        ws_config: WebSocketConfig,
+    ) -> Result<(BoxTransport, Option<String>), String>
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    {
+        let accept = accept_websocket(io, self.tls.clone(), self.policy.clone(), ws_config);
+        let deadline = net.sleep_until(net.now() + self.upgrade_timeout);
+        match select(Box::pin(accept), deadline).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => Err("the TLS handshake and upgrade took longer than the upgrade timeout".into()),
+        }
+    }
+}
+
 impl Default for Listener {
     fn default() -> Self {
         Listener {

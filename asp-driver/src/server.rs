@@ -233,6 +233,15 @@ impl<N: Network> ServerBuilder<N> {
     pub async fn bind(self) -> std::io::Result<Server<N>> {
         self.listener.check("a server")?;
         let socket = self.net.bind(self.addr).await?;
+        self.with_listener(socket)
+    }
+
+    /// A server on a listener the application bound itself (an inherited
+    /// socket, systemd socket activation, a port chosen elsewhere): the
+    /// runtime's TCP listener (`tokio::net::TcpListener` for asp-tokio). The
+    /// builder's address is not used.
+    pub fn with_listener(self, socket: N::Listener) -> std::io::Result<Server<N>> {
+        self.listener.check("a server")?;
         let local_addr = N::local_addr(&socket)?;
         let session = self.session;
         Ok(Server {
@@ -293,6 +302,21 @@ impl<N: Network> Service<N> {
     /// hook sees it when HELLO has none.
     pub async fn serve_transport(&self, transport: impl crate::Transport, token: Option<String>) {
         serve(self.net.clone(), Box::new(transport), token, None, self.inner.clone()).await
+    }
+
+    /// Serves one TCP connection the application accepted itself, as the
+    /// server's own listener would: TLS when configured, the WebSocket
+    /// upgrade with its checks (path, `asp-v1`, origins), then the session,
+    /// until it ends. A connection that fails the upgrade is dropped (logged).
+    pub async fn serve_connection<S>(&self, io: S)
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    {
+        let ws_config = crate::net::websocket_config(&self.inner.driver.session);
+        match self.inner.listener.upgrade(&self.net, io, ws_config).await {
+            Ok((transport, token)) => serve(self.net.clone(), transport, token, None, self.inner.clone()).await,
+            Err(reason) => tracing::debug!(%reason, "connection refused before its session"),
+        }
     }
 
     /// Serves one connection over a byte stream (SPEC.md §2: frames need no

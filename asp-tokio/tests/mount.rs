@@ -93,3 +93,42 @@ async fn asp_over_a_unix_socket() {
     assert!(refused.unwrap_err().to_string().contains("UNAUTHENTICATED"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_and_connections_the_application_accepted() {
+    // A listener bound elsewhere (inherited, socket-activated) becomes the server's.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ServerBuilder::new("0.0.0.0:1".parse().unwrap()) // not used
+        .allow_plaintext()
+        .typed_tool("greet", "Greets", |ctx: ToolContext, args: Greet| async move {
+            ctx.send(format!("hello {}", args.who)).await?;
+            Ok::<_, ToolError>(Value::Nil)
+        })
+        .with_listener(listener)
+        .unwrap();
+    assert_eq!(server.local_addr(), addr);
+    let handle = server.spawn();
+    let client = ClientBuilder::new(format!("ws://{addr}/v1/agent-socket")).allow_plaintext().connect().await.unwrap();
+    assert_eq!(greet(&client).await.0, "hello you");
+
+    // A TCP connection the application accepted itself: the same upgrade
+    // checks (path, asp-v1), then the session.
+    let own = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own_addr = own.local_addr().unwrap();
+    let service = handle.service();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = own.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move { service.serve_connection(tcp.compat()).await });
+        }
+    });
+    let client =
+        ClientBuilder::new(format!("ws://{own_addr}/v1/agent-socket")).allow_plaintext().connect().await.unwrap();
+    assert_eq!(greet(&client).await.0, "hello you");
+    assert_eq!(handle.connections().len(), 2, "both ways in share the server");
+    match tokio_tungstenite::connect_async(format!("ws://{own_addr}/elsewhere")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+}
