@@ -180,7 +180,7 @@ step "asp-tokio's examples, each on its own (port 0, no files): the README's qui
 quick=$(cargo run --locked -q -p asp-tokio --example quickstart)
 echo "$quick"
 echo "$quick" | grep -q '^add → 42$' || { echo "the quickstart example did not add 2 and 40" >&2; exit 1; }
-for example in client_tools live_tools auth shutdown axum_route stdio_agent; do
+for example in client_tools live_tools auth limits shutdown discovery axum_route stdio_agent; do
   echo "-- $example"
   timeout 60 cargo run --locked -q -p asp-tokio --example "$example" || { echo "example $example failed" >&2; exit 1; }
 done
