@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use asp_proto::{CloseReason, ErrorCode, Invoke, Stats, ToolOp, ToolSet, ToolSpec, Value};
+use asp_proto::{CloseReason, ErrorCode, ErrorInfo, Invoke, Stats, ToolOp, ToolSet, ToolSpec, Value};
 use futures::channel::{mpsc, oneshot};
 
 use crate::command::Command;
@@ -164,6 +164,33 @@ impl Connection {
         self.command(Command::Invoke { invoke, reply })?;
         let (id, token, events) = answer.await.map_err(|_| self.closed_error())??;
         Ok(Invocation::new(id, token, events, self.tx.clone()))
+    }
+
+    /// Calls `tool` with `args` (any `Serialize`, structs as maps) and
+    /// decodes its result as an `R`, ignoring streamed output: for tools
+    /// that answer with a value. Every failure is an [`ErrorInfo`]: the
+    /// tool's ERROR, `SESSION_LOST` when the connection is gone, `INTERNAL`
+    /// when the arguments or the result do not convert.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: asp_driver::Connection) -> Result<(), asp_proto::ErrorInfo> {
+    /// #[derive(serde::Serialize)]
+    /// struct Add { a: i64, b: i64 }
+    /// let sum: i64 = conn.call("add", Add { a: 2, b: 40 }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn call<R: serde::de::DeserializeOwned>(
+        &self,
+        tool: impl Into<String>,
+        args: impl serde::Serialize,
+    ) -> Result<R, ErrorInfo> {
+        let internal =
+            |what: &str, e: &dyn std::fmt::Display| ErrorInfo::new(ErrorCode::INTERNAL, format!("{what}: {e}"));
+        let bytes = rmp_serde::to_vec_named(&args).map_err(|e| internal("the arguments", &e))?;
+        let args = rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| internal("the arguments", &e))?;
+        let done = self.invoke(tool, args).await?.result().await?;
+        rmpv::ext::from_value(done.result).map_err(|e| internal("the result", &e))
     }
 
     /// The peer's tools as last announced.

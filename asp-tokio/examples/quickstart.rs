@@ -5,7 +5,7 @@
 use asp_tokio::{typed, ClientBuilder, ServerBuilder, ToolContext, ToolError};
 use futures::StreamExt;
 
-#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct Add {
     a: i64,
     b: i64,
@@ -13,32 +13,29 @@ struct Add {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (words, stream) = typed::streaming("words", "Streams a sentence", |_ctx: ToolContext, n: usize| {
-        futures::stream::iter(
-            "agents stream tokens over one socket".split(' ').take(n).map(|w| Ok::<_, ToolError>(format!("{w} "))),
-        )
+    let (words, stream) = typed::streaming("words", "Streams n words", |_ctx: ToolContext, n: usize| {
+        let text = "agents stream tokens over one socket".split(' ').take(n);
+        futures::stream::iter(text.map(|w| Ok::<_, ToolError>(format!("{w} "))))
     });
     let agent = ServerBuilder::new("127.0.0.1:0".parse()?)
         .allow_plaintext() // wss:// with .tls_pem(cert, key)
-        .typed_tool("add", "Adds two integers", |_ctx: ToolContext, args: Add| async move {
-            Ok::<_, ToolError>(args.a + args.b)
-        })
+        .typed_tool(
+            "add",
+            "Adds two integers",
+            |_ctx: ToolContext, x: Add| async move { Ok::<_, ToolError>(x.a + x.b) },
+        )
         .tool(words, stream)
         .bind()
         .await?
         .spawn();
 
     let client = ClientBuilder::new(agent.url()).allow_plaintext().connect().await?;
-    let sum = client
-        .invoke("add", asp_tokio::proto::rmpv::ext::to_value(serde_json::json!({"a": 2, "b": 40}))?)
-        .await?
-        .result()
-        .await?;
-    println!("add → {}", sum.result);
+    let sum: i64 = client.call("add", Add { a: 2, b: 40 }).await?;
+    println!("add → {sum}");
     let mut words = client.invoke("words", 5.into()).await?;
     while let Some(chunk) = words.next().await {
         print!("{}", String::from_utf8_lossy(&chunk)); // as the tool sends it
     }
-    println!("\n{:?}", words.result().await?.metrics);
+    println!();
     Ok(())
 }

@@ -99,6 +99,15 @@ async fn typed_tools_have_checked_schemas_and_context() {
     let done = client.invoke("add", args(serde_json::json!({"a": 2, "b": 40}))).await.unwrap().result().await.unwrap();
     assert_eq!(json(&done.result), serde_json::json!({"sum": 42}));
 
+    // Connection::call: any Serialize in, any Deserialize out.
+    let sum: BTreeMap<String, i64> = client.call("add", serde_json::json!({"a": 1, "b": 2})).await.unwrap();
+    assert_eq!(sum["sum"], 3);
+    let refused = client.call::<Value>("add", serde_json::json!({"a": "x"})).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::INVALID_ARGUMENTS);
+    let mismatch = client.call::<String>("add", serde_json::json!({"a": 1, "b": 2})).await.unwrap_err();
+    assert_eq!(mismatch.code, ErrorCode::INTERNAL);
+    assert!(mismatch.message.starts_with("the result"), "{}", mismatch.message);
+
     // Arguments that break the schema never reach the handler.
     let wrong = client.invoke("add", args(serde_json::json!({"a": 2, "b": "x"}))).await.unwrap().result().await;
     let wrong = wrong.unwrap_err();
