@@ -24,7 +24,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn();
     let client = ClientBuilder::new(agent.url()).allow_plaintext().connect().await?;
     let mut states = client.state_changes();
-    let call = client.invoke("work", Value::Nil).await?;
+    let mut call = client.invoke("work", Value::Nil).await?;
+    // The call is running on the server once its first output is here (an
+    // INVOKE still on its way when GOAWAY goes out is refused, SPEC §13).
+    let first = call.next().await.expect("the first step");
+    println!("running: {}", String::from_utf8_lossy(&first));
 
     // E.g. on SIGTERM: the running call has a second to finish.
     let stopping = tokio::spawn(agent.shutdown(Duration::from_secs(1)));
