@@ -3,7 +3,7 @@
 //! starts itself with `--agent` and calls the child.
 //!
 //!     cargo run -p asp-tokio --example stdio_agent
-use asp_tokio::proto::{ToolSpec, Value};
+use asp_tokio::proto::{ErrorCode, ToolSpec, Value};
 use asp_tokio::{ClientBuilder, ServerBuilder, ToolContext, ToolError};
 
 #[tokio::main]
@@ -27,7 +27,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = ClientBuilder::new("stdio:").connect_stream(pipes).await?;
     let done = client.invoke("pid", Value::Nil).await?.result().await?;
     println!("the agent runs as process {} (we are {})", done.result, std::process::id());
-    drop(client);
-    child.wait().await?;
+    // Closing the session closes the child's stdin: it ends by itself.
+    client.close(ErrorCode::NO_ERROR, "done")?;
+    client.closed().await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await??;
+    println!("the agent exited: {status}");
     Ok(())
 }
