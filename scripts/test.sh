@@ -59,6 +59,26 @@ passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$test_log" | grep -oE '[0-
 failed=$(grep -oE '([0-9]+) failed;' "$test_log" | awk '{s+=$1} END {print s+0}')
 rm -f "$test_log"
 
+step "asp-bench: --help, and a short run of the latency and streaming method (rows, rounds, JSON)"
+bench_json=$(mktemp)
+cargo run -q --locked -p asp-bench -- --help | grep -q "interleaved rounds"
+cargo run -q --locked -p asp-bench -- latency streaming --rows raw --rows "asp-tokio, ws://" \
+  --rounds 2 --calls 20 --warmup 5 --chunks 2000 --json "$bench_json"
+python3 - "$bench_json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+latency, streaming = report["latency"]["rows"], report["streaming"]["rows"]
+names = [r["name"] for r in latency]
+assert any(n.startswith("raw tungstenite") for n in names) and any("asp-tokio" in n for n in names), names
+assert not any("MCP" in n for n in names), "--rows selects rows"
+for r in latency + streaming:
+    assert len(r["rounds"]) == 2 and r["median"] > 0 and r["spread"][0] <= r["median"] <= r["spread"][1], r
+asp = next(r for r in latency if r["name"] == "ASP, asp-tokio, ws://")
+assert asp["vs_raw"] > 0, asp
+print(f"ok: {len(latency)} latency rows, {len(streaming)} streaming rows, ASP ws:// {asp['vs_raw']:.2f}x raw in this short run")
+PY
+rm -f "$bench_json"
+
 step "cargo doc (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

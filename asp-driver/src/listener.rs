@@ -30,9 +30,12 @@ pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's WebSocket read buffer. tungstenite zero-fills its read
 /// buffer up to this size on every read, so its default (128 KiB) would be
-/// resident in every idle connection; the buffer still grows for large
-/// messages when it must.
-pub const SERVER_READ_BUFFER: usize = 4 * 1024;
+/// resident in every idle connection. It is also the most one read takes
+/// in (a longer message is reserved whole once its header is in, then read
+/// a buffer's worth at a time), so a 1 MiB argument takes about a thousand
+/// reads instead of eight: the price of 7.8 KiB instead of 10.7 KiB per
+/// idle connection (docs/PERFORMANCE.md). 1 KiB, as axum's default.
+pub const SERVER_READ_BUFFER: usize = 1024;
 
 /// Bytes a connection may send before its ASP handshake completes: the TLS
 /// handshake, the HTTP upgrade and one pre-handshake frame (64 KiB + 8,

@@ -468,14 +468,17 @@ async fn accept_loop<N: Network>(net: N, socket: Arc<N::Listener>, inner: Arc<In
         .await
 }
 
-/// One accepted connection: its session and the task that drives it.
-async fn serve<N: Network>(
+/// One accepted connection: its session, set up now, and the future of the
+/// task that drives it. Not an `async fn`, whose future would hold the
+/// session config and the session itself beside the driver's own copy (a
+/// few KB per idle connection): the future returned is the driver's alone.
+fn serve<N: Network>(
     net: N,
     transport: BoxTransport,
     token: Option<String>,
     gate: Option<HandshakeGate>,
     inner: Arc<Inner>,
-) {
+) -> crate::BoxFuture<()> {
     let mut config = inner.driver.clone();
     config.session.tools = config.tools.specs();
     let mut session = Session::server(config.session.clone(), net.now(), Box::new(OsEntropy));
@@ -489,5 +492,5 @@ async fn serve<N: Network>(
         list.retain(|c| !c.is_closed());
         list.push(conn);
     }
-    driver.await;
+    driver
 }

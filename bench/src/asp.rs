@@ -37,15 +37,30 @@ pub(crate) async fn client<N: Network>(url: &str, tls: Option<&Tls>) -> Client<N
     builder.connect().await.expect("connect")
 }
 
-/// An ASP client calling `echo`.
-pub(crate) struct AspEcho<N>(pub(crate) Client<N>);
+/// An ASP client calling `echo` with a binary payload (32 bytes unless set).
+pub(crate) struct AspEcho<N> {
+    client: Client<N>,
+    payload: Value,
+}
+
+impl<N: Network> AspEcho<N> {
+    pub(crate) fn new(client: Client<N>) -> Self {
+        AspEcho { client, payload: Value::Binary(vec![7; PAYLOAD]) }
+    }
+
+    /// Echoes `size` bytes instead.
+    pub(crate) fn with_payload(mut self, size: usize) -> Self {
+        self.payload = Value::Binary(vec![7; size]);
+        self
+    }
+}
 
 impl<N: Network> Echo for AspEcho<N> {
     fn echo(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let payload = Value::Binary(vec![7; PAYLOAD]);
-            let done = self.0.invoke("echo", payload.clone()).await.expect("invoke").result().await.expect("echo");
-            assert_eq!(done.result, payload);
+            let done =
+                self.client.invoke("echo", self.payload.clone()).await.expect("invoke").result().await.expect("echo");
+            assert_eq!(done.result, self.payload);
         })
     }
 }
@@ -53,7 +68,7 @@ impl<N: Network> Echo for AspEcho<N> {
 /// Sequential echo latency on runtime `N` (the caller runs it there).
 pub(crate) async fn round_trips<N: Network>(tls: Option<&Tls>, calls: usize, warmup: usize) -> crate::echo::Latency {
     let server = server::<N>(tls, 0).await;
-    let client = AspEcho(client::<N>(server.url(), tls).await);
+    let client = AspEcho::new(client::<N>(server.url(), tls).await);
     let latency = crate::echo::sequential(&client, calls, warmup).await;
     server.shutdown(Duration::from_millis(100)).await;
     latency

@@ -33,14 +33,20 @@ pub(crate) async fn sequential(client: &dyn Echo, calls: usize, warmup: usize) -
     for _ in 0..warmup {
         client.echo().await;
     }
-    let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
-    for _ in 0..calls {
+    let samples = timed(client, calls).await;
+    percentiles(samples, started.elapsed())
+}
+
+/// Times `n` sequential calls of `client`: one sample each.
+pub(crate) async fn timed(client: &dyn Echo, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
         let t = Instant::now();
         client.echo().await;
         samples.push(t.elapsed());
     }
-    percentiles(samples, started.elapsed())
+    samples
 }
 
 /// `clients` clients at once, each making `calls / clients` sequential
@@ -54,20 +60,8 @@ pub(crate) async fn concurrent<E: Echo>(clients: Vec<E>, calls: usize, warmup: u
         }
     }
     let started = Instant::now();
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|c| {
-            tokio::spawn(async move {
-                let mut samples = Vec::with_capacity(per_client);
-                for _ in 0..per_client {
-                    let t = Instant::now();
-                    c.echo().await;
-                    samples.push(t.elapsed());
-                }
-                samples
-            })
-        })
-        .collect();
+    let tasks: Vec<_> =
+        clients.into_iter().map(|c| tokio::spawn(async move { timed(&*c, per_client).await })).collect();
     let mut samples = Vec::new();
     for task in tasks {
         samples.extend(task.await.expect("client task"));

@@ -24,7 +24,7 @@ pub(crate) async fn run_server(tls: bool) {
     server.closed().await;
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
@@ -40,7 +40,7 @@ pub(crate) struct Idle {
     pub(crate) open_seconds: f64,
 }
 
-struct Kill(Child);
+pub(crate) struct Kill(pub(crate) Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -57,9 +57,20 @@ pub(crate) async fn measure(n: usize, tls: bool) -> Idle {
     if tls {
         args.push("--tls");
     }
-    let mut child = Kill(Command::new(exe).args(&args).stdout(Stdio::piped()).spawn().expect("server process"));
+    // `ASP_BENCH_IDLE_WRAPPER=heaptrack` (a program taking the command
+    // after it) runs the server under a memory profiler.
+    let mut command = match std::env::var("ASP_BENCH_IDLE_WRAPPER") {
+        Ok(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(&exe);
+            c
+        }
+        Err(_) => Command::new(&exe),
+    };
+    let mut child = Kill(command.args(&args).stdout(Stdio::piped()).spawn().expect("server process"));
     let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
-    let url = lines.next().expect("url").expect("url");
+    // A wrapper may print lines of its own first.
+    let url = lines.by_ref().map(|l| l.expect("url")).find(|l| l.starts_with("ws")).expect("url");
     let cert_pem = if tls { Some(lines.next().expect("cert").expect("cert").replace('|', "\n")) } else { None };
     let tls = cert_pem.map(|cert_pem| Tls { cert_pem, key_pem: String::new() });
     let pid = child.0.id();
@@ -79,4 +90,40 @@ pub(crate) async fn measure(n: usize, tls: bool) -> Idle {
     let after = rss_kib(pid);
     drop(clients);
     Idle { connections: n, bytes_per_connection: (after.saturating_sub(before) * 1024) as f64 / n as f64, open_seconds }
+}
+
+/// Descriptors kept free for everything else in a process.
+const DESCRIPTOR_RESERVE: u64 = 200;
+
+/// `n`, or fewer when the descriptor limit (both processes have `limit`)
+/// cannot hold that many connections; says so.
+pub(crate) fn fitting(n: usize, limit: u64) -> usize {
+    let fits = usize::try_from(limit.saturating_sub(DESCRIPTOR_RESERVE)).unwrap_or(usize::MAX);
+    if n > fits {
+        eprintln!("the descriptor limit is {limit} (hard limit; raising it needs CAP_SYS_RESOURCE): measuring {fits} connections, not {n}");
+    }
+    n.min(fits)
+}
+
+impl Idle {
+    pub(crate) fn json(&self, scheme: &str) -> serde_json::Value {
+        serde_json::json!({
+            "scheme": scheme, "connections": self.connections,
+            "bytes_per_connection": self.bytes_per_connection, "open_seconds": self.open_seconds,
+        })
+    }
+}
+
+/// The idle table (markdown).
+pub(crate) fn print(rows: &[(&str, Idle)]) {
+    println!("| idle ASP connections (server process RSS growth) | connections | per connection | time to open all |");
+    println!("|---|---:|---:|---:|");
+    for (scheme, i) in rows {
+        println!(
+            "| asp-tokio, {scheme} | {} | {:.1} KiB | {:.2} s |",
+            i.connections,
+            i.bytes_per_connection / 1024.0,
+            i.open_seconds
+        );
+    }
 }

@@ -1,35 +1,18 @@
-//! `cargo run --release -p asp-bench` — one run, on loopback, printing
-//! markdown tables, writing `target/asp-bench.json` and
-//! `target/asp-bench-latency.svg`:
+//! `cargo run --release -p asp-bench -- [GROUPS] [OPTIONS]` — loopback
+//! benchmarks of Agent Socket against a raw WebSocket and MCP (`rmcp`),
+//! printed as markdown tables, written as JSON (`--json`) and as an SVG of
+//! the round trips (`--svg`). `--help` lists groups and options; the method
+//! is in `docs/PERFORMANCE.md` and in [`latency`].
 //!
-//! 1. round trip of a 32-byte echo, sequential, after a warm-up: ASP on
-//!    asp-tokio and asp-async-std (async-std and smol) over `ws://` and
-//!    `wss://`; a raw tokio-tungstenite echo (the floor); an MCP
-//!    `tools/call` with `rmcp` over Streamable HTTP, with a keep-alive
-//!    reqwest client and with rmcp's default client;
-//! 2. the same with 1, 10 and 100 concurrent clients;
-//! 3. streaming 32-byte chunks server → client: ASP STREAM frames, raw
-//!    binary messages (written in batches), MCP progress notifications;
-//! 4. bytes on the wire per echo call and per streamed chunk, counted at
-//!    the socket by a proxy;
-//! 5. resident memory per idle ASP connection in the server process, and
-//!    the time to open them;
-//! 6. relay mode next to direct mode: echo round trip and streaming through
-//!    `asp-relay` to a Rust function over HTTP, beside the function's bare
-//!    HTTP round trip;
-//! 7. the relay as a cluster on Redis (needs `redis-server`; see
-//!    `cluster.rs`): push latency same node vs other node, echo with and
-//!    without `--cluster`, Redis memory per connection, 100 clients
-//!    resuming on another node after theirs stopped.
+//! Groups: `latency` (sequential echo round trips, interleaved rounds),
+//! `concurrent` (1, 10, 100 clients), `streaming` (32-byte chunks,
+//! interleaved rounds), `wire` (bytes per call and per chunk), `idle`
+//! (server memory per idle connection), `load` (1,000 streaming clients; a
+//! relay with 10,000 idle clients and 500 concurrent calls), `relay`
+//! (relay vs direct), `cluster` (the relay on Redis), `bridge` (`asp mcp
+//! serve` vs MCP direct). Without groups, all but `bridge` run.
 //!
-//! 8. (`--bridge-only`) `asp mcp serve`: a tools/call through the bridge vs
-//!    the same MCP server called straight, stdio and Streamable HTTP, and
-//!    the time to the first streamed progress both ways.
-//!
-//! `--relay-only`, `--cluster-only`, `--stream-only`, `--idle-only`,
-//! `--bridge-only` run one part; `--calls N`, `--warmup N`, `--chunks N`, `--idle N` size it.
-//!
-//! Loopback numbers are noisy: compare rows of one run, not runs.
+//! Loopback numbers move with the machine: compare rows of one run.
 #![forbid(unsafe_code)]
 
 mod asp;
@@ -37,15 +20,17 @@ mod bridge;
 mod cluster;
 mod echo;
 mod idle;
+mod latency;
+mod load;
 mod mcp;
 mod plot;
 mod raw;
 mod relay;
+mod systems;
 mod wire;
 
 use std::time::Duration;
 
-use asp_async_std::{AsyncStd, Smol};
 use asp_tokio::TokioRuntime;
 use serde_json::json;
 
@@ -54,28 +39,92 @@ use crate::mcp::{HttpClient, McpClient};
 
 const PAYLOAD: usize = 32;
 
+#[derive(Clone)]
 pub(crate) struct Tls {
     pub(crate) cert_pem: String,
     pub(crate) key_pem: String,
 }
 
-struct Args {
+/// Loopback benchmarks: Agent Socket against a raw WebSocket and MCP (rmcp).
+///
+/// Round trips and streaming run in interleaved rounds (every system, then
+/// again) and report the median of the per-round medians with their spread;
+/// servers run on a one-worker Tokio runtime, clients on a current-thread
+/// runtime unless a row says otherwise. Compare rows of one run.
+#[derive(clap::Parser, Debug)]
+#[command(name = "asp-bench", version)]
+struct Cli {
+    /// Groups to run; all but `bridge` when none is given.
+    #[arg(value_enum)]
+    groups: Vec<Group>,
+    /// Only the latency and streaming rows whose name contains this
+    /// (case-insensitive; repeat for more; a row's whole name selects that
+    /// row alone), e.g. `--rows raw --rows "asp-tokio, ws://"`.
+    #[arg(long = "rows", value_name = "TEXT")]
+    rows: Vec<String>,
+    /// Interleaved rounds of the latency and streaming rows.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Sequential calls per system per round (latency), or in all
+    /// (concurrent, relay, cluster, bridge).
+    #[arg(long, default_value_t = 1000)]
     calls: usize,
+    /// Warm-up calls per system before the first round.
+    #[arg(long, default_value_t = 300)]
     warmup: usize,
+    /// Echo payload in bytes (latency rows).
+    #[arg(long, default_value_t = PAYLOAD)]
+    payload: usize,
+    /// 32-byte chunks per stream (streaming, relay); MCP streams at most 50,000.
+    #[arg(long, default_value_t = 200_000)]
     chunks: usize,
+    /// Idle connections to open (idle; the relay rows of load).
+    #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Concurrent streaming clients (load).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+    /// Write the round-trip plot (median, spread, p99) to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
+    /// Internal: serve idle connections in this process (the idle group's child).
+    #[arg(long, hide = true)]
+    idle_server: bool,
+    /// Internal: the idle or relay child serves wss://.
+    #[arg(long, hide = true)]
+    tls: bool,
+    /// Internal: the relay of the load group, in this process.
+    #[arg(long, hide = true)]
+    relay_server: bool,
+    /// Internal: an MCP server on stdio with this many progress chunks (the bridge group's child).
+    #[arg(long, hide = true, value_name = "CHUNKS")]
+    mcp_stdio_server: Option<usize>,
 }
 
-fn args() -> Args {
-    let get = |name: &str, default: usize| {
-        std::env::args().skip_while(|a| a != name).nth(1).and_then(|v| v.parse().ok()).unwrap_or(default)
-    };
-    Args {
-        calls: get("--calls", 5000),
-        warmup: get("--warmup", 500),
-        chunks: get("--chunks", 200_000),
-        idle: get("--idle", 10_000),
-    }
+/// A group of benchmark rows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    /// Sequential echo round trips, interleaved rounds.
+    Latency,
+    /// 1, 10 and 100 concurrent echo clients.
+    Concurrent,
+    /// 32-byte chunks server → client, interleaved rounds.
+    Streaming,
+    /// Bytes on the wire per call and per chunk.
+    Wire,
+    /// Server memory per idle connection, ws:// and wss://.
+    Idle,
+    /// 1,000 streaming clients at once; the relay with many idle clients and 500 concurrent calls.
+    Load,
+    /// The relay vs direct.
+    Relay,
+    /// The relay cluster on Redis (needs redis-server).
+    Cluster,
+    /// asp mcp serve vs MCP direct.
+    Bridge,
 }
 
 /// Runs `future` on a fresh two-thread Tokio runtime.
@@ -92,17 +141,6 @@ fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
-fn ratio(a: &Latency, b: &Latency) -> f64 {
-    a.p50.as_secs_f64() / b.p50.as_secs_f64()
-}
-
-/// Sequential MCP echo latency with the given HTTP client.
-async fn mcp_round_trips(http: HttpClient, calls: usize, warmup: usize) -> Latency {
-    let url = mcp::serve(0).await;
-    let client = McpClient::connect(&url, http).await;
-    echo::sequential(&client, calls, warmup).await
-}
-
 /// `n` clients of each system at once.
 async fn concurrency(n: usize, calls: usize) -> [(String, Latency); 3] {
     let raw_url = raw::serve_echo(None).await;
@@ -114,7 +152,7 @@ async fn concurrency(n: usize, calls: usize) -> [(String, Latency); 3] {
     let server = asp::server::<TokioRuntime>(None, 0).await;
     let mut asps = Vec::new();
     for _ in 0..n {
-        asps.push(asp::AspEcho(asp::client::<TokioRuntime>(server.url(), None).await));
+        asps.push(asp::AspEcho::new(asp::client::<TokioRuntime>(server.url(), None).await));
     }
     let asp = echo::concurrent(asps, calls, 20).await;
     let mcp_url = mcp::serve(0).await;
@@ -166,7 +204,7 @@ async fn wire_bytes(calls: usize, chunks: usize) -> Vec<Wire> {
         let server = asp::server::<TokioRuntime>(None, chunks).await;
         let proxy = wire::Counter::start(server.local_addr()).await;
         let url = wire::through(server.url(), proxy.addr);
-        let client = asp::AspEcho(asp::client::<TokioRuntime>(&url, None).await);
+        let client = asp::AspEcho::new(asp::client::<TokioRuntime>(&url, None).await);
         client.echo().await;
         let before = proxy.total();
         for _ in 0..calls {
@@ -225,227 +263,188 @@ fn print_relay(direct: &Latency, through: &Latency, http: &Latency, direct_strea
     println!("| the function's plain stream read over HTTP alone, chunks/s | | {bare:.0} | |");
 }
 
+/// Raises this process's descriptor limit to its hard limit (the idle and
+/// load groups open many sockets); returns the limit.
+fn raise_nofile() -> u64 {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(1024)
+}
+
+impl Tls {
+    /// A self-signed certificate for 127.0.0.1, made now.
+    pub(crate) fn generate() -> Tls {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+        Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() }
+    }
+}
+
+/// `asp` over `floor` as an aim line, if both rows ran.
+fn aim(t: &systems::Table, asp: &str, floor: &str, at_most: bool, aim: f64) -> Option<String> {
+    let (a, f) = (t.get(asp)?, t.get(floor)?);
+    // Streaming rows hold time per chunk: a rate ratio is the inverse.
+    let r = if at_most { a.ratio(f) } else { f.ratio(a) };
+    let met = if at_most { r <= aim } else { r >= aim };
+    let sign = if at_most { "<=" } else { ">=" };
+    Some(format!("- {asp} vs {floor}: {r:.2}x (aim {sign} {aim:.2}x) {}", if met { "met" } else { "MISSED" }))
+}
+
 fn main() {
     // reqwest (rmcp's client, the function's HTTP row) is built without a
     // default TLS provider in this workspace (asp-relay brings its own).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Some(chunks) = std::env::args().skip_while(|a| a != "--mcp-stdio-server").nth(1) {
-        // The MCP server of the bridge rows (bridge.rs), on stdio.
-        on_tokio(mcp::serve_stdio(chunks.parse().expect("--mcp-stdio-server CHUNKS")));
+    let cli = <Cli as clap::Parser>::parse();
+    let limit = raise_nofile();
+    if let Some(chunks) = cli.mcp_stdio_server {
+        on_tokio(mcp::serve_stdio(chunks));
         return;
     }
-    if std::env::args().any(|a| a == "--idle-server") {
-        let tls = std::env::args().any(|a| a == "--tls");
-        on_tokio(idle::run_server(tls));
+    if cli.idle_server {
+        on_tokio(idle::run_server(cli.tls));
         return;
     }
-    let a = args();
-    if std::env::args().any(|a| a == "--stream-only") {
-        // For profilers: ASP streaming on asp-tokio over wss://, nothing else.
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
-        let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
-        let rate = on_tokio(asp::streaming::<TokioRuntime>(Some(&tls), a.chunks));
-        println!("ASP streaming: {rate:.0} chunks/s");
+    if cli.relay_server {
+        on_tokio(load::run_relay_server());
         return;
     }
-    if std::env::args().any(|a| a == "--relay-only") {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
-        let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
-        let direct = on_tokio(asp::round_trips::<TokioRuntime>(Some(&tls), a.calls, a.warmup));
-        let (through, bare) = on_tokio(relay::round_trips(&tls, a.calls, a.warmup));
-        let direct_stream = on_tokio(asp::streaming::<TokioRuntime>(Some(&tls), a.chunks));
-        let relay_stream = on_tokio(relay::streaming(&tls, a.chunks, relay::Streaming::HttpChunks));
-        let relay_frames = on_tokio(relay::streaming(&tls, a.chunks, relay::Streaming::Frames));
-        let bare_stream = on_tokio(relay::bare_streaming(a.chunks));
-        print_relay(&direct, &through, &bare, direct_stream, [relay_stream, relay_frames, bare_stream]);
-        return;
-    }
-    if std::env::args().any(|a| a == "--cluster-only") {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
-        let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
-        cluster::print(&on_tokio(cluster::run(&tls, a.calls, a.warmup)));
-        return;
-    }
-    if std::env::args().any(|a| a == "--bridge-only") {
-        let rows = on_tokio(bridge::run(a.calls, a.warmup, 50));
-        bridge::print(&rows);
-        return;
-    }
-    if std::env::args().any(|a| a == "--idle-only") {
-        for tls in [false, true] {
-            let i = on_tokio(idle::measure(a.idle, tls));
-            println!(
-                "tls={tls}: {} connections, {:.1} KiB each, opened in {:.2} s",
-                i.connections,
-                i.bytes_per_connection / 1024.0,
-                i.open_seconds
-            );
+    let groups = if cli.groups.is_empty() {
+        use Group::*;
+        vec![Latency, Concurrent, Streaming, Wire, Idle, Load, Relay, Cluster]
+    } else {
+        cli.groups.clone()
+    };
+    let tls = Tls::generate();
+    let mut report = serde_json::Map::new();
+    let mut aims: Vec<String> = Vec::new();
+    let (calls, warmup, chunks, rounds) = (cli.calls, cli.warmup, cli.chunks, cli.rounds);
+    for group in groups {
+        eprintln!("{group:?} …");
+        match group {
+            Group::Latency => {
+                let t = systems::round_trips(&tls, cli.payload, &cli.rows, rounds, calls, warmup);
+                systems::print_round_trips(&t, cli.payload, rounds, calls);
+                aims.extend(aim(&t, systems::ASP_WS, systems::RAW_WS, true, 1.10));
+                aims.extend(aim(&t, systems::ASP_WSS, systems::RAW_WSS, true, 1.10));
+                for (name, tokio) in [
+                    ("ASP, asp-async-std, ws://", systems::ASP_WS),
+                    ("ASP, asp-async-std, wss://", systems::ASP_WSS),
+                    ("ASP, asp-async-std on smol, ws://", systems::ASP_WS),
+                    ("ASP, asp-async-std on smol, wss://", systems::ASP_WSS),
+                ] {
+                    aims.extend(aim(&t, name, tokio, true, 1.15));
+                }
+                aims.extend(aim(&t, systems::ASP_WS, systems::MCP_KEEP_ALIVE, true, 0.45));
+                let rows = systems::json(&t, systems::MCP_KEEP_ALIVE, false);
+                report.insert(
+                    "latency".into(),
+                    json!({ "unit": "µs", "payload_bytes": cli.payload, "rounds": rounds, "calls_per_round": calls, "warmup": warmup, "rows": rows }),
+                );
+                if let Some(path) = &cli.svg {
+                    if let Err(e) = plot::latency_svg(path, &t.measured, cli.payload) {
+                        eprintln!("{}: {e}", path.display());
+                    }
+                }
+            }
+            Group::Concurrent => {
+                let concurrent: Vec<(String, Latency)> =
+                    [1, 10, 100].into_iter().flat_map(|n| on_tokio(concurrency(n, calls))).collect();
+                println!("| concurrent clients ({PAYLOAD} B echo, client and server on one 2-worker runtime) | p50 µs | p99 µs | calls/s |");
+                println!("|---|---:|---:|---:|");
+                for (name, l) in &concurrent {
+                    println!("| {name} | {} | {} | {:.0} |", us(l.p50), us(l.p99), l.rate);
+                }
+                let rows: Vec<_> = concurrent.iter().map(|(n, l)| json!({ "name": n, "latency": lat(l) })).collect();
+                report.insert("concurrent".into(), json!(rows));
+            }
+            Group::Streaming => {
+                let mcp_chunks = chunks.min(50_000);
+                let t = systems::streaming(&tls, &cli.rows, rounds, chunks, mcp_chunks);
+                systems::print_streaming(&t, rounds);
+                aims.extend(aim(&t, systems::STREAM_ASP, systems::STREAM_RAW, false, 0.9));
+                aims.extend(aim(&t, systems::STREAM_ASP, systems::STREAM_MCP, false, 50.0));
+                for name in
+                    ["ASP STREAM frames, asp-async-std, wss://", "ASP STREAM frames, asp-async-std on smol, wss://"]
+                {
+                    aims.extend(aim(&t, name, systems::STREAM_ASP, false, 0.9));
+                }
+                let rows = systems::json(&t, systems::STREAM_MCP, true);
+                report.insert("streaming".into(), json!({ "unit": "chunks/s", "chunks": chunks, "mcp_chunks": mcp_chunks, "rounds": rounds, "rows": rows }));
+            }
+            Group::Wire => {
+                let wire = on_tokio(wire_bytes(1000, 100_000));
+                print_wire(&wire);
+                let rows: Vec<_> = wire
+                    .iter()
+                    .map(|w| json!({ "name": w.name, "per_call": w.per_call, "per_chunk": w.per_chunk }))
+                    .collect();
+                report.insert("wire_bytes".into(), json!(rows));
+            }
+            Group::Idle => {
+                let n = idle::fitting(cli.idle, limit);
+                let idle = [("ws://", on_tokio(idle::measure(n, false))), ("wss://", on_tokio(idle::measure(n, true)))];
+                idle::print(&idle);
+                aims.push(format!(
+                    "- idle connection over ws://: {:.1} KiB (aim <= 8 KiB)",
+                    idle[0].1.bytes_per_connection / 1024.0
+                ));
+                aims.push(format!(
+                    "- idle connection over wss://: {:.1} KiB (aim <= 12 KiB)",
+                    idle[1].1.bytes_per_connection / 1024.0
+                ));
+                report.insert("idle".into(), json!(idle.iter().map(|(s, i)| i.json(s)).collect::<Vec<_>>()));
+            }
+            Group::Load => {
+                let figures = load::run(&tls, cli.clients, cli.idle, limit);
+                load::print(&figures);
+                report.insert("load".into(), figures.json());
+            }
+            Group::Relay => {
+                let direct = on_tokio(asp::round_trips::<TokioRuntime>(Some(&tls), calls, warmup));
+                let (through, bare) = on_tokio(relay::round_trips(&tls, calls, warmup));
+                let direct_stream = on_tokio(asp::streaming::<TokioRuntime>(Some(&tls), chunks));
+                let streams = [
+                    on_tokio(relay::streaming(&tls, chunks, relay::Streaming::HttpChunks)),
+                    on_tokio(relay::streaming(&tls, chunks, relay::Streaming::Frames)),
+                    on_tokio(relay::bare_streaming(chunks)),
+                ];
+                print_relay(&direct, &through, &bare, direct_stream, streams);
+                report.insert(
+                    "relay".into(),
+                    json!({
+                        "echo_direct": lat(&direct), "echo_relay": lat(&through), "function_http": lat(&bare),
+                        "stream_direct_chunks_per_s": direct_stream, "stream_relay_http_chunks_per_s": streams[0],
+                        "stream_relay_frames_per_s": streams[1], "stream_function_http_alone_per_s": streams[2],
+                    }),
+                );
+            }
+            Group::Cluster => cluster::print(&on_tokio(cluster::run(&tls, calls, warmup))),
+            Group::Bridge => bridge::print(&on_tokio(bridge::run(calls, warmup, 50))),
         }
-        return;
+        println!();
     }
-    let (calls, warmup, chunks) = (a.calls, a.warmup, a.chunks);
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
-    let tls = Tls { cert_pem: cert.cert.pem(), key_pem: cert.signing_key.serialize_pem() };
-    let tls = &tls;
-
-    eprintln!("round trips: {calls} calls after {warmup} warm-up, {PAYLOAD}-byte payload …");
-    let raw_ws = on_tokio(raw::round_trips(None, calls, warmup));
-    let raw_wss = on_tokio(raw::round_trips(Some(tls), calls, warmup));
-    let mcp_keep = on_tokio(mcp_round_trips(HttpClient::KeepAlive, calls, warmup));
-    let mcp_default = on_tokio(mcp_round_trips(HttpClient::Default, calls, warmup));
-    let asp_ws = on_tokio(asp::round_trips::<TokioRuntime>(None, calls, warmup));
-    let asp_wss = on_tokio(asp::round_trips::<TokioRuntime>(Some(tls), calls, warmup));
-    let round_trips: Vec<(String, Latency, Option<&Latency>)> = vec![
-        ("raw tokio-tungstenite echo, ws://".into(), raw_ws.clone(), None),
-        ("raw tokio-tungstenite echo, wss://".into(), raw_wss.clone(), None),
-        ("ASP echo, asp-tokio, ws://".into(), asp_ws.clone(), Some(&raw_ws)),
-        ("ASP echo, asp-tokio, wss://".into(), asp_wss.clone(), Some(&raw_wss)),
-        (
-            "ASP echo, asp-async-std, ws://".into(),
-            async_std::task::block_on(asp::round_trips::<AsyncStd>(None, calls, warmup)),
-            Some(&raw_ws),
-        ),
-        (
-            "ASP echo, asp-async-std, wss://".into(),
-            async_std::task::block_on(asp::round_trips::<AsyncStd>(Some(tls), calls, warmup)),
-            Some(&raw_wss),
-        ),
-        (
-            "ASP echo, asp-async-std on smol, wss://".into(),
-            smol::block_on(asp::round_trips::<Smol>(Some(tls), calls, warmup)),
-            Some(&raw_wss),
-        ),
-        ("MCP tools/call, rmcp, keep-alive client, http://".into(), mcp_keep.clone(), Some(&raw_ws)),
-        ("MCP tools/call, rmcp, default client, http://".into(), mcp_default.clone(), Some(&raw_ws)),
-    ];
-
-    eprintln!("concurrent clients …");
-    let concurrent: Vec<(String, Latency)> =
-        [1, 10, 100].into_iter().flat_map(|n| on_tokio(concurrency(n, calls))).collect();
-
-    eprintln!("streaming: {chunks} chunks of {PAYLOAD} bytes …");
-    let raw_stream = on_tokio(raw::streaming(Some(tls), chunks));
-    let mcp_chunks = chunks.min(50_000);
-    let mcp_stream = on_tokio(async {
-        let url = mcp::serve(mcp_chunks).await;
-        McpClient::connect(&url, HttpClient::KeepAlive).await.stream(mcp_chunks).await
-    });
-    let asp_stream = on_tokio(asp::streaming::<TokioRuntime>(Some(tls), chunks));
-    let streams = [
-        ("raw binary messages (batched writes), wss://", raw_stream),
-        ("ASP STREAM frames, asp-tokio, wss://", asp_stream),
-        (
-            "ASP STREAM frames, asp-async-std, wss://",
-            async_std::task::block_on(asp::streaming::<AsyncStd>(Some(tls), chunks)),
-        ),
-        ("ASP STREAM frames, asp-async-std on smol, wss://", smol::block_on(asp::streaming::<Smol>(Some(tls), chunks))),
-        ("MCP progress notifications, rmcp, http://", mcp_stream),
-    ];
-
-    eprintln!("relay mode …");
-    let (relay_echo, function_http) = on_tokio(relay::round_trips(tls, calls, warmup));
-    let relay_stream = [
-        on_tokio(relay::streaming(tls, chunks, relay::Streaming::HttpChunks)),
-        on_tokio(relay::streaming(tls, chunks, relay::Streaming::Frames)),
-        on_tokio(relay::bare_streaming(chunks)),
-    ];
-
-    eprintln!("relay cluster …");
-    let cluster = on_tokio(cluster::run(tls, calls, warmup));
-
-    eprintln!("bytes on the wire …");
-    let wire = on_tokio(wire_bytes(1000, 100_000));
-
-    eprintln!("{} idle connections …", a.idle);
-    let idle = [("ws://", on_tokio(idle::measure(a.idle, false))), ("wss://", on_tokio(idle::measure(a.idle, true)))];
-
-    // Tables.
-    println!("| round trip ({PAYLOAD} B echo, sequential) | p50 µs | p90 µs | p99 µs | p50 vs raw WS | p50 vs rmcp keep-alive |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, l, floor) in &round_trips {
-        let vs_raw = floor.map(|f| format!("{:.2}x", ratio(l, f))).unwrap_or_else(|| "1.00x".into());
-        println!("| {name} | {} | {} | {} | {vs_raw} | {:.3}x |", us(l.p50), us(l.p90), us(l.p99), ratio(l, &mcp_keep));
+    if !aims.is_empty() {
+        println!("Aims (ratios from this run):");
+        for line in &aims {
+            println!("{line}");
+        }
     }
-    println!();
-    println!("| concurrent clients ({PAYLOAD} B echo) | p50 µs | p99 µs | calls/s |");
-    println!("|---|---:|---:|---:|");
-    for (name, l) in &concurrent {
-        println!("| {name} | {} | {} | {:.0} |", us(l.p50), us(l.p99), l.rate);
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(report)).expect("json");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("{}: {e}", path.display());
+            std::process::exit(1);
+        }
     }
-    println!();
-    println!("| streaming {PAYLOAD} B chunks, server → client | chunks/s | MB/s | vs raw WS | vs MCP |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, rate) in &streams {
-        println!(
-            "| {name} | {:.0} | {:.1} | {:.2}x | {:.1}x |",
-            rate,
-            rate * PAYLOAD as f64 / 1e6,
-            rate / raw_stream,
-            rate / mcp_stream
-        );
-    }
-    println!();
+}
+
+fn lat(l: &Latency) -> serde_json::Value {
+    json!({ "p50_us": us(l.p50), "p90_us": us(l.p90), "p99_us": us(l.p99), "calls_per_s": l.rate })
+}
+
+fn print_wire(wire: &[Wire]) {
     let mcp_wire = wire.last().expect("mcp row");
     println!("| bytes on the wire (both directions, plaintext) | per echo call | per 32 B chunk | chunk vs MCP |");
     println!("|---|---:|---:|---:|");
-    for w in &wire {
+    for w in wire {
         println!("| {} | {:.1} | {:.1} | {:.2}x |", w.name, w.per_call, w.per_chunk, w.per_chunk / mcp_wire.per_chunk);
-    }
-    println!();
-    println!("| idle ASP connections (server process) | connections | RSS per connection | time to open all |");
-    println!("|---|---:|---:|---:|");
-    for (scheme, i) in &idle {
-        println!(
-            "| asp-tokio, {scheme} | {} | {:.1} KiB | {:.2} s |",
-            i.connections,
-            i.bytes_per_connection / 1024.0,
-            i.open_seconds
-        );
-    }
-    println!();
-    print_relay(&asp_wss, &relay_echo, &function_http, asp_stream, relay_stream);
-    println!();
-    cluster::print(&cluster);
-    println!();
-    println!("Aims (ratios from this run):");
-    println!(
-        "- ASP round trip vs raw WebSocket: {:.2}x over ws://, {:.2}x over wss:// (aim <= 1.15x)",
-        ratio(&asp_ws, &raw_ws),
-        ratio(&asp_wss, &raw_wss)
-    );
-    println!("- ASP round trip (ws://) vs rmcp keep-alive: {:.2}x (aim <= 0.45x)", ratio(&asp_ws, &mcp_keep));
-    println!(
-        "- ASP streaming vs raw WebSocket: {:.2}x (aim >= 0.8x); vs MCP progress: {:.0}x (aim >= 50x)",
-        asp_stream / raw_stream,
-        asp_stream / mcp_stream
-    );
-    let asp_wire = wire.iter().find(|w| w.name.starts_with("ASP")).expect("asp row");
-    println!("- ASP wire bytes per chunk vs MCP: {:.3}x (aim <= 0.25x)", asp_wire.per_chunk / mcp_wire.per_chunk);
-    println!(
-        "- idle connection: {:.1} KiB over ws://, {:.1} KiB over wss:// (aim <= 16 KiB)",
-        idle[0].1.bytes_per_connection / 1024.0,
-        idle[1].1.bytes_per_connection / 1024.0
-    );
-
-    let lat =
-        |l: &Latency| json!({ "p50_us": us(l.p50), "p90_us": us(l.p90), "p99_us": us(l.p99), "calls_per_s": l.rate });
-    let report = json!({
-        "payload_bytes": PAYLOAD, "calls": calls, "warmup": warmup, "chunks": chunks,
-        "round_trip": round_trips.iter().map(|(n, l, _)| json!({ "name": n, "latency": lat(l) })).collect::<Vec<_>>(),
-        "concurrent": concurrent.iter().map(|(n, l)| json!({ "name": n, "latency": lat(l) })).collect::<Vec<_>>(),
-        "streaming": streams.iter().map(|(n, r)| json!({ "name": n, "chunks_per_s": r })).collect::<Vec<_>>(),
-        "wire_bytes": wire.iter().map(|w| json!({ "name": w.name, "per_call": w.per_call, "per_chunk": w.per_chunk })).collect::<Vec<_>>(),
-        "relay": json!({
-            "echo_direct": lat(&asp_wss), "echo_relay": lat(&relay_echo), "function_http": lat(&function_http),
-            "stream_direct_chunks_per_s": asp_stream, "stream_relay_http_chunks_per_s": relay_stream[0],
-            "stream_relay_frames_per_s": relay_stream[1], "stream_function_http_alone_per_s": relay_stream[2],
-        }),
-        "idle": idle.iter().map(|(s, i)| json!({ "scheme": s, "connections": i.connections, "bytes_per_connection": i.bytes_per_connection, "open_seconds": i.open_seconds })).collect::<Vec<_>>(),
-    });
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    let _ = std::fs::write(target.join("asp-bench.json"), serde_json::to_string_pretty(&report).expect("json"));
-    let rows: Vec<(String, Latency)> = round_trips.iter().map(|(n, l, _)| (n.clone(), l.clone())).collect();
-    if let Err(e) = plot::latency_svg(&target.join("asp-bench-latency.svg"), &rows) {
-        eprintln!("plot: {e}");
     }
 }

@@ -134,9 +134,17 @@ pub(crate) struct McpClient {
     service: RunningService<RoleClient, Progress>,
     progress: Arc<AtomicUsize>,
     arrived: Arc<tokio::sync::Notify>,
+    /// The `data` string `echo` sends.
+    payload: String,
 }
 
 impl McpClient {
+    /// Echoes a string of `size` characters instead of 32.
+    pub(crate) fn with_payload(mut self, size: usize) -> Self {
+        self.payload = "7".repeat(size);
+        self
+    }
+
     pub(crate) async fn connect(url: &str, http: HttpClient) -> McpClient {
         let transport = match http {
             HttpClient::Default => StreamableHttpClientTransport::from_uri(url.to_owned()),
@@ -161,7 +169,7 @@ impl McpClient {
         let handler = Progress::default();
         let (progress, arrived) = (handler.count.clone(), handler.arrived.clone());
         let service = handler.serve(transport).await.expect("MCP initialize");
-        McpClient { service, progress, arrived }
+        McpClient { service, progress, arrived, payload: "7".repeat(PAYLOAD) }
     }
 
     /// Calls `stream` and returns how long its first progress notification
@@ -208,7 +216,7 @@ impl McpClient {
 impl Echo for McpClient {
     fn echo(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let data = "7".repeat(PAYLOAD);
+            let data = &self.payload;
             let args = serde_json::json!({ "data": data });
             let params = CallToolRequestParams::new("echo").with_arguments(args.as_object().expect("object").clone());
             let done = self.service.call_tool(params).await.expect("tools/call");

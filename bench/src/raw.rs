@@ -88,42 +88,40 @@ async fn connect(url: &str, tls: Option<&Tls>) -> Ws {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A raw WebSocket client: send 32 bytes, wait for them back.
-pub(crate) struct RawEcho(tokio::sync::Mutex<Ws>);
+/// A raw WebSocket client: send a payload (32 bytes unless set), wait for
+/// it back.
+pub(crate) struct RawEcho {
+    ws: tokio::sync::Mutex<Ws>,
+    payload: Bytes,
+}
 
 impl RawEcho {
     pub(crate) async fn connect(url: &str, tls: Option<&Tls>) -> RawEcho {
-        RawEcho(tokio::sync::Mutex::new(connect(url, tls).await))
+        RawEcho { ws: tokio::sync::Mutex::new(connect(url, tls).await), payload: Bytes::from_static(&[7u8; PAYLOAD]) }
+    }
+
+    /// Echoes `size` bytes instead.
+    pub(crate) fn with_payload(mut self, size: usize) -> Self {
+        self.payload = Bytes::from(vec![7u8; size]);
+        self
     }
 }
 
 impl Echo for RawEcho {
     fn echo(&self) -> futures::future::BoxFuture<'_, ()> {
         Box::pin(async move {
-            let payload = Bytes::from_static(&[7u8; PAYLOAD]);
-            let mut ws = self.0.lock().await;
-            ws.send(Message::Binary(payload.clone())).await.expect("send");
+            let mut ws = self.ws.lock().await;
+            ws.send(Message::Binary(self.payload.clone())).await.expect("send");
             match ws.next().await {
-                Some(Ok(Message::Binary(b))) => assert_eq!(b, payload),
+                Some(Ok(Message::Binary(b))) => assert_eq!(b, self.payload),
                 other => panic!("echo: {other:?}"),
             }
         })
     }
 }
 
-pub(crate) async fn round_trips(tls: Option<&Tls>, calls: usize, warmup: usize) -> crate::echo::Latency {
-    let url = serve(tls, Mode::Echo).await;
-    let client = RawEcho::connect(&url, tls).await;
-    crate::echo::sequential(&client, calls, warmup).await
-}
-
 pub(crate) async fn serve_stream(tls: Option<&Tls>, chunks: usize) -> String {
     serve(tls, Mode::Stream(chunks)).await
-}
-
-pub(crate) async fn streaming(tls: Option<&Tls>, chunks: usize) -> f64 {
-    let url = serve(tls, Mode::Stream(chunks)).await;
-    stream_from(&url, tls, chunks).await
 }
 
 /// Asks the stream server at `url` for its chunks; chunks/s.
