@@ -9,6 +9,11 @@
 //! [`smol`](mod@crate::smol) run on smol (or call `.runtime(Smol)` on a
 //! builder).
 //!
+//! A client that blocks on its calls, as a CLI or a test does, runs fastest
+//! on a [`CurrentThread`]: its connection task then shares the caller's
+//! thread, as on Tokio's current-thread runtime, instead of waking it
+//! from an executor thread on every call.
+//!
 //! Everything above TCP — TLS, the WebSocket upgrade, the event loop, the
 //! builders, reconnect with resume, discovery — is [`asp_driver`], shared
 //! with `asp-tokio`.
@@ -32,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod current_thread;
 #[cfg(feature = "discovery")]
 mod dns;
 mod executor;
@@ -47,6 +53,7 @@ pub use asp_driver::{
     SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;
+pub use current_thread::CurrentThread;
 #[cfg(feature = "discovery")]
 pub use dns::AsyncIoDns;
 pub use executor::{AsyncStdExecutor, Executor, SmolExecutor};

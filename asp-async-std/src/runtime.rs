@@ -24,7 +24,9 @@ pub type Smol = FuturesIo<SmolExecutor>;
 
 impl<E: Executor> Runtime for FuturesIo<E> {
     fn spawn(&self, future: BoxFuture<()>) {
-        E::spawn(future);
+        if let Some(future) = crate::current_thread::spawn_here(future) {
+            E::spawn(future);
+        }
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()> {

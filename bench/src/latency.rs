@@ -10,10 +10,11 @@
 //!   core for the servers, one for the clients, no thread hopping between
 //!   workers. Clients run on a **current-thread** Tokio runtime (as a CLI
 //!   or a test runs them; its driver task and the caller share the thread)
-//!   except the row that names a multi-thread client. asp-async-std and smol
-//!   run server and client on their own default executors (async-std's
-//!   global pool; smol's global executor), as their users get them; the
-//!   client blocks on its future with the runtime's `block_on`.
+//!   except the row that names a multi-thread client. asp-async-std servers
+//!   run on their runtime's own executor (async-std's global pool, smol's
+//!   global executor); their clients on asp-async-std's
+//!   [`CurrentThread`](asp_async_std::CurrentThread), the same arrangement
+//!   as Tokio's current-thread runtime on `async-io`.
 //! - **Rounds are interleaved**: every system makes `calls` calls, then the
 //!   next system, and so on, `rounds` times (A B C … A B C …), so a slow
 //!   second of the machine hits every system alike.
@@ -37,10 +38,9 @@ pub(crate) struct Subject {
 pub(crate) enum ClientRuntime {
     /// A Tokio runtime (current-thread or multi-thread) the subject owns.
     Tokio(tokio::runtime::Runtime),
-    /// async-std's `block_on`; its tasks run on async-std's global executor.
-    AsyncStd,
-    /// smol's `block_on`; its tasks run on smol's global executor.
-    Smol,
+    /// asp-async-std's [`CurrentThread`](asp_async_std::CurrentThread): the
+    /// client's tasks run on the caller's thread (async-std or smol alike).
+    FuturesIoCurrentThread(asp_async_std::CurrentThread),
 }
 
 impl ClientRuntime {
@@ -60,8 +60,7 @@ impl ClientRuntime {
     pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         match self {
             ClientRuntime::Tokio(rt) => rt.block_on(future),
-            ClientRuntime::AsyncStd => async_std::task::block_on(future),
-            ClientRuntime::Smol => smol::block_on(future),
+            ClientRuntime::FuturesIoCurrentThread(rt) => rt.block_on(future),
         }
     }
 }

@@ -63,7 +63,7 @@ struct Cli {
     #[arg(long = "rows", value_name = "TEXT")]
     rows: Vec<String>,
     /// Interleaved rounds of the latency and streaming rows.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     rounds: usize,
     /// Sequential calls per system per round (latency), or in all
     /// (concurrent, relay, cluster, bridge).
@@ -76,7 +76,7 @@ struct Cli {
     #[arg(long, default_value_t = PAYLOAD)]
     payload: usize,
     /// 32-byte chunks per stream (streaming, relay); MCP streams at most 50,000.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 500_000)]
     chunks: usize,
     /// Idle connections to open (idle; the relay rows of load).
     #[arg(long, default_value_t = 10_000)]

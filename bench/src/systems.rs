@@ -143,7 +143,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std, ws://",
             (Some(RAW_WS), Some(ASP_WS)),
             Box::new(|| on_std(tls_ws)),
-            || ClientRuntime::AsyncStd,
+            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
             tls_ws,
             payload,
         ),
@@ -151,7 +151,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std, wss://",
             (Some(RAW_WSS), Some(ASP_WSS)),
             Box::new(|| on_std(tls_wss)),
-            || ClientRuntime::AsyncStd,
+            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
             tls_wss,
             payload,
         ),
@@ -159,7 +159,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std on smol, ws://",
             (Some(RAW_WS), Some(ASP_WS)),
             Box::new(|| on_smol(tls_ws)),
-            || ClientRuntime::Smol,
+            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
             tls_ws,
             payload,
         ),
@@ -167,7 +167,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std on smol, wss://",
             (Some(RAW_WSS), Some(ASP_WSS)),
             Box::new(|| on_smol(tls_wss)),
-            || ClientRuntime::Smol,
+            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
             tls_wss,
             payload,
         ),
@@ -284,7 +284,7 @@ pub(crate) fn streaming(tls: &Tls, filters: &[String], rounds: usize, chunks: us
             (
                 row(NAME, Some(STREAM_RAW), Some(STREAM_ASP)),
                 Box::new(move || {
-                    Subject::repeated(NAME, ClientRuntime::AsyncStd, move || {
+                    Subject::repeated(NAME, ClientRuntime::FuturesIoCurrentThread(Default::default()), move || {
                         let (url, tls) = (url.clone(), tls.clone());
                         async move { per(asp::stream_from::<AsyncStd>(&url, Some(&tls), chunks).await) }
                     })
@@ -298,7 +298,7 @@ pub(crate) fn streaming(tls: &Tls, filters: &[String], rounds: usize, chunks: us
             (
                 row(NAME, Some(STREAM_RAW), Some(STREAM_ASP)),
                 Box::new(move || {
-                    Subject::repeated(NAME, ClientRuntime::Smol, move || {
+                    Subject::repeated(NAME, ClientRuntime::FuturesIoCurrentThread(Default::default()), move || {
                         let (url, tls) = (url.clone(), tls.clone());
                         async move { per(asp::stream_from::<Smol>(&url, Some(&tls), chunks).await) }
                     })
