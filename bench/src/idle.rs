@@ -57,20 +57,9 @@ pub(crate) async fn measure(n: usize, tls: bool) -> Idle {
     if tls {
         args.push("--tls");
     }
-    // `ASP_BENCH_IDLE_WRAPPER=heaptrack` (a program taking the command
-    // after it) runs the server under a memory profiler.
-    let mut command = match std::env::var("ASP_BENCH_IDLE_WRAPPER") {
-        Ok(wrapper) => {
-            let mut c = Command::new(wrapper);
-            c.arg(&exe);
-            c
-        }
-        Err(_) => Command::new(&exe),
-    };
-    let mut child = Kill(command.args(&args).stdout(Stdio::piped()).spawn().expect("server process"));
+    let mut child = Kill(Command::new(&exe).args(&args).stdout(Stdio::piped()).spawn().expect("server process"));
     let mut lines = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
-    // A wrapper may print lines of its own first.
-    let url = lines.by_ref().map(|l| l.expect("url")).find(|l| l.starts_with("ws")).expect("url");
+    let url = lines.next().expect("url").expect("url");
     let cert_pem = if tls { Some(lines.next().expect("cert").expect("cert").replace('|', "\n")) } else { None };
     let tls = cert_pem.map(|cert_pem| Tls { cert_pem, key_pem: String::new() });
     let pid = child.0.id();

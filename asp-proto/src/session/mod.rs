@@ -165,6 +165,7 @@ impl ResumeKey {
 /// of one call and are emptied by draining them.
 pub struct Session {
     role: Role,
+    /// The configuration; its `tools` are moved to `local_tools`.
     config: SessionConfig,
     entropy: Option<Box<dyn Entropy>>,
     state: SessionState,
@@ -224,7 +225,10 @@ impl Session {
         Session::new(Role::Server, config, Some(entropy), now)
     }
 
-    fn new(role: Role, config: SessionConfig, entropy: Option<Box<dyn Entropy>>, now: Instant) -> Session {
+    fn new(role: Role, mut config: SessionConfig, entropy: Option<Box<dyn Entropy>>, now: Instant) -> Session {
+        // The tools live on in `local_tools` only: a second copy in the
+        // kept config would cost every idle server connection its size.
+        let tools = std::mem::take(&mut config.tools);
         let mut timers = TimerTable::default();
         timers.set(Timer::Handshake, now + config.handshake_timeout);
         Session {
@@ -242,7 +246,7 @@ impl Session {
             peer: Limits::of(&PeerLimits::default()),
             peer_caps: Vec::new(),
             peer_tools: ToolSet::default(),
-            local_tools: ToolSet::new(config.tools.clone()),
+            local_tools: ToolSet::new(tools),
             resumption: Resumption::new(&config),
             invocations: RequestIdMap::default(),
             deadlines: BTreeSet::new(),

@@ -31,28 +31,47 @@ pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadErro
         return Err(PayloadError::NotAMap);
     }
     let mut rest = bytes;
-    let mut de = rmp_serde::Deserializer::new(&mut rest);
-    // rmp-serde refuses a container when its depth budget is already spent,
-    // so a budget of N admits N - 1 levels: one more gives exactly
-    // MAX_NESTING_DEPTH levels counting the payload map (SPEC.md §6.1).
-    de.set_max_depth(MAX_NESTING_DEPTH + 1);
-    #[cfg(feature = "field-paths")]
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        // serde_path_to_error writes `.` for the root and `?` where it could
-        // not tell the key (the map itself was cut short): neither names a key.
-        let path = match e.path().to_string() {
-            p if p == "?" => ".".to_owned(),
-            p => p,
-        };
-        path_error(path, e.into_inner())
-    })?;
-    #[cfg(not(feature = "field-paths"))]
-    let value: T = T::deserialize(&mut de).map_err(|e| path_error(".".to_owned(), e))?;
+    let mut de = deserializer(&mut rest);
+    let value = match T::deserialize(&mut de) {
+        Ok(value) => value,
+        // Field paths cost every decode a tracking wrapper, so they are
+        // taken only for a payload that failed: decoding is deterministic,
+        // so the second pass fails at the same place and names it.
+        #[cfg(feature = "field-paths")]
+        Err(first) => {
+            let mut again = bytes;
+            let Err(e) = serde_path_to_error::deserialize::<_, T>(&mut deserializer(&mut again)) else {
+                return Err(path_error(".".to_owned(), first));
+            };
+            // serde_path_to_error writes `.` for the root and `?` where it
+            // could not tell the key (the map itself was cut short): neither
+            // names a key.
+            let path = match e.path().to_string() {
+                p if p == "?" => ".".to_owned(),
+                p => p,
+            };
+            return Err(path_error(path, e.into_inner()));
+        }
+        #[cfg(not(feature = "field-paths"))]
+        Err(e) => return Err(path_error(".".to_owned(), e)),
+    };
     if !rest.is_empty() {
         return Err(PayloadError::TrailingBytes(rest.len()));
     }
     value.validate()?;
     Ok(value)
+}
+
+/// A MsgPack deserializer over `rest` with the spec's nesting limit.
+fn deserializer<'a, 'b>(
+    rest: &'a mut &'b [u8],
+) -> rmp_serde::Deserializer<rmp_serde::decode::ReadReader<&'a mut &'b [u8]>> {
+    let mut de = rmp_serde::Deserializer::new(rest);
+    // rmp-serde refuses a container when its depth budget is already spent,
+    // so a budget of N admits N - 1 levels: one more gives exactly
+    // MAX_NESTING_DEPTH levels counting the payload map (SPEC.md §6.1).
+    de.set_max_depth(MAX_NESTING_DEPTH + 1);
+    de
 }
 
 /// Appends `value` to `dst` as a MsgPack map with string keys.
