@@ -49,6 +49,11 @@ impl ClientRuntime {
         ClientRuntime::Tokio(tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"))
     }
 
+    /// asp-async-std's current-thread executor (for async-std and smol alike).
+    pub(crate) fn futures_io_current_thread() -> Self {
+        ClientRuntime::FuturesIoCurrentThread(asp_async_std::CurrentThread::new())
+    }
+
     /// A multi-thread Tokio runtime with `workers` workers.
     pub(crate) fn multi_thread(workers: usize) -> Self {
         ClientRuntime::Tokio(

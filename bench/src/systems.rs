@@ -143,7 +143,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std, ws://",
             (Some(RAW_WS), Some(ASP_WS)),
             Box::new(|| on_std(tls_ws)),
-            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
+            ClientRuntime::futures_io_current_thread,
             tls_ws,
             payload,
         ),
@@ -151,7 +151,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std, wss://",
             (Some(RAW_WSS), Some(ASP_WSS)),
             Box::new(|| on_std(tls_wss)),
-            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
+            ClientRuntime::futures_io_current_thread,
             tls_wss,
             payload,
         ),
@@ -159,7 +159,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std on smol, ws://",
             (Some(RAW_WS), Some(ASP_WS)),
             Box::new(|| on_smol(tls_ws)),
-            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
+            ClientRuntime::futures_io_current_thread,
             tls_ws,
             payload,
         ),
@@ -167,7 +167,7 @@ pub(crate) fn round_trips(
             "ASP, asp-async-std on smol, wss://",
             (Some(RAW_WSS), Some(ASP_WSS)),
             Box::new(|| on_smol(tls_wss)),
-            || ClientRuntime::FuturesIoCurrentThread(Default::default()),
+            ClientRuntime::futures_io_current_thread,
             tls_wss,
             payload,
         ),
@@ -221,6 +221,27 @@ fn asp_row<'a, N: Network>(
     (row(name, floor, par), build)
 }
 
+/// An ASP streaming row: `chunks` 32-byte chunks from the server at `url`
+/// per round, read by a client over network `N` on the runtime `client`
+/// makes; the figure is the time per chunk.
+fn asp_stream_row<'a, N: Network>(
+    name: &'static str,
+    (floor, par): (Option<&str>, Option<&str>),
+    url: &str,
+    tls: Option<&Tls>,
+    client: impl FnOnce() -> ClientRuntime + 'a,
+    chunks: usize,
+) -> (Row, Build<'a>) {
+    let (url, tls) = (url.to_owned(), tls.cloned());
+    let build: Build<'a> = Box::new(move || {
+        Subject::repeated(name, client(), move || {
+            let (url, tls) = (url.clone(), tls.clone());
+            async move { Duration::from_secs_f64(1.0 / asp::stream_from::<N>(&url, tls.as_ref(), chunks).await) }
+        })
+    });
+    (row(name, floor, par), build)
+}
+
 /// The streaming rows whose names contain one of `filters`: `chunks`
 /// 32-byte chunks server → client per round, `mcp_chunks` progress
 /// notifications for MCP.
@@ -250,61 +271,38 @@ pub(crate) fn streaming(tls: &Tls, filters: &[String], rounds: usize, chunks: us
                 }),
             )
         },
-        {
-            const NAME: &str = "ASP STREAM frames, asp-tokio, ws://";
-            let url = asp_ws.url().to_owned();
-            (
-                row(NAME, None, None),
-                Box::new(move || {
-                    Subject::repeated(NAME, ct(), move || {
-                        let url = url.clone();
-                        async move { per(asp::stream_from::<TokioRuntime>(&url, None, chunks).await) }
-                    })
-                }),
-            )
-        },
-        {
-            const NAME: &str = "ASP STREAM frames, asp-tokio, wss://";
-            let url = asp_wss.url().to_owned();
-            let tls = owned.clone();
-            (
-                row(NAME, Some(STREAM_RAW), None),
-                Box::new(move || {
-                    Subject::repeated(NAME, ct(), move || {
-                        let (url, tls) = (url.clone(), tls.clone());
-                        async move { per(asp::stream_from::<TokioRuntime>(&url, Some(&tls), chunks).await) }
-                    })
-                }),
-            )
-        },
-        {
-            const NAME: &str = "ASP STREAM frames, asp-async-std, wss://";
-            let url = std_wss.url().to_owned();
-            let tls = owned.clone();
-            (
-                row(NAME, Some(STREAM_RAW), Some(STREAM_ASP)),
-                Box::new(move || {
-                    Subject::repeated(NAME, ClientRuntime::FuturesIoCurrentThread(Default::default()), move || {
-                        let (url, tls) = (url.clone(), tls.clone());
-                        async move { per(asp::stream_from::<AsyncStd>(&url, Some(&tls), chunks).await) }
-                    })
-                }),
-            )
-        },
-        {
-            const NAME: &str = "ASP STREAM frames, asp-async-std on smol, wss://";
-            let url = smol_wss.url().to_owned();
-            let tls = owned.clone();
-            (
-                row(NAME, Some(STREAM_RAW), Some(STREAM_ASP)),
-                Box::new(move || {
-                    Subject::repeated(NAME, ClientRuntime::FuturesIoCurrentThread(Default::default()), move || {
-                        let (url, tls) = (url.clone(), tls.clone());
-                        async move { per(asp::stream_from::<Smol>(&url, Some(&tls), chunks).await) }
-                    })
-                }),
-            )
-        },
+        asp_stream_row::<TokioRuntime>(
+            "ASP STREAM frames, asp-tokio, ws://",
+            (None, None),
+            asp_ws.url(),
+            None,
+            ct,
+            chunks,
+        ),
+        asp_stream_row::<TokioRuntime>(
+            "ASP STREAM frames, asp-tokio, wss://",
+            (Some(STREAM_RAW), None),
+            asp_wss.url(),
+            Some(&owned),
+            ct,
+            chunks,
+        ),
+        asp_stream_row::<AsyncStd>(
+            "ASP STREAM frames, asp-async-std, wss://",
+            (Some(STREAM_RAW), Some(STREAM_ASP)),
+            std_wss.url(),
+            Some(&owned),
+            ClientRuntime::futures_io_current_thread,
+            chunks,
+        ),
+        asp_stream_row::<Smol>(
+            "ASP STREAM frames, asp-async-std on smol, wss://",
+            (Some(STREAM_RAW), Some(STREAM_ASP)),
+            smol_wss.url(),
+            Some(&owned),
+            ClientRuntime::futures_io_current_thread,
+            chunks,
+        ),
         {
             const NAME: &str = STREAM_MCP;
             (
