@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${ASP_FUZZ_SECONDS:-20}
+# One clean build, so incremental caches (gigabytes for this workspace) only
+# cost disk; Cargo.toml's dev profile keeps debug info to line tables.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 # session_ops last: it is built without compare tracing (see below), which
 # rebuilds the fuzz crate once.
 FUZZ_TARGETS=(frame_decode frame_roundtrip decoder_chunked session relay session_ops)
@@ -45,6 +48,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Debian's package may start a system instance; the tests never use it.
 fi
 redis-server --version
+
+# The whole run builds about 8 GiB (target/, fuzz/target/, wasm, venv).
+free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+echo "disk: $((free_kib / 1024 / 1024)) GiB free in $PWD"
+if [ "$free_kib" -lt $((10 * 1024 * 1024)) ]; then
+  echo "warning: under 10 GiB free here; the build may run out of disk (free space or set CARGO_TARGET_DIR elsewhere)" >&2
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
