@@ -150,6 +150,8 @@ pub(crate) struct Listen {
     pub(crate) access: Access,
     /// What open invocations get on SIGTERM or SIGINT.
     pub(crate) drain: Duration,
+    /// The AID PKA key file and its kid.
+    pub(crate) pka_key: Option<(PathBuf, String)>,
 }
 
 pub(crate) async fn serve(listen: Listen) -> Result<(), String> {
@@ -180,6 +182,9 @@ pub(crate) fn configure(mut builder: ServerBuilder, listen: &Listen) -> Result<S
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     if !listen.access.origins.is_empty() {
         builder = builder.allowed_origins(listen.access.origins.clone());
+    }
+    if let Some((path, kid)) = &listen.pka_key {
+        builder = builder.pka_key(asp_tokio::read_pka_key(path, kid).map_err(|e| format!("--pka-key {e}"))?);
     }
     if !listen.access.tokens.is_empty() {
         let tokens = listen.access.tokens.clone();

@@ -1,7 +1,9 @@
-//! `asp aid parse` and `asp aid generate`.
+//! `asp aid parse`, `asp aid generate`, `asp aid pka-check` and `asp discover`.
 
 use std::process::ExitCode;
 
+use asp_proto::aid::pka::vectors::VectorFile;
+use asp_proto::aid::pka::Signer;
 use asp_proto::aid::{generate, AidRecord, AidVersion};
 use serde_json::{json, Map, Value};
 
@@ -45,20 +47,60 @@ pub(crate) struct GenerateArgs {
     pub(crate) dep: Option<String>,
     pub(crate) pka: Option<String>,
     pub(crate) kid: Option<String>,
+    pub(crate) pka_key: Option<std::path::PathBuf>,
+    pub(crate) aid2: bool,
+}
+
+/// The key in `path`, or a new one written there (mode 0600) when the file
+/// does not exist.
+fn load_or_create_key(path: &std::path::Path) -> Result<Signer, String> {
+    if path.exists() {
+        return asp_tokio::read_pka_key(path, "g1");
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("random key: {e}"))?;
+    let signer = Signer::from_seed(&seed);
+    let pem = signer.to_pem().map_err(|e| e.message)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("wrote a new Ed25519 PKA key to {} (keep it secret)", path.display());
+    Ok(signer)
 }
 
 /// Prints the canonical record, warnings on stderr; exit 1 if invalid.
 pub(crate) fn generate_record(args: GenerateArgs) -> ExitCode {
+    let version = if args.aid2 { AidVersion::Aid2 } else { AidVersion::Aid1 };
+    let (mut pka, mut kid) = (args.pka, args.kid);
+    if let Some(path) = &args.pka_key {
+        let signer = match load_or_create_key(path) {
+            Ok(signer) => signer,
+            Err(e) => {
+                eprintln!("asp: --pka-key {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match version {
+            AidVersion::Aid1 => {
+                pka = Some(signer.aid1_pka());
+                kid = Some(kid.unwrap_or_else(|| signer.kid().to_owned()));
+            }
+            AidVersion::Aid2 => pka = Some(signer.aid2_k()),
+        }
+    }
     let record = AidRecord {
-        version: AidVersion::Aid1,
+        version,
         uri: args.uri,
         proto: args.proto,
         auth: args.auth,
         desc: args.desc,
         docs: args.docs,
         dep: args.dep,
-        pka: args.pka,
-        kid: args.kid,
+        pka,
+        kid,
     };
     match generate(&record) {
         Ok((txt, warnings)) => {
@@ -72,6 +114,48 @@ pub(crate) fn generate_record(args: GenerateArgs) -> ExitCode {
             eprintln!("asp: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `asp aid pka-check`: runs every vector of `file`; one line (or one JSON
+/// object) per vector; exit 0 only when every verdict matches `expect`.
+pub(crate) fn pka_check(file: &std::path::Path, now: Option<u64>, as_json: bool) -> ExitCode {
+    let parsed = std::fs::read_to_string(file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str::<VectorFile>(&text).map_err(|e| format!("not a PKA vector file: {e}")));
+    let vectors = match parsed {
+        Ok(file) => file.into_vectors(),
+        Err(e) => {
+            eprintln!("asp: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let now = now.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    });
+    let outcomes: Vec<_> = vectors.iter().map(|v| v.run(now)).collect();
+    let matched = outcomes.iter().filter(|o| o.matches()).count();
+    if as_json {
+        let cases: Vec<Value> = outcomes
+            .iter()
+            .map(|o| json!({ "id": o.id, "expect": o.expect, "got": o.got, "match": o.matches(), "reason": o.reason }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "ok": matched == outcomes.len(), "matched": matched, "total": outcomes.len(), "vectors": cases })
+        );
+    } else {
+        for o in &outcomes {
+            let mark = if o.matches() { "ok  " } else { "FAIL" };
+            let why = o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            println!("{mark} {:<40} expect {}, got {}{why}", o.id, o.expect, o.got);
+        }
+        println!("pka-check: {matched} of {} vectors match", outcomes.len());
+    }
+    if matched == outcomes.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -261,6 +261,14 @@ struct ListenArgs {
     /// (a second signal stops at once).
     #[arg(long, default_value_t = 10_000)]
     drain_ms: u64,
+    /// AID PKA key (Ed25519 PKCS#8 PEM, from `asp aid generate --pka-key`):
+    /// sign upgrade responses for clients that ask the endpoint to prove the
+    /// key its record publishes.
+    #[arg(long, value_name = "FILE")]
+    pka_key: Option<PathBuf>,
+    /// The aid1 key id (`i`) the PKA key signs as.
+    #[arg(long, default_value = "g1", requires = "pka_key")]
+    pka_kid: String,
 }
 
 impl ListenArgs {
@@ -277,6 +285,7 @@ impl ListenArgs {
             plaintext: self.plaintext,
             access,
             drain: Duration::from_millis(self.drain_ms),
+            pka_key: self.pka_key.map(|path| (path, self.pka_kid)),
         }
     }
 }
@@ -353,11 +362,33 @@ enum AidCommand {
         #[arg(long)]
         dep: Option<String>,
         /// Public key for endpoint proof (needs --kid).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pka_key")]
         pka: Option<String>,
-        /// Key id.
+        /// Key id (aid1; with --pka-key the default is g1).
         #[arg(long)]
         kid: Option<String>,
+        /// Publish this PKA key file's public key (`k`, and `i` for aid1);
+        /// the file is created with a new Ed25519 key when it does not exist.
+        /// Serve with `asp serve --pka-key FILE`.
+        #[arg(long, value_name = "FILE")]
+        pka_key: Option<PathBuf>,
+        /// Emit an aid2 record (`k` as base64url, no `i`).
+        #[arg(long)]
+        aid2: bool,
+    },
+    /// Run AID PKA test vectors (the AID project's pka_vectors.json format,
+    /// or one vector object) and print each verdict against its `expect`;
+    /// exit 0 only when all match.
+    PkaCheck {
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The clock for generated vectors, in seconds since the epoch
+        /// (default: now).
+        #[arg(long)]
+        now: Option<u64>,
+        /// The vector file.
+        file: PathBuf,
     },
 }
 
@@ -382,9 +413,13 @@ async fn main() -> ExitCode {
             let timeout = Duration::from_millis(timeout);
             return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, timeout, json).await;
         }
-        Command::Aid { command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid } } => {
-            return aid::generate_record(aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid })
+        Command::Aid {
+            command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid, pka_key, aid2 },
+        } => {
+            let args = aid::GenerateArgs { uri, proto, auth, desc, docs, dep, pka, kid, pka_key, aid2 };
+            return aid::generate_record(args);
         }
+        Command::Aid { command: AidCommand::PkaCheck { json, now, file } } => return aid::pka_check(&file, now, json),
         Command::Serve { listen, stdio: true, .. } => agent::serve_stdio(listen.listen()).await,
         Command::Serve { listen, metrics, .. } => {
             if let Some(addr) = metrics {

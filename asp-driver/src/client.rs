@@ -53,6 +53,7 @@ pub struct ClientBuilder<N> {
     session: SessionConfig,
     tools: ToolRegistry,
     connect_timeout: Duration,
+    pka: Option<crate::PkaRequirement>,
 }
 
 impl<N> std::fmt::Debug for ClientBuilder<N> {
@@ -63,6 +64,7 @@ impl<N> std::fmt::Debug for ClientBuilder<N> {
             .field("custom_tls", &self.tls.is_some())
             .field("plaintext", &self.plaintext)
             .field("tools", &self.tools)
+            .field("pka", &self.pka)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +81,7 @@ impl<N: Network> ClientBuilder<N> {
             session: SessionConfig::default(),
             tools: ToolRegistry::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pka: None,
         }
     }
 
@@ -94,6 +97,7 @@ impl<N: Network> ClientBuilder<N> {
             session: self.session,
             tools: self.tools,
             connect_timeout: self.connect_timeout,
+            pka: self.pka,
         }
     }
 
@@ -157,7 +161,22 @@ impl<N: Network> ClientBuilder<N> {
                 format!("{} announces `{}`, not an Agent Socket (websocket) endpoint", found.name, found.record.proto);
             return Err(AidError::new(AidErrorCode::UnsupportedProto, why).into());
         }
-        Ok(ClientBuilder::new(found.record.uri))
+        let pka = asp_proto::aid::pka::EndpointKey::from_record(&found.record)?;
+        let builder = ClientBuilder::new(found.record.uri);
+        Ok(match pka {
+            Some(key) => builder.pka(crate::PkaRequirement::new(key).bound_to(domain)),
+            None => builder,
+        })
+    }
+
+    /// Require the server to prove an AID PKA key in its upgrade response
+    /// (SPEC.md §16.1), checked before HELLO on every connect and
+    /// reconnect; a missing or wrong proof fails with
+    /// [`ConnectError::Pka`]. [`for_domain`](Self::for_domain) sets this
+    /// from the record when it publishes a key.
+    pub fn pka(mut self, requirement: crate::PkaRequirement) -> Self {
+        self.pka = Some(requirement);
+        self
     }
 
     /// Connects, upgrades with `asp-v1`, and completes the ASP handshake.
@@ -182,6 +201,7 @@ impl<N: Network> ClientBuilder<N> {
             tls,
             ws_config: websocket_config(&self.session),
             timeout: self.connect_timeout,
+            pka: self.pka.clone(),
         };
         let ws = dialer.dial().await?;
         let reconnect = Resumption::Client(Box::new(move || {
@@ -247,12 +267,21 @@ struct Dialer<N> {
     tls: Arc<rustls::ClientConfig>,
     ws_config: WebSocketConfig,
     timeout: Duration,
+    pka: Option<crate::PkaRequirement>,
 }
 
 impl<N: Network> Dialer<N> {
     async fn dial(&self) -> Result<BoxTransport, ConnectError> {
-        dial_websocket(&self.net, &self.url, self.token.as_deref(), self.tls.clone(), self.ws_config, self.timeout)
-            .await
+        dial_websocket(
+            &self.net,
+            &self.url,
+            self.token.as_deref(),
+            self.tls.clone(),
+            self.ws_config,
+            self.timeout,
+            self.pka.as_ref(),
+        )
+        .await
     }
 }
 

@@ -33,6 +33,10 @@ pub enum ConnectError {
     /// Discovery found no usable agent for the domain.
     #[error("discovery: {0}")]
     Discovery(#[from] AidError),
+    /// The endpoint did not prove the key its AID record publishes (PKA,
+    /// SPEC.md §16.1): always `ERR_SECURITY` (1003). Nothing was sent.
+    #[error("endpoint proof: {0}")]
+    Pka(AidError),
 }
 
 /// Why a connection could not do what was asked.

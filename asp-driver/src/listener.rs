@@ -196,7 +196,7 @@ impl Listener {
 impl Default for Listener {
     fn default() -> Self {
         Listener {
-            policy: Arc::new(UpgradePolicy { path: DEFAULT_PATH.to_owned(), origins: None }),
+            policy: Arc::new(UpgradePolicy { path: DEFAULT_PATH.to_owned(), origins: None, pka: None }),
             tls: None,
             plaintext: false,
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
@@ -241,6 +241,15 @@ impl Listener {
     /// an `Origin` header, i.e. not from browsers, are accepted); others get 403.
     pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Arc::make_mut(&mut self.policy).origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Prove this AID PKA key to clients that ask (SPEC.md §16.1): an
+    /// upgrade request with `Accept-Signature` (aid2) or `AID-Challenge`
+    /// (aid1) gets a signed `101` response. Publish the key in the record
+    /// (`asp aid generate --pka-key`).
+    pub fn pka_key(mut self, signer: asp_proto::aid::pka::Signer) -> Self {
+        Arc::make_mut(&mut self.policy).pka = Some(Arc::new(signer));
         self
     }
 

@@ -73,6 +73,8 @@ pub(crate) struct UpgradePolicy {
     pub(crate) path: String,
     /// Allowed `Origin` values; `None` allows any (and requests without one).
     pub(crate) origins: Option<Vec<String>>,
+    /// The AID PKA key that signs upgrade responses asking for a proof.
+    pub(crate) pka: Option<Arc<asp_proto::aid::pka::Signer>>,
 }
 
 fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
@@ -86,7 +88,12 @@ impl UpgradePolicy {
     /// offered (400). On success the response selects `asp-v1` and the
     /// bearer token of `Authorization`, if any, is returned beside it.
     #[allow(clippy::result_large_err)] // tungstenite's `Callback` contract
-    fn check(&self, request: &Request, mut response: Response) -> Result<(Response, Option<String>), ErrorResponse> {
+    fn check(
+        &self,
+        request: &Request,
+        mut response: Response,
+        secure: bool,
+    ) -> Result<(Response, Option<String>), ErrorResponse> {
         if request.uri().path() != self.path {
             return Err(refuse(StatusCode::NOT_FOUND, "no Agent Socket endpoint at this path"));
         }
@@ -100,6 +107,9 @@ impl UpgradePolicy {
             return Err(refuse(StatusCode::BAD_REQUEST, "the asp-v1 WebSocket subprotocol is required"));
         }
         response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+        if let Some(signer) = &self.pka {
+            crate::pka::sign_upgrade(signer, secure, request, &mut response);
+        }
         Ok((response, bearer_token(request.headers())))
     }
 }
@@ -141,9 +151,9 @@ where
     match tls {
         Some(tls) => {
             let stream = futures_rustls::TlsAcceptor::from(tls).accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            upgrade(stream, policy, config).await
+            upgrade(stream, policy, config, true).await
         }
-        None => upgrade(tcp, policy, config).await,
+        None => upgrade(tcp, policy, config, false).await,
     }
 }
 
@@ -151,6 +161,7 @@ async fn upgrade<S>(
     stream: S,
     policy: Arc<UpgradePolicy>,
     config: WebSocketConfig,
+    secure: bool,
 ) -> Result<(BoxTransport, Option<String>), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -158,7 +169,7 @@ where
     let (token_tx, mut token_rx) = oneshot::channel();
     #[allow(clippy::result_large_err)]
     let check = move |request: &Request, response: Response| {
-        let (response, token) = policy.check(request, response)?;
+        let (response, token) = policy.check(request, response, secure)?;
         let _ = token_tx.send(token);
         Ok(response)
     };
@@ -201,9 +212,11 @@ pub(crate) async fn dial_websocket<N: Network>(
     tls: Arc<rustls::ClientConfig>,
     config: WebSocketConfig,
     limit: std::time::Duration,
+    pka: Option<&crate::PkaRequirement>,
 ) -> Result<BoxTransport, ConnectError> {
     let deadline = net.now() + limit;
     let mut request = url.into_client_request()?;
+    let challenge = pka.map(|pka| pka.challenge(url, &mut request)).transpose()?;
     let headers = request.headers_mut();
     headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     if let Some(token) = token {
@@ -236,6 +249,10 @@ pub(crate) async fn dial_websocket<N: Network>(
     if selected != Some(SUBPROTOCOL) {
         return Err(ConnectError::Subprotocol);
     }
+    if let Some(challenge) = &challenge {
+        // Before HELLO: on failure the transport is dropped unused.
+        crate::pka::verify_upgrade(challenge, &response).map_err(ConnectError::Pka)?;
+    }
     Ok(transport)
 }
 
@@ -248,5 +265,5 @@ pub async fn dial_raw<N: Network>(
     token: Option<&str>,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<BoxTransport, ConnectError> {
-    dial_websocket(net, url, token, tls, WebSocketConfig::default(), DEFAULT_CONNECT_TIMEOUT).await
+    dial_websocket(net, url, token, tls, WebSocketConfig::default(), DEFAULT_CONNECT_TIMEOUT, None).await
 }

@@ -99,6 +99,13 @@ impl<N: Network> ServerBuilder<N> {
         Ok(self.listener(listener))
     }
 
+    /// Prove this AID PKA key in upgrade responses to clients that ask
+    /// ([`Listener::pka_key`]).
+    pub fn pka_key(self, signer: asp_proto::aid::pka::Signer) -> Self {
+        let listener = self.listener.clone().pka_key(signer);
+        self.listener(listener)
+    }
+
     /// Serve plain `ws://`: for loopback and tests only.
     pub fn allow_plaintext(self) -> Self {
         let listener = self.listener.clone().allow_plaintext();

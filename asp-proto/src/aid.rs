@@ -12,6 +12,9 @@
 
 use std::fmt;
 
+#[cfg(feature = "pka")]
+pub mod pka;
+
 /// The AID error codes (1000–1005) with their symbolic names.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AidErrorCode {

@@ -122,6 +122,13 @@ impl RelayBuilder {
         Ok(self.listener(listener))
     }
 
+    /// Prove this AID PKA key in upgrade responses to clients that ask
+    /// (SPEC.md §16.1; asp-driver's `Listener::pka_key`).
+    pub fn pka_key(self, signer: asp_driver::proto::aid::pka::Signer) -> Self {
+        let listener = self.listener.clone().pka_key(signer);
+        self.listener(listener)
+    }
+
     /// Serve `wss://` with a rustls configuration.
     pub fn tls(self, config: Arc<rustls::ServerConfig>) -> Self {
         let listener = self.listener.clone().tls(config);

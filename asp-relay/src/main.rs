@@ -114,6 +114,13 @@ struct Args {
     /// (redis://HOST:PORT[/DB]); exits with status 69 when it cannot be reached.
     #[arg(long, env = "ASP_RELAY_CLUSTER")]
     cluster: Option<String>,
+    /// AID PKA key (Ed25519 PKCS#8 PEM): sign upgrade responses for clients
+    /// that ask the endpoint to prove the key its AID record publishes.
+    #[arg(long, env = "ASP_RELAY_PKA_KEY")]
+    pka_key: Option<PathBuf>,
+    /// The aid1 key id (`i`) the PKA key signs as.
+    #[arg(long, env = "ASP_RELAY_PKA_KID", default_value = "g1")]
+    pka_kid: String,
 }
 
 /// How log lines are written.
@@ -187,6 +194,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .path(args.path)
         .config(config)
         .max_pending(args.max_pending);
+    if let Some(path) = &args.pka_key {
+        builder = builder.pka_key(asp_driver::read_pka_key(path, &args.pka_kid).map_err(|e| format!("--pka-key {e}"))?);
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         builder = builder.tls_pem(&std::fs::read(cert)?, &std::fs::read(key)?)?;
     } else if let Some(path) = &args.self_signed {

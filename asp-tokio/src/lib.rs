@@ -33,11 +33,12 @@ mod stdio;
 
 #[cfg(feature = "discovery")]
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
+pub use asp_driver::read_pka_key;
 #[cfg(feature = "discovery")]
 pub use asp_driver::Discovered;
 pub use asp_driver::{
     schemars, tls, typed, ByteStream, Caller, Completion, ConnectError, Connection, ConnectionError, ConnectionState,
-    Invocation, InvokeError, Listener, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH,
+    Invocation, InvokeError, Listener, PkaRequirement, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH,
     PRE_HANDSHAKE_READ_LIMIT, SEND_BUDGET, SUBPROTOCOL,
 };
 pub use asp_proto as proto;

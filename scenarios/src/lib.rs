@@ -11,9 +11,11 @@
 //! The scenarios use only runtime-neutral waiting (`async-io` timers, a
 //! thread-based TCP proxy), so they run under any of the runtimes' block_on.
 
+mod pka;
 mod proxy;
 mod redis;
 
+pub use pka::pka_proves_the_endpoint;
 pub use proxy::Proxy;
 pub use redis::RedisServer;
 
@@ -528,7 +530,8 @@ macro_rules! scenario_tests {
             bad_input_is_answered_and_others_keep_working,
             a_slow_reader_holds_the_handler_back,
             resume_after_killed_transports,
-            discovery_finds_the_agent
+            discovery_finds_the_agent,
+            pka_proves_the_endpoint
         );
     };
     (@each $server:ty, $client:ty, $block_on:path; $($name:ident),*) => {
