@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
+use asp_proto::aid::policy::{PreviousSecurity, SecurityPolicy, SecurityReport, TrustSource};
 use asp_proto::aid::{from_well_known_pairs, select, AidError, AidErrorCode, AidRecord};
 use futures::future::{select as race, Either};
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -33,6 +34,15 @@ pub enum DiscoverySource {
     Dns,
     /// `https://<host>/.well-known/agent`, after DNS had nothing.
     WellKnown,
+}
+
+impl From<DiscoverySource> for TrustSource {
+    fn from(source: DiscoverySource) -> Self {
+        match source {
+            DiscoverySource::Dns => TrustSource::Dns,
+            DiscoverySource::WellKnown => TrustSource::WellKnown,
+        }
+    }
 }
 
 impl std::fmt::Display for DiscoverySource {
@@ -61,8 +71,20 @@ pub struct Discovered {
     pub ttl: u32,
     /// Where it came from.
     pub source: DiscoverySource,
-    /// Things a user should know: a scheduled deprecation.
+    /// Things a user should know: a scheduled deprecation, the security
+    /// policy's warnings.
     pub warnings: Vec<String>,
+    /// What the security policy established (DNSSEC, PKA, downgrade), with
+    /// its warnings by code.
+    pub security: SecurityReport,
+}
+
+impl Discovered {
+    /// What to keep for the next discovery of this domain, so that a
+    /// weaker answer then is detected ([`Discovery::discover_since`]).
+    pub fn seen(&self) -> PreviousSecurity {
+        SecurityReport::seen(&self.record, self.source.into())
+    }
 }
 
 /// Configures a [`Discovery`] on the network (runtime) `N`.
@@ -75,6 +97,7 @@ pub struct DiscoveryBuilder<N> {
     well_known_timeout: Duration,
     well_known_port: u16,
     well_known_tls: Option<Arc<rustls::ClientConfig>>,
+    policy: SecurityPolicy,
 }
 
 impl<N> Default for DiscoveryBuilder<N> {
@@ -87,6 +110,7 @@ impl<N> Default for DiscoveryBuilder<N> {
             well_known_timeout: Duration::from_secs(2),
             well_known_port: 443,
             well_known_tls: None,
+            policy: SecurityPolicy::default(),
         }
     }
 }
@@ -130,6 +154,17 @@ impl<N: DnsRuntime> DiscoveryBuilder<N> {
         self
     }
 
+    /// The security policies (default: none beyond the record's own rules):
+    /// a [`SecurityMode`](asp_proto::aid::policy::SecurityMode) preset or a
+    /// [`SecurityPolicy`] with each policy chosen. DNSSEC is judged by the
+    /// resolver's AD bit: use a validating resolver you trust (a local one,
+    /// or over an encrypted path); hickory does not set the DO bit, so a
+    /// resolver that sets AD only for DO queries reports "not validated".
+    pub fn security(mut self, policy: impl Into<SecurityPolicy>) -> Self {
+        self.policy = policy.into();
+        self
+    }
+
     /// Builds the resolver, on the network (runtime) `N`.
     pub fn build(self) -> Result<Discovery<N>, AidError> {
         let net = N::default();
@@ -166,7 +201,7 @@ impl<N: DnsRuntime> DiscoveryBuilder<N> {
         } else {
             None
         };
-        Ok(Discovery { net, resolver, cache: Mutex::new(HashMap::new()), well_known })
+        Ok(Discovery { net, resolver, cache: Mutex::new(HashMap::new()), well_known, policy: self.policy })
     }
 }
 
@@ -187,6 +222,7 @@ pub struct Discovery<N: DnsRuntime> {
     resolver: Resolver<N::Dns>,
     cache: Mutex<HashMap<String, (Instant, Discovered)>>,
     well_known: Option<WellKnown>,
+    policy: SecurityPolicy,
 }
 
 /// The `.well-known/agent` fallback's settings.
@@ -216,6 +252,28 @@ impl<N: DnsRuntime> Discovery<N> {
     /// Looks `domain` up: the exact host, never a parent; with `protocol`,
     /// `_agent._<protocol>.<host>` first, then `_agent.<host>`.
     pub async fn discover(&self, domain: &str, protocol: Option<&str>) -> Result<Discovered, AidError> {
+        self.discover_since(domain, protocol, None).await
+    }
+
+    /// [`discover`](Self::discover), checking the downgrade policy against
+    /// what was seen before ([`Discovered::seen`] of an earlier result).
+    pub async fn discover_since(
+        &self,
+        domain: &str,
+        protocol: Option<&str>,
+        previous: Option<&PreviousSecurity>,
+    ) -> Result<Discovered, AidError> {
+        let mut found = self.lookup(domain, protocol).await?;
+        let validated = found.security.dnssec_validated.unwrap_or(false);
+        let report = self.policy.evaluate(&found.name, &found.record, found.source.into(), validated, previous)?;
+        found.warnings.extend(report.warnings.iter().map(|w| format!("{}: {}", w.code, w.message)));
+        found.security = report;
+        Ok(found)
+    }
+
+    /// The record for `domain`, from the cache or a query (and fallback),
+    /// before the security policy.
+    async fn lookup(&self, domain: &str, protocol: Option<&str>) -> Result<Discovered, AidError> {
         let host = normalize(domain)?;
         let key = format!("{host}|{}", protocol.unwrap_or_default());
         if let Some((expires, found)) = self.cache.lock().expect("lock").get(&key) {
@@ -233,7 +291,10 @@ impl<N: DnsRuntime> Discovery<N> {
         // Only a missing record or a failed lookup falls back; an invalid or
         // insecure record does not.
         let found = match (found, &self.well_known) {
-            (Err(e), Some(wk)) if matches!(e.code, AidErrorCode::NoRecord | AidErrorCode::DnsLookupFailed) => {
+            (Err(e), Some(wk))
+                if matches!(e.code, AidErrorCode::NoRecord | AidErrorCode::DnsLookupFailed)
+                    && self.policy.allows_well_known() =>
+            {
                 self.fetch_well_known(&host, wk).await
             }
             (found, _) => found,
@@ -261,12 +322,15 @@ impl<N: DnsRuntime> Discovery<N> {
             }
         }
         let record = select(&answers)?;
+        // The resolver's AD bit: the answer was DNSSEC-validated upstream.
+        let validated = lookup.message().metadata.authentic_data;
         Ok(Discovered {
             record,
             name: name.trim_end_matches('.').to_owned(),
             ttl: if ttl == u32::MAX { 0 } else { ttl },
             source: DiscoverySource::Dns,
             warnings: Vec::new(),
+            security: SecurityReport { dnssec_validated: Some(validated), ..SecurityReport::default() },
         })
     }
 }
@@ -322,6 +386,7 @@ impl<N: DnsRuntime> Discovery<N> {
                 ttl: WELL_KNOWN_TTL,
                 source: DiscoverySource::WellKnown,
                 warnings: Vec::new(),
+                security: SecurityReport::default(),
             })
         };
         let deadline = self.net.sleep_until(Instant::now() + wk.timeout);

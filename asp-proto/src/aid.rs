@@ -14,6 +14,8 @@ use std::fmt;
 
 #[cfg(feature = "pka")]
 pub mod pka;
+#[cfg(feature = "pka")]
+pub mod policy;
 
 /// The AID error codes (1000–1005) with their symbolic names.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

@@ -18,6 +18,9 @@ use tokio::net::UdpSocket;
 pub enum Answer {
     /// TXT records (each a list of strings) with a TTL.
     Txt(Vec<Vec<&'static str>>, u32),
+    /// The same, answered with the AD bit set, as a validating resolver
+    /// answers a DNSSEC-signed zone.
+    Validated(Vec<Vec<&'static str>>, u32),
     /// The same, after a delay.
     Slow(Duration, Vec<Vec<&'static str>>),
     /// An address (A record), for hosts the tests connect to.
@@ -60,6 +63,10 @@ pub async fn dns(zone: HashMap<&'static str, Answer>) -> Dns {
             }
             let (delay, records) = match zone.get(name.as_str()) {
                 Some(Answer::Txt(records, ttl)) => (Duration::ZERO, Some((records.clone(), *ttl))),
+                Some(Answer::Validated(records, ttl)) => {
+                    response.metadata.authentic_data = true;
+                    (Duration::ZERO, Some((records.clone(), *ttl)))
+                }
                 Some(Answer::Slow(delay, records)) => (*delay, Some((records.clone(), 60))),
                 Some(Answer::Addr(_)) => unreachable!("answered above"),
                 None => (Duration::ZERO, None),
