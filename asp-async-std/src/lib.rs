@@ -45,9 +45,9 @@ mod runtime;
 
 #[cfg(feature = "discovery")]
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
-pub use asp_driver::read_pka_key;
 #[cfg(feature = "discovery")]
 pub use asp_driver::Discovered;
+pub use asp_driver::{prove_endpoint, read_pka_key};
 pub use asp_driver::{
     tls, typed, ByteStream, Caller, Completion, ConnectError, Connection, ConnectionError, ConnectionState, Invocation,
     InvokeError, Listener, PkaRequirement, Tool, ToolContext, ToolError, ToolRegistry, DEFAULT_PATH,

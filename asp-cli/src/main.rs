@@ -6,6 +6,7 @@ mod agent;
 mod aid;
 mod conformance;
 mod demo;
+mod doctor;
 mod inspect;
 mod invoke;
 mod mcp;
@@ -191,6 +192,16 @@ enum Command {
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
+        /// Diagnose: record found, parsed, deprecation, DNSSEC, the
+        /// endpoint's TLS certificate and expiry, and its PKA proof, one line
+        /// (code) each. Exit 0 healthy (warnings allowed), 1 record missing,
+        /// invalid or deprecated, 3 TLS failed, 4 PKA proof failed, 2 bad
+        /// arguments.
+        #[arg(long)]
+        check: bool,
+        /// PEM CA to trust besides the system's (the endpoint, `.well-known`).
+        #[arg(long, requires = "check")]
+        ca: Option<PathBuf>,
     },
     /// Serve the ASP Inspector on a local web page: connect to a server,
     /// list its tools and schemas, invoke with JSON arguments and watch the
@@ -409,7 +420,13 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, "warn");
     let result = match cli.command {
         Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
-        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json } => {
+        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json, check: true, ca } => {
+            let timeout = Duration::from_millis(timeout);
+            let well_known = !no_fallback;
+            let args = doctor::CheckArgs { domain, protocol, nameserver, well_known, timeout, ca, json };
+            return doctor::run(args).await;
+        }
+        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json, .. } => {
             let timeout = Duration::from_millis(timeout);
             return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, timeout, json).await;
         }

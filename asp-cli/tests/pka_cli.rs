@@ -65,30 +65,37 @@ fn generate_makes_a_key_once_and_publishes_it() {
     assert!(stderr.contains("bad.pem") && stderr.contains("PKCS#8"), "{stderr}");
 }
 
+/// `asp serve --pka-key KEY --pka-kid a7 --write-cert CERT` and the first
+/// line it prints on stdout (empty when it did not start).
+fn serve(key: &Path, cert: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--pka-kid", "a7", "--write-cert"])
+        .arg(cert)
+        .arg("--pka-key")
+        .arg(key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_proves_the_key_generate_published() {
     let dir = scratch("serve");
     let key = dir.join("agent.pem");
     let cert = dir.join("cert.pem");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--pka-kid", "a7", "--write-cert"])
-        .arg(&cert)
-        .arg("--pka-key")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut out).unwrap();
     // No key file yet: serve refuses to start, naming the file.
+    let (mut child, out) = serve(&key, &cert);
     assert!(out.is_empty());
     let mut err = String::new();
     BufReader::new(child.stderr.take().unwrap()).read_line(&mut err).unwrap();
     assert!(err.contains("--pka-key") && err.contains("agent.pem"), "{err}");
     assert!(!child.wait().unwrap().success());
 
-    let mut serve = None;
+    let mut running = None;
     for v2 in [false, true] {
         let mut args = vec!["aid", "generate", "--uri", "wss://127.0.0.1/", "--proto", "websocket", "--kid", "a7"];
         args.extend(["--pka-key", key.to_str().unwrap()]);
@@ -100,29 +107,20 @@ async fn serve_proves_the_key_generate_published() {
         assert_eq!(status, 0, "{stderr}");
         let record = AidRecord::parse(record.trim()).unwrap();
         let requirement = PkaRequirement::new(EndpointKey::from_record(&record).unwrap().unwrap());
-        if serve.is_none() {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_asp"))
-                .args(["serve", "--bind", "127.0.0.1:0", "--pka-kid", "a7", "--write-cert"])
-                .arg(&cert)
-                .arg("--pka-key")
-                .arg(&key)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        if running.is_none() {
+            // The key exists now (generate made it).
+            let (child, line) = serve(&key, &cert);
             let url = line.split_whitespace().nth(1).expect("serving URL …").to_owned();
-            serve = Some((child, url));
+            running = Some((child, url));
         }
-        let url = &serve.as_ref().unwrap().1;
+        let url = &running.as_ref().unwrap().1;
         let pem = std::fs::read(&cert).unwrap();
         let client = ClientBuilder::new(url).trust_pem(&pem).unwrap().pka(requirement).connect().await.unwrap();
         let done = client.invoke("echo", Value::from("proven")).await.unwrap().result().await.unwrap();
         assert_eq!(done.result, Value::from("proven"));
     }
     // A record whose kid is not the one the server signs as.
-    let url = serve.as_ref().unwrap().1.clone();
+    let url = running.as_ref().unwrap().1.clone();
     let (_, record, _) = asp(&[
         "aid",
         "generate",
@@ -140,7 +138,7 @@ async fn serve_proves_the_key_generate_published() {
         Err(ConnectError::Pka(e)) => assert_eq!(e.code, AidErrorCode::Security),
         other => panic!("{:?}", other.map(|_| "connected")),
     }
-    let (mut child, _) = serve.unwrap();
+    let (mut child, _) = running.unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -282,6 +282,7 @@ impl<N: Network> Dialer<N> {
             self.pka.as_ref(),
         )
         .await
+        .map(|(transport, _proof)| transport)
     }
 }
 

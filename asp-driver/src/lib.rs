@@ -57,7 +57,7 @@ pub use listener::{
     PRE_HANDSHAKE_READ_LIMIT, SERVER_READ_BUFFER,
 };
 pub use net::{Network, DEFAULT_PATH, SUBPROTOCOL};
-pub use pka::{read_pka_key, PkaRequirement};
+pub use pka::{prove_endpoint, read_pka_key, PkaRequirement};
 pub use server::{Server, ServerBuilder, ServerHandle, Service};
 
 pub use asp_proto as proto;

@@ -213,7 +213,7 @@ pub(crate) async fn dial_websocket<N: Network>(
     config: WebSocketConfig,
     limit: std::time::Duration,
     pka: Option<&crate::PkaRequirement>,
-) -> Result<BoxTransport, ConnectError> {
+) -> Result<(BoxTransport, Option<asp_proto::aid::pka::Proof>), ConnectError> {
     let deadline = net.now() + limit;
     let mut request = url.into_client_request()?;
     let challenge = pka.map(|pka| pka.challenge(url, &mut request)).transpose()?;
@@ -249,11 +249,9 @@ pub(crate) async fn dial_websocket<N: Network>(
     if selected != Some(SUBPROTOCOL) {
         return Err(ConnectError::Subprotocol);
     }
-    if let Some(challenge) = &challenge {
-        // Before HELLO: on failure the transport is dropped unused.
-        crate::pka::verify_upgrade(challenge, &response).map_err(ConnectError::Pka)?;
-    }
-    Ok(transport)
+    // Before HELLO: on failure the transport is dropped unused.
+    let proof = challenge.map(|c| crate::pka::verify_upgrade(&c, &response)).transpose().map_err(ConnectError::Pka)?;
+    Ok((transport, proof))
 }
 
 /// A raw WebSocket to an ASP server (upgrade and TLS done, no session):
@@ -265,5 +263,5 @@ pub async fn dial_raw<N: Network>(
     token: Option<&str>,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<BoxTransport, ConnectError> {
-    dial_websocket(net, url, token, tls, WebSocketConfig::default(), DEFAULT_CONNECT_TIMEOUT, None).await
+    Ok(dial_websocket(net, url, token, tls, WebSocketConfig::default(), DEFAULT_CONNECT_TIMEOUT, None).await?.0)
 }

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use asp_proto::aid::pka::{Challenge, EndpointKey, ProofRequest, Signer, Target};
+use asp_proto::aid::pka::{Challenge, EndpointKey, Proof, ProofRequest, Signer, Target};
 use asp_proto::aid::AidError;
 use tungstenite::handshake::client::Request as ClientRequest;
 use tungstenite::handshake::server::{Request, Response};
 use tungstenite::http::{HeaderName, HeaderValue};
 
 use crate::error::ConnectError;
+use crate::net::{dial_websocket, Network};
 
 /// Reads an AID PKA key file (Ed25519 PKCS#8 PEM, as `asp aid generate
 /// --pka-key` or `openssl genpkey -algorithm ed25519` writes it) with its
@@ -88,12 +89,28 @@ fn lowercase(name: &'static str) -> &'static str {
 pub(crate) fn verify_upgrade<B>(
     challenge: &Challenge,
     response: &tungstenite::http::Response<B>,
-) -> Result<(), AidError> {
+) -> Result<Proof, AidError> {
     let headers: Vec<(&str, &str)> =
         response.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))).collect();
     let proof = challenge.verify(response.status().as_u16(), &headers, now_unix())?;
     tracing::debug!(keyid = %proof.keyid, domain_bound = proof.domain_bound, "endpoint proved its AID key");
-    Ok(())
+    Ok(proof)
+}
+
+/// Upgrades to `url` with a challenge for `requirement`, checks the proof
+/// and hangs up, starting no session: a health check (`asp discover
+/// --check`). The error names the stage that failed.
+pub async fn prove_endpoint<N: Network>(
+    net: &N,
+    url: &str,
+    requirement: &PkaRequirement,
+    tls: Arc<rustls::ClientConfig>,
+    limit: std::time::Duration,
+) -> Result<Proof, ConnectError> {
+    let config = tungstenite::protocol::WebSocketConfig::default();
+    let (transport, proof) = dial_websocket(net, url, None, tls, config, limit, Some(requirement)).await?;
+    drop(transport);
+    proof.ok_or_else(|| ConnectError::Pka(asp_proto::aid::pka::security("no proof was asked")))
 }
 
 /// Signs the `101` response when the request asks for a proof. A request the

@@ -99,8 +99,9 @@ pub(crate) fn connect_error(error: io::Error) -> crate::ConnectError {
     crate::ConnectError::Tls(explain(tls))
 }
 
-/// What a rustls error means for someone holding the certificates.
-fn explain(error: &rustls::Error) -> String {
+/// What a rustls error means for someone holding the certificates: the
+/// error and, where it can, how to fix it.
+pub fn explain(error: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     let hint = match error {
         rustls::Error::InvalidCertificate(C::Other(other)) if format!("{other:?}").contains("CaUsedAsEndEntity") => {

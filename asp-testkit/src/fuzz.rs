@@ -391,3 +391,80 @@ pub fn relay_ops(data: &[u8]) {
         assert!(stats.calls <= 2 * max_calls, "calls unbounded: {stats:?}");
     }
 }
+
+/// The PKA verifier and signer on hostile headers (`asp_proto::aid::pka`).
+///
+/// `data[0]`: bit 0 aid2, bit 1 domain-bound, bit 2 edit a genuine proof
+/// (the fields replace its headers in order) instead of sending the fields
+/// as `Signature-Input`, `Signature`, `Cache-Control`, `Date`; `data[1..3]`
+/// the status; the rest, fields split at 0 bytes. Checks: no panic; every
+/// refusal is `ERR_SECURITY`; an accepted proof carries the genuine
+/// signature (nothing else verifies); the signer answers fuzzed asks
+/// without panicking.
+pub fn pka(data: &[u8]) {
+    use asp_proto::aid::pka::{Challenge, ProofRequest, Signer, Target};
+    use asp_proto::aid::{AidErrorCode, AidVersion};
+    const NOW: u64 = 1_767_225_600;
+    const URI: &str = "wss://agent.example.com/v1/agent-socket";
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let (status, rest) = match rest {
+        [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
+        _ => (101, rest),
+    };
+    let fields: Vec<String> =
+        rest.split(|b| *b == 0).take(4).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    let version = if mode & 1 == 1 { AidVersion::Aid2 } else { AidVersion::Aid1 };
+    let signer = Signer::from_seed(&[3; 32]);
+    let mut challenge = Challenge::new(signer.endpoint_key(version), URI, [4; 32], NOW).expect("a valid challenge");
+    if mode & 2 == 2 {
+        challenge = challenge.with_domain("example.com").expect("a valid domain");
+    }
+    let asked = challenge.request_headers();
+    let asked: Vec<(&str, &str)> = asked.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let target = Target::from_uri(URI).expect("a valid target");
+    let request = ProofRequest { method: "GET", target: &target, headers: &asked };
+    let genuine = signer.sign(&request, 101, NOW).expect("a proof").expect("a proof was asked");
+    let mut headers: Vec<(&str, String)> =
+        if mode & 4 == 4 { genuine.iter().map(|(k, v)| (*k, v.clone())).collect() } else { Vec::new() };
+    for (i, field) in fields.iter().enumerate() {
+        match headers.get_mut(i) {
+            Some(header) => header.1 = field.clone(),
+            None => headers.push((["Signature-Input", "Signature", "Cache-Control", "Date"][i], field.clone())),
+        }
+    }
+    let view: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    match challenge.verify(status, &view, NOW) {
+        Err(e) => assert_eq!(e.code, AidErrorCode::Security, "{e}"),
+        Ok(_) => {
+            let signature = |h: &[(&str, String)]| {
+                h.iter().find(|(k, _)| *k == "Signature").map(|(_, v)| v.split(':').nth(1).unwrap_or("").to_owned())
+            };
+            assert_eq!(signature(&headers), signature(&genuine), "a proof verified without the genuine signature");
+        }
+    }
+    // The signer, on asks made of the same fields.
+    let ask: Vec<(&str, &str)> = ["Accept-Signature", "AID-Challenge", "AID-Domain"]
+        .into_iter()
+        .zip(fields.iter().map(String::as_str))
+        .collect();
+    let request = ProofRequest { method: "GET", target: &target, headers: &ask };
+    if let Err(e) = signer.sign(&request, status, NOW) {
+        assert_eq!(e.code, AidErrorCode::Security);
+    }
+}
+
+/// Seeds for [`pka`]: genuine proofs of each profile, edited and raw.
+pub fn pka_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    for mode in 0u8..8 {
+        let mut seed = vec![mode, 101, 0];
+        if mode & 4 == 0 {
+            seed.extend_from_slice(
+                b"sig=(\"AID-Challenge\" \"@method\");created=1;keyid=g1;alg=\"ed25519\"\0sig=:AAAA:\0no-store",
+            );
+        }
+        seeds.push((format!("seed-mode-{mode}"), seed));
+    }
+    seeds.push(("seed-edited-input".into(), b"\x05\x65\x00aid-pka=(\"@status\");created=1\0".to_vec()));
+    seeds
+}

@@ -173,3 +173,15 @@ fn write_session_seeds() {
         std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
     }
 }
+
+#[test]
+fn pka_corpus() {
+    if std::env::var_os("ASP_BLESS").is_some_and(|v| v == "1") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/pka");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in fuzzing::pka_seeds() {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    replay_at_least("pka", fuzzing::pka, 9);
+}

@@ -471,6 +471,19 @@ pub fn dns_server(zone: std::collections::HashMap<&'static str, asp_testkit::dns
     rx.recv().unwrap()
 }
 
+/// Discovery on `C` against a loopback DNS server serving `zone` (DNS only,
+/// 500 ms per query).
+pub fn dns_discovery<C: asp_driver::DnsRuntime>(
+    zone: std::collections::HashMap<&'static str, asp_testkit::dns::Answer>,
+) -> asp_driver::Discovery<C> {
+    asp_driver::Discovery::<C>::builder()
+        .nameservers([dns_server(zone)])
+        .timeout(Duration::from_millis(500))
+        .well_known(false)
+        .build()
+        .unwrap()
+}
+
 /// AID discovery with hickory on the client's runtime, against a real DNS
 /// server on loopback: a record leads to a live agent; no record (1000), a
 /// `ws://` record (1003) and a server slower than the timeout (1004) get
@@ -486,13 +499,7 @@ pub async fn discovery_finds_the_agent<S: Network, C: asp_driver::DnsRuntime>() 
     zone.insert("_agent.agent.test.", Answer::Txt(vec![vec![record]], 300));
     zone.insert("_agent.insecure.test.", Answer::Txt(vec![vec!["v=aid1;p=websocket;u=ws://insecure.test/ws"]], 300));
     zone.insert("_agent.slow.test.", Answer::Slow(Duration::from_secs(2), vec![vec![record]]));
-    let nameserver = dns_server(zone);
-    let discovery = asp_driver::Discovery::<C>::builder()
-        .nameservers([nameserver])
-        .timeout(Duration::from_millis(500))
-        .well_known(false)
-        .build()
-        .unwrap();
+    let discovery = dns_discovery::<C>(zone);
     let found = within(10, discovery.discover("agent.test", Some("websocket"))).await.unwrap();
     assert_eq!(found.record.uri, server.url());
     assert_eq!(found.record.desc.as_deref(), Some("Scenario agent"));

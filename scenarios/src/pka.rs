@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use asp_driver::net::Network;
 use asp_driver::{ClientBuilder, ConnectError, DnsRuntime, ServerBuilder, ServerHandle, ToolContext, ToolError};
@@ -15,7 +14,7 @@ use asp_proto::aid::AidErrorCode;
 use asp_proto::{ToolSpec, Value};
 use asp_testkit::dns::Answer;
 
-use crate::{dns_server, within, Tls};
+use crate::{dns_discovery, within, Tls};
 
 /// A wss:// echo agent on `S`, proving `signer` when asked (or not, with
 /// `None`); `hellos` counts the HELLOs it receives.
@@ -64,13 +63,7 @@ pub async fn pka_proves_the_endpoint<S: Network, C: DnsRuntime>() {
     ] {
         zone.insert(name, Answer::Txt(vec![vec![record]], 300));
     }
-    let nameserver = dns_server(zone);
-    let discovery = asp_driver::Discovery::<C>::builder()
-        .nameservers([nameserver])
-        .timeout(Duration::from_millis(500))
-        .well_known(false)
-        .build()
-        .unwrap();
+    let discovery = dns_discovery::<C>(zone);
     let connect = |domain: &'static str| {
         let discovery = &discovery;
         let tls = &tls;

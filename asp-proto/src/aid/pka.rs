@@ -25,8 +25,7 @@
 
 mod fields;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use base64ct::{Base64UrlUnpadded, Encoding as _};
 use ed25519_dalek::{Verifier as _, VerifyingKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -52,7 +51,8 @@ const V1_COVERED: [&str; 5] = ["AID-Challenge", "@method", "@target-uri", "host"
 const V2_COVERED: [&str; 4] = ["\"@method\";req", "\"@target-uri\";req", "\"@authority\";req", "\"@status\""];
 const V2_DOMAIN: &str = "\"aid-domain\";req";
 
-pub(crate) fn security(message: impl Into<String>) -> AidError {
+/// An `ERR_SECURITY` error with `message`.
+pub fn security(message: impl Into<String>) -> AidError {
     AidError::new(AidErrorCode::Security, message)
 }
 
@@ -64,7 +64,7 @@ fn same(a: &str, b: &str) -> bool {
 
 /// Unpadded base64url.
 pub fn base64url(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
+    Base64UrlUnpadded::encode_string(bytes)
 }
 
 /// An aid1 `pka` value: multibase base58btc (`z…`) of the raw public key.
@@ -123,7 +123,7 @@ impl EndpointKey {
     /// An aid2 key: `k`, the unpadded base64url of the raw public key; its
     /// keyid is the RFC 7638 thumbprint.
     pub fn aid2(k: &str) -> Result<EndpointKey, AidError> {
-        let bytes = URL_SAFE_NO_PAD.decode(k).map_err(|_| security("k is not unpadded base64url"))?;
+        let bytes = Base64UrlUnpadded::decode_vec(k).map_err(|_| security("k is not unpadded base64url"))?;
         let public = public_key(&bytes)?;
         Ok(EndpointKey { version: AidVersion::Aid2, public, keyid: jwk_thumbprint(k) })
     }

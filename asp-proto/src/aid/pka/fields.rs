@@ -7,10 +7,10 @@
 use super::security;
 use crate::aid::AidError;
 
-/// Splits a dictionary at top-level commas (outside strings and inner lists).
-fn members(input: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut in_string, mut escaped, mut depth) = (0, false, false, 0i32);
+/// Calls `visit` with each character of `input` outside sf-strings (the
+/// quotes themselves excluded), with its byte offset.
+fn outside_strings(input: &str, mut visit: impl FnMut(usize, char)) {
+    let (mut in_string, mut escaped) = (false, false);
     for (i, c) in input.char_indices() {
         if in_string {
             match c {
@@ -19,22 +19,41 @@ fn members(input: &str) -> Vec<&str> {
                 '"' => in_string = false,
                 _ => {}
             }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(input[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            visit(i, c);
         }
     }
+}
+
+/// `input` split at the characters `at` accepts (outside strings), trimmed,
+/// empty pieces dropped.
+fn split_outside_strings(input: &str, mut at: impl FnMut(char) -> bool) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    outside_strings(input, |i, c| {
+        if at(c) {
+            parts.push(input[start..i].trim());
+            start = i + c.len_utf8();
+        }
+    });
     parts.push(input[start..].trim());
     parts.retain(|p| !p.is_empty());
     parts
+}
+
+/// Splits a dictionary at top-level commas (outside strings and inner lists).
+fn members(input: &str) -> Vec<&str> {
+    let mut depth = 0i32;
+    split_outside_strings(input, |c| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        c == ',' && depth == 0
+    })
 }
 
 /// The value of dictionary member `label` (exact, lowercase). A second
@@ -57,33 +76,7 @@ pub(super) fn member<'a>(header: &'a str, label: &str) -> Result<&'a str, AidErr
 /// The items of an inner list body (between the parentheses), split at
 /// whitespace outside strings.
 pub(super) fn inner_list(input: &str) -> Vec<&str> {
-    let mut items = Vec::new();
-    let (mut start, mut in_string, mut escaped) = (0, false, false);
-    for (i, c) in input.char_indices() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        if c == '"' {
-            in_string = true;
-        } else if c.is_whitespace() {
-            let item = input[start..i].trim();
-            if !item.is_empty() {
-                items.push(item);
-            }
-            start = i + c.len_utf8();
-        }
-    }
-    let tail = input[start..].trim();
-    if !tail.is_empty() {
-        items.push(tail);
-    }
-    items
+    split_outside_strings(input, char::is_whitespace)
 }
 
 /// One signature parameter: its raw text (as signed) and its value with the
@@ -196,15 +189,13 @@ pub(super) fn get<'a>(params: &'a [Param], name: &str) -> Option<&'a str> {
 
 /// An sf-binary (`:base64:`) as bytes.
 pub(super) fn binary(raw: &str) -> Result<Vec<u8>, AidError> {
-    use base64::Engine as _;
+    use base64ct::Encoding as _;
     let inner = raw
         .trim()
         .strip_prefix(':')
         .and_then(|v| v.strip_suffix(':'))
         .ok_or_else(|| security("the Signature value is not a byte sequence (:base64:)"))?;
-    base64::engine::general_purpose::STANDARD
-        .decode(inner.trim())
-        .map_err(|_| security("the Signature value is not valid base64"))
+    base64ct::Base64::decode_vec(inner.trim()).map_err(|_| security("the Signature value is not valid base64"))
 }
 
 #[cfg(test)]

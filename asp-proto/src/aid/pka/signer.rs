@@ -216,9 +216,9 @@ impl Signer {
     }
 
     fn sign_bytes(&self, base: &[u8]) -> String {
-        use base64::Engine as _;
+        use base64ct::Encoding as _;
         use ed25519_dalek::Signer as _;
-        base64::engine::general_purpose::STANDARD.encode(self.key.sign(base).to_bytes())
+        base64ct::Base64::encode_string(&self.key.sign(base).to_bytes())
     }
 }
 

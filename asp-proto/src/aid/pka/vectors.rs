@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
+use base64ct::Encoding as _;
 use serde::Deserialize;
 
 use super::{http_date, security, Aid1Params, Challenge, EndpointKey, ProofRequest, Signer, Target};
@@ -192,9 +192,8 @@ impl Vector {
     fn seed(&self) -> Result<Option<[u8; 32]>, AidError> {
         let b64 = self.seed_b64.as_deref().or(self.key.as_ref().and_then(|k| k.seed_b64.as_deref()));
         let Some(b64) = b64 else { return Ok(None) };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| security(format!("{}: seed_b64 is not base64", self.id)))?;
+        let bytes =
+            base64ct::Base64::decode_vec(b64).map_err(|_| security(format!("{}: seed_b64 is not base64", self.id)))?;
         bytes.try_into().map(Some).map_err(|_| security(format!("{}: the seed is not 32 bytes", self.id)))
     }
 
