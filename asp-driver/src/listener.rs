@@ -253,6 +253,11 @@ impl Listener {
         self
     }
 
+    /// The PKA key, if any.
+    pub(crate) fn pka_signer(&self) -> Option<&asp_proto::aid::pka::Signer> {
+        self.policy.pka.as_deref()
+    }
+
     /// How long TLS plus the upgrade may take before the socket is dropped.
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
         self.upgrade_timeout = timeout;

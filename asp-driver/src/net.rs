@@ -88,12 +88,7 @@ impl UpgradePolicy {
     /// offered (400). On success the response selects `asp-v1` and the
     /// bearer token of `Authorization`, if any, is returned beside it.
     #[allow(clippy::result_large_err)] // tungstenite's `Callback` contract
-    fn check(
-        &self,
-        request: &Request,
-        mut response: Response,
-        secure: bool,
-    ) -> Result<(Response, Option<String>), ErrorResponse> {
+    fn check(&self, request: &Request, mut response: Response) -> Result<(Response, Option<String>), ErrorResponse> {
         if request.uri().path() != self.path {
             return Err(refuse(StatusCode::NOT_FOUND, "no Agent Socket endpoint at this path"));
         }
@@ -108,7 +103,7 @@ impl UpgradePolicy {
         }
         response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
         if let Some(signer) = &self.pka {
-            crate::pka::sign_upgrade(signer, secure, request, &mut response);
+            crate::pka::sign_upgrade(signer, request, &mut response);
         }
         Ok((response, bearer_token(request.headers())))
     }
@@ -151,9 +146,9 @@ where
     match tls {
         Some(tls) => {
             let stream = futures_rustls::TlsAcceptor::from(tls).accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            upgrade(stream, policy, config, true).await
+            upgrade(stream, policy, config).await
         }
-        None => upgrade(tcp, policy, config, false).await,
+        None => upgrade(tcp, policy, config).await,
     }
 }
 
@@ -161,7 +156,6 @@ async fn upgrade<S>(
     stream: S,
     policy: Arc<UpgradePolicy>,
     config: WebSocketConfig,
-    secure: bool,
 ) -> Result<(BoxTransport, Option<String>), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -169,7 +163,7 @@ where
     let (token_tx, mut token_rx) = oneshot::channel();
     #[allow(clippy::result_large_err)]
     let check = move |request: &Request, response: Response| {
-        let (response, token) = policy.check(request, response, secure)?;
+        let (response, token) = policy.check(request, response)?;
         let _ = token_tx.send(token);
         Ok(response)
     };

@@ -11,7 +11,7 @@ use asp_proto::aid::pka::{Challenge, EndpointKey, Proof, ProofRequest, Signer, T
 use asp_proto::aid::AidError;
 use tungstenite::handshake::client::Request as ClientRequest;
 use tungstenite::handshake::server::{Request, Response};
-use tungstenite::http::{HeaderName, HeaderValue};
+use tungstenite::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::ConnectError;
 use crate::net::{dial_websocket, Network};
@@ -58,7 +58,13 @@ impl PkaRequirement {
     pub(crate) fn challenge(&self, url: &str, request: &mut ClientRequest) -> Result<Challenge, ConnectError> {
         let mut nonce = [0u8; 32];
         getrandom::fill(&mut nonce).expect("the operating system's random number generator failed");
-        let mut challenge = Challenge::new(self.key.clone(), url, nonce, now_unix()).map_err(ConnectError::Pka)?;
+        // The signed target is always wss:// (SPEC §16.1), also for a
+        // plaintext hop behind a TLS-terminating proxy.
+        let target = match url.strip_prefix("ws://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => url.to_owned(),
+        };
+        let mut challenge = Challenge::new(self.key.clone(), &target, nonce, now_unix()).map_err(ConnectError::Pka)?;
         if let Some(domain) = &self.domain {
             challenge = challenge.with_domain(domain).map_err(ConnectError::Pka)?;
         }
@@ -113,27 +119,43 @@ pub async fn prove_endpoint<N: Network>(
     proof.ok_or_else(|| ConnectError::Pka(asp_proto::aid::pka::security("no proof was asked")))
 }
 
-/// Signs the `101` response when the request asks for a proof. A request the
-/// key cannot answer (another keyid) is upgraded unsigned: the client is
-/// the one that decides, and says why.
-pub(crate) fn sign_upgrade(signer: &Arc<Signer>, secure: bool, request: &Request, response: &mut Response) {
-    let headers: Vec<(&str, &str)> =
-        request.headers().iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))).collect();
-    let host = request.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let signed = Target::from_request(if secure { "wss" } else { "ws" }, host, path).and_then(|target| {
-        let request = ProofRequest { method: request.method().as_str(), target: &target, headers: &headers };
-        signer.sign(&request, response.status().as_u16(), now_unix())
+/// The proof headers for an upgrade request (`GET path_and_query` with
+/// `headers`) answered with `101`: none when it asks no proof. A malformed
+/// ask is upgraded unsigned: the client is the one that decides, and says
+/// why. The target is always `wss://` + Host + request-target (SPEC §16.1):
+/// AID allows only wss:// for websocket, and a server behind a
+/// TLS-terminating proxy sees a plaintext hop.
+pub(crate) fn proof_headers(
+    signer: &Signer,
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let list: Vec<(&str, &str)> =
+        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v))).collect();
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let signed = Target::from_request("wss", host, path_and_query).and_then(|target| {
+        let request = ProofRequest { method: "GET", target: &target, headers: &list };
+        signer.sign(&request, 101, now_unix())
     });
     match signed {
-        Ok(Some(proof)) => {
-            for (name, value) in proof {
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(HeaderName::from_static(lowercase(name)), value);
-                }
-            }
+        Ok(proof) => proof
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((HeaderName::from_static(lowercase(name)), HeaderValue::from_str(&value).ok()?))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade asked a PKA proof this key cannot give");
+            Vec::new()
         }
-        Ok(None) => {}
-        Err(e) => tracing::debug!(error = %e, "upgrade asked a PKA proof this key cannot give"),
+    }
+}
+
+/// Signs a `101` response of the driver's own upgrade.
+pub(crate) fn sign_upgrade(signer: &Signer, request: &Request, response: &mut Response) {
+    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    for (name, value) in proof_headers(signer, path, request.headers()) {
+        response.headers_mut().insert(name, value);
     }
 }

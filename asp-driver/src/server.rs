@@ -303,6 +303,21 @@ impl<N: Clone> Clone for Service<N> {
 }
 
 impl<N: Network> Service<N> {
+    /// The AID PKA proof headers for an upgrade this application answers
+    /// itself (`GET path_and_query` with the request's `headers`), to add
+    /// to its `101` response; empty without [`ServerBuilder::pka_key`] or
+    /// when the request asks no proof. The axum route of asp-tokio adds them.
+    pub fn pka_headers(
+        &self,
+        path_and_query: &str,
+        headers: &tungstenite::http::HeaderMap,
+    ) -> Vec<(tungstenite::http::HeaderName, tungstenite::http::HeaderValue)> {
+        match self.inner.listener.pka_signer() {
+            Some(signer) => crate::pka::proof_headers(signer, path_and_query, headers),
+            None => Vec::new(),
+        }
+    }
+
     /// Serves one WebSocket the application upgraded (with the `asp-v1`
     /// subprotocol, SPEC.md §2), until the connection ends. `token` is the
     /// upgrade request's `Authorization: Bearer` token, if any: the auth

@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 
 use asp_driver::tungstenite::{self, Message};
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use futures::{Sink, Stream};
@@ -34,13 +34,23 @@ use crate::{Service, SUBPROTOCOL};
 /// A `GET` route that upgrades to ASP/1 and serves the connection on
 /// `service`. An upgrade without the `asp-v1` subprotocol is refused with
 /// 400 naming it (SPEC.md §2); `Authorization: Bearer` reaches the auth
-/// hook as the token. TLS, upgrade timeouts and `Origin` checks are the
-/// application's here (the builder's `allowed_origins` and timeouts apply
-/// to its own listener): add them as the application's layers.
+/// hook as the token; with [`ServerBuilder::pka_key`](crate::ServerBuilder::pka_key)
+/// the `101` carries the AID PKA proof a client asks for (SPEC.md §16.1).
+/// TLS, upgrade timeouts and `Origin` checks are the application's here
+/// (the builder's `allowed_origins` and timeouts apply to its own
+/// listener): add them as the application's layers.
 pub fn route<S: Clone + Send + Sync + 'static>(service: Service) -> MethodRouter<S> {
-    get(move |upgrade: WebSocketUpgrade, headers: HeaderMap| {
+    get(move |upgrade: WebSocketUpgrade, uri: Uri, headers: HeaderMap| {
         let service = service.clone();
-        async move { upgrade_to_asp(upgrade, &headers, service) }
+        async move {
+            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            let proof = service.pka_headers(&path, &headers);
+            let mut response = upgrade_to_asp(upgrade, &headers, service);
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                response.headers_mut().extend(proof);
+            }
+            response
+        }
     })
 }
 

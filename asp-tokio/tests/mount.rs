@@ -132,3 +132,37 @@ async fn a_listener_and_connections_the_application_accepted() {
         other => panic!("expected 404, got {other:?}"),
     }
 }
+
+/// The axum route carries the AID PKA proof too (SPEC §16.1), for the
+/// `wss://` target even over this plaintext hop (as behind a TLS proxy);
+/// a client pinning another key is refused before HELLO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_axum_route_proves_its_pka_key() {
+    use asp_tokio::proto::aid::pka::Signer;
+    use asp_tokio::proto::aid::AidVersion;
+    use asp_tokio::{ConnectError, PkaRequirement};
+    let signer = Signer::from_seed(&[21; 32]);
+    let service = ServerBuilder::new("127.0.0.1:0".parse().unwrap())
+        .pka_key(signer.clone())
+        .tool(
+            asp_tokio::proto::ToolSpec::named("echo"),
+            |_c: ToolContext, a: Value| async move { Ok::<_, ToolError>(a) },
+        )
+        .into_service();
+    let app = axum::Router::new().route("/v1/agent-socket", asp_tokio::axum::route(service));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("ws://{addr}/v1/agent-socket");
+    for version in [AidVersion::Aid1, AidVersion::Aid2] {
+        let requirement = PkaRequirement::new(signer.endpoint_key(version)).bound_to("example.com");
+        let client = ClientBuilder::new(&url).allow_plaintext().pka(requirement).connect().await.unwrap();
+        let done = client.invoke("echo", Value::from("bound")).await.unwrap().result().await.unwrap();
+        assert_eq!(done.result, Value::from("bound"));
+    }
+    let other = PkaRequirement::new(Signer::from_seed(&[22; 32]).endpoint_key(AidVersion::Aid2));
+    match ClientBuilder::new(&url).allow_plaintext().pka(other).connect().await {
+        Err(ConnectError::Pka(e)) => assert!(e.message.contains("thumbprint"), "{e}"),
+        other => panic!("{:?}", other.map(|_| "connected")),
+    }
+}
