@@ -160,21 +160,28 @@ pub(crate) fn pka_check(file: &std::path::Path, now: Option<u64>, as_json: bool)
 }
 
 /// `asp discover`: a readable report, or one JSON object; exit 0 or 1.
-pub(crate) async fn discover(
-    domain: &str,
-    protocol: Option<&str>,
-    nameserver: Option<std::net::SocketAddr>,
-    well_known: bool,
-    timeout: std::time::Duration,
-    as_json: bool,
-) -> ExitCode {
+/// What `asp discover` asks.
+pub(crate) struct Query {
+    pub(crate) domain: String,
+    pub(crate) protocol: Option<String>,
+    pub(crate) nameserver: Option<std::net::SocketAddr>,
+    pub(crate) well_known: bool,
+    pub(crate) timeout: std::time::Duration,
+    pub(crate) security: Option<asp_proto::aid::policy::SecurityMode>,
+}
+
+pub(crate) async fn discover(query: Query, as_json: bool) -> ExitCode {
+    let timeout = query.timeout;
     let mut builder =
-        asp_tokio::Discovery::builder().well_known(well_known).timeout(timeout).well_known_timeout(timeout);
-    if let Some(ns) = nameserver {
+        asp_tokio::Discovery::builder().well_known(query.well_known).timeout(timeout).well_known_timeout(timeout);
+    if let Some(ns) = query.nameserver {
         builder = builder.nameservers([ns]);
     }
+    if let Some(mode) = query.security {
+        builder = builder.security(mode);
+    }
     let result = match builder.build() {
-        Ok(discovery) => discovery.discover(domain, protocol).await,
+        Ok(discovery) => discovery.discover(&query.domain, query.protocol.as_deref()).await,
         Err(e) => Err(e),
     };
     match result {
@@ -182,9 +189,12 @@ pub(crate) async fn discover(
             if as_json {
                 let fields: Map<String, Value> =
                     found.record.fields().into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+                let s = &found.security;
+                let codes: Vec<&str> = s.warnings.iter().map(|w| w.code).collect();
+                let security = json!({ "dnssec_validated": s.dnssec_validated, "pka_present": s.pka_present, "warning_codes": codes });
                 println!(
                     "{}",
-                    json!({ "ok": true, "name": found.name, "ttl": found.ttl, "source": found.source.to_string(), "record": fields, "warnings": found.warnings })
+                    json!({ "ok": true, "name": found.name, "ttl": found.ttl, "source": found.source.to_string(), "record": fields, "warnings": found.warnings, "security": security })
                 );
             } else {
                 println!("{} (TTL {} s, from {})", found.name, found.ttl, found.source);

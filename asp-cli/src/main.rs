@@ -202,6 +202,11 @@ enum Command {
         /// PEM CA to trust besides the system's (the endpoint, `.well-known`).
         #[arg(long, requires = "check")]
         ca: Option<PathBuf>,
+        /// Apply the AID security policies of this mode: `strict` requires
+        /// DNSSEC (the resolver's AD bit) and a key, and disables
+        /// `.well-known`; `balanced` warns instead (exit 1 on ERR_SECURITY).
+        #[arg(long, value_enum, conflicts_with = "check")]
+        security: Option<SecurityArg>,
     },
     /// Serve the ASP Inspector on a local web page: connect to a server,
     /// list its tools and schemas, invoke with JSON arguments and watch the
@@ -342,6 +347,13 @@ enum OnExitArg {
     Exit,
 }
 
+/// `asp discover --security`.
+#[derive(Copy, Clone, clap::ValueEnum)]
+enum SecurityArg {
+    Balanced,
+    Strict,
+}
+
 #[derive(Subcommand)]
 enum AidCommand {
     /// Parse one TXT record string; exit 0 when valid, 1 when not.
@@ -420,15 +432,20 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, "warn");
     let result = match cli.command {
         Command::Aid { command: AidCommand::Parse { json, record } } => return aid::parse(&record, json),
-        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json, check: true, ca } => {
+        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json, check: true, ca, .. } => {
             let timeout = Duration::from_millis(timeout);
             let well_known = !no_fallback;
             let args = doctor::CheckArgs { domain, protocol, nameserver, well_known, timeout, ca, json };
             return doctor::run(args).await;
         }
-        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json, .. } => {
+        Command::Discover { domain, protocol, nameserver, no_fallback, timeout, json, security, .. } => {
+            let security = security.map(|s| match s {
+                SecurityArg::Balanced => asp_proto::aid::policy::SecurityMode::Balanced,
+                SecurityArg::Strict => asp_proto::aid::policy::SecurityMode::Strict,
+            });
             let timeout = Duration::from_millis(timeout);
-            return aid::discover(&domain, protocol.as_deref(), nameserver, !no_fallback, timeout, json).await;
+            let query = aid::Query { domain, protocol, nameserver, well_known: !no_fallback, timeout, security };
+            return aid::discover(query, json).await;
         }
         Command::Aid {
             command: AidCommand::Generate { uri, proto, auth, desc, docs, dep, pka, kid, pka_key, aid2 },

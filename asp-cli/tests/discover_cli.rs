@@ -42,4 +42,13 @@ async fn discover_reports_records_and_errors() {
     let (status, json) = asp(&["discover", "missing.test", "--nameserver", &ns, "--json"]);
     assert_eq!(status, 1);
     assert_eq!((json["error"].as_str(), json["code"].as_u64()), (Some("ERR_FALLBACK_FAILED"), Some(1005)));
+
+    // --security: strict needs the AD bit and a key; balanced warns by code.
+    let (status, json) = asp(&["discover", "good.test", "--nameserver", &ns, "--security", "strict", "--json"]);
+    assert_eq!(status, 1);
+    assert_eq!(json["error"], "ERR_SECURITY", "{json}");
+    let (status, json) = asp(&["discover", "good.test", "--nameserver", &ns, "--security", "balanced", "--json"]);
+    assert_eq!(status, 0);
+    assert_eq!(json["security"]["dnssec_validated"], false);
+    assert_eq!(json["security"]["warning_codes"], serde_json::json!(["DNSSEC_PREFERRED"]));
 }
