@@ -164,7 +164,8 @@ impl<N: Network> ClientBuilder<N> {
         let pka = asp_proto::aid::pka::EndpointKey::from_record(&found.record)?;
         let builder = ClientBuilder::new(found.record.uri);
         Ok(match pka {
-            Some(key) => builder.pka(crate::PkaRequirement::new(key).bound_to(domain)),
+            // Bound to the name as queried: the A-label form of an IDN.
+            Some(key) => builder.pka(crate::PkaRequirement::new(key).bound_to(crate::discovery::normalize(domain)?)),
             None => builder,
         })
     }

@@ -448,7 +448,7 @@ fn fallback(message: String) -> AidError {
 }
 
 /// The exact host as an ASCII (A-label) name.
-fn normalize(domain: &str) -> Result<String, AidError> {
+pub(crate) fn normalize(domain: &str) -> Result<String, AidError> {
     let trimmed = domain.trim().trim_end_matches('.');
     idna::domain_to_ascii(trimmed)
         .ok()

@@ -60,6 +60,7 @@ pub async fn pka_proves_the_endpoint<S: Network, C: DnsRuntime>() {
         ("_agent.impostor.test.", wrong),
         ("_agent.kid.test.", wrong_kid),
         ("_agent.unsigned.test.", unsigned),
+        ("_agent.xn--bcher-kva.test.", aid2),
     ] {
         zone.insert(name, Answer::Txt(vec![vec![record]], 300));
     }
@@ -74,13 +75,14 @@ pub async fn pka_proves_the_endpoint<S: Network, C: DnsRuntime>() {
             within(10, builder.trust_pem(tls.cert_pem.as_bytes()).unwrap().connect()).await
         })
     };
-    for domain in ["aid1.test", "aid2.test"] {
+    // The IDN is bound in its A-label form.
+    for domain in ["aid1.test", "aid2.test", "bücher.test"] {
         let client = connect(domain).await.unwrap_or_else(|e| panic!("{domain}: {e}"));
         let done = client.invoke("echo", Value::from(domain)).await.unwrap().result().await.unwrap();
         assert_eq!(done.result, Value::from(domain));
         client.close(asp_proto::ErrorCode::NO_ERROR, "done").unwrap();
     }
-    assert_eq!(hellos.load(Ordering::SeqCst), 2);
+    assert_eq!(hellos.load(Ordering::SeqCst), 3);
     for (domain, why) in [
         ("impostor.test", "is not the thumbprint"),
         ("kid.test", "is not the record's kid"),
@@ -94,6 +96,6 @@ pub async fn pka_proves_the_endpoint<S: Network, C: DnsRuntime>() {
             other => panic!("{domain}: {:?}", other.map(|_| "connected")),
         }
     }
-    // Refused before HELLO: the servers saw only the two good clients.
-    assert_eq!(hellos.load(Ordering::SeqCst), 2);
+    // Refused before HELLO: the servers saw only the three good clients.
+    assert_eq!(hellos.load(Ordering::SeqCst), 3);
 }
