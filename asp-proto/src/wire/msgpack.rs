@@ -6,7 +6,7 @@
 //! the missing-field message is turned back into a key here, in one place.
 
 use bytes::{BufMut, BytesMut};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize as _, Serialize};
 
 use super::PayloadError;
 use crate::limits::MAX_NESTING_DEPTH;
@@ -30,8 +30,10 @@ pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadErro
     if !matches!(bytes[0], 0x80..=0x8f | 0xde | 0xdf) {
         return Err(PayloadError::NotAMap);
     }
-    let mut rest = bytes;
-    let mut de = deserializer(&mut rest);
+    // From the borrowed slice: rmp-serde's reader path would allocate a
+    // scratch buffer per payload and copy every string through it.
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_NESTING_DEPTH + 1);
     let value = match T::deserialize(&mut de) {
         Ok(value) => value,
         // Field paths cost every decode a tracking wrapper, so they are
@@ -55,7 +57,15 @@ pub(crate) fn decode_map<T: MapPayload>(payload: &[u8]) -> Result<T, PayloadErro
         #[cfg(not(feature = "field-paths"))]
         Err(e) => return Err(path_error(".".to_owned(), e)),
     };
-    if !rest.is_empty() {
+    // The borrowing deserializer does not say where it stopped: anything
+    // after the map is found by trying to read one more value, which at the
+    // end of the payload fails at once on the missing marker. Only then is
+    // the payload read again to count the trailing bytes.
+    if !matches!(serde::de::IgnoredAny::deserialize(&mut de), Err(rmp_serde::decode::Error::InvalidMarkerRead(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+    {
+        let mut rest = bytes;
+        // The same map decodes again; what follows it is the trailing part.
+        let _ = T::deserialize(&mut deserializer(&mut rest));
         return Err(PayloadError::TrailingBytes(rest.len()));
     }
     value.validate()?;
@@ -109,4 +119,30 @@ fn path_error(path: String, inner: rmp_serde::decode::Error) -> PayloadError {
 /// A key's value failed a rule beyond its type.
 pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> PayloadError {
     PayloadError::InvalidValue { key: key.to_owned(), reason: reason.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::payload::Interrupt;
+
+    #[test]
+    fn trailing_bytes_after_the_map_are_counted_whatever_they_are() {
+        let mut map = BytesMut::new();
+        encode_map(&Interrupt { reason: Some("stop".into()) }, &mut map).unwrap();
+        let with = |tail: &[u8]| [&map[..], tail].concat();
+        assert!(decode_map::<Interrupt>(&map).is_ok());
+        for (tail, count) in [
+            (&[0x01, 0x02, 0x03][..], 3), // three values
+            (&[0xc1][..], 1),             // a marker MsgPack never uses
+            (&[0xdd, 0xff, 0xff][..], 3), // a cut-short array32 header
+            (&[0x91; 40][..], 40),        // nesting past the depth limit
+            (&[0x80][..], 1),             // a second, empty map
+        ] {
+            match decode_map::<Interrupt>(&with(tail)) {
+                Err(PayloadError::TrailingBytes(n)) => assert_eq!(n, count, "{tail:02x?}"),
+                other => panic!("{tail:02x?}: {other:?}"),
+            }
+        }
+    }
 }
