@@ -195,14 +195,7 @@ async fn tls_line(report: &mut Report, record: &AidRecord, tls: &Arc<rustls::Cli
         );
     };
     let handshake = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| ("TLS_UNREACHABLE", e.to_string()))?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| ("TLS_INVALID", e.to_string()))?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| {
-            let why = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).map(asp_tokio::tls::explain);
-            ("TLS_INVALID", why.unwrap_or_else(|| e.to_string()))
-        })?;
+        let stream = connect_tls(&host, port, tls).await?;
         let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
         cert.ok_or(("TLS_INVALID", "the server sent no certificate".to_owned()))
     };
@@ -280,6 +273,22 @@ async fn pka_line(
     }
 }
 
+/// TCP and TLS to `host:port`; a failure carries the doctor's code
+/// (`TLS_UNREACHABLE`, `TLS_INVALID`) and the reason, with rustls's
+/// explained.
+async fn connect_tls(
+    host: &str,
+    port: u16,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, (&'static str, String)> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| ("TLS_UNREACHABLE", e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| ("TLS_INVALID", e.to_string()))?;
+    tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| {
+        let why = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).map(asp_tokio::tls::explain);
+        ("TLS_INVALID", why.unwrap_or_else(|| e.to_string()))
+    })
+}
+
 /// The AID proof of an `https://` endpoint: one GET with the challenge.
 async fn http_proof(
     uri: &str,
@@ -297,12 +306,7 @@ async fn http_proof(
     let exchange = async {
         let url: hyper::Uri = uri.parse().map_err(|e| format!("{uri}: {e}"))?;
         let host = url.host().ok_or("no host")?.to_owned();
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), url.port_u16().unwrap_or(443)))
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let stream =
-            tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let stream = connect_tls(&host, url.port_u16().unwrap_or(443), tls).await.map_err(|(_, why)| why)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;

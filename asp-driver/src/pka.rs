@@ -69,25 +69,20 @@ impl PkaRequirement {
             challenge = challenge.with_domain(domain).map_err(ConnectError::Pka)?;
         }
         for (name, value) in challenge.request_headers() {
-            let value = HeaderValue::from_str(&value).map_err(|e| ConnectError::Url(e.to_string()))?;
-            request.headers_mut().insert(HeaderName::from_static(lowercase(name)), value);
+            request.headers_mut().insert(header(name)?, header_value(&value)?);
         }
         Ok(challenge)
     }
 }
 
-/// `http` header names are lowercase statics.
-fn lowercase(name: &'static str) -> &'static str {
-    match name {
-        "AID-Challenge" => "aid-challenge",
-        "Date" => "date",
-        "Accept-Signature" => "accept-signature",
-        "Cache-Control" => "cache-control",
-        "AID-Domain" => "aid-domain",
-        "Signature-Input" => "signature-input",
-        "Signature" => "signature",
-        other => other,
-    }
+/// An `http` header pair from the proof's (name, value); `from_bytes`
+/// lowercases the name.
+fn header(name: &str) -> Result<HeaderName, ConnectError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|e| ConnectError::Url(e.to_string()))
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, ConnectError> {
+    HeaderValue::from_str(value).map_err(|e| ConnectError::Url(e.to_string()))
 }
 
 /// Checks the upgrade response's proof; the connection is dropped unused
@@ -141,9 +136,7 @@ pub(crate) fn proof_headers(
         Ok(proof) => proof
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(name, value)| {
-                Some((HeaderName::from_static(lowercase(name)), HeaderValue::from_str(&value).ok()?))
-            })
+            .filter_map(|(name, value)| Some((header(name).ok()?, header_value(&value).ok()?)))
             .collect(),
         Err(e) => {
             tracing::debug!(error = %e, "upgrade asked a PKA proof this key cannot give");
