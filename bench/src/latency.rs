@@ -11,8 +11,10 @@
 //!   workers. Clients run on a **current-thread** Tokio runtime (as a CLI
 //!   or a test runs them; its driver task and the caller share the thread)
 //!   except the row that names a multi-thread client. asp-async-std servers
-//!   run on their runtime's own executor (async-std's global pool, smol's
-//!   global executor); their clients on asp-async-std's
+//!   run on their runtime's own executor, with one thread as well
+//!   (async-std's global pool sized by `ASYNC_STD_THREAD_COUNT=1`, which
+//!   `main` sets unless given; smol's global executor, one thread by
+//!   default); their clients on asp-async-std's
 //!   [`CurrentThread`](asp_async_std::CurrentThread), the same arrangement
 //!   as Tokio's current-thread runtime on `async-io`.
 //! - **Rounds are interleaved**: every system makes `calls` calls, then the

@@ -293,6 +293,16 @@ fn main() {
     // default TLS provider in this workspace (asp-relay brings its own).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = <Cli as clap::Parser>::parse();
+    // Servers get one core on every runtime: Tokio's servers run on one
+    // worker (systems.rs), smol's global executor has one thread unless
+    // SMOL_THREADS says otherwise, and async-std's global executor gets one
+    // here unless ASYNC_STD_THREAD_COUNT is set (by default it starts one
+    // per core, and a streaming tool and its connection's driver then
+    // trade a lock and cache lines between two threads: 0.54x Tokio's rate
+    // against 0.84-0.98x on one thread). Set before async-std starts.
+    if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
+        std::env::set_var("ASYNC_STD_THREAD_COUNT", "1");
+    }
     let limit = raise_nofile();
     if let Some(chunks) = cli.mcp_stdio_server {
         on_tokio(mcp::serve_stdio(chunks));

@@ -166,14 +166,7 @@ where
             },
             Command::Outbox { id, token, outbox } => {
                 let Some(handler) = self.current_handler(id, token) else { return outbox.close() };
-                let (chunks, progress) = handler.outbox.take_all();
-                for data in chunks {
-                    let cost = crate::outbox::cost(&data);
-                    handler.output.push(Output::Data(data), cost);
-                }
-                if let Some(progress) = progress {
-                    handler.output.push(Output::Progress(progress), 0);
-                }
+                handler.outbox.take_into(&mut handler.output);
                 self.flush_handler(now, id);
             }
             Command::Complete { id, token, result } => {

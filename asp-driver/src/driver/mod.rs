@@ -148,6 +148,12 @@ async fn with_timers<R: Runtime, F: std::future::Future<Output = Result<(), tung
 ) -> Option<Result<(), tungstenite::Error>> {
     let io = io.fuse();
     futures::pin_mut!(io);
+    // A write into the socket's buffer is usually done at once: then no
+    // timer is made (a timer polled once is registered with the runtime's
+    // timer wheel and removed again on drop, per write).
+    if let Some(result) = (&mut io).now_or_never() {
+        return Some(result);
+    }
     let attached = session.state() != asp_proto::SessionState::Detached;
     loop {
         let sleep = match session.poll_timeout() {

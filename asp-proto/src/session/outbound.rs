@@ -83,15 +83,13 @@ impl Outbound {
             *end -= cut;
         }
         let batch = self.out.split_to(cut).freeze();
-        let mut rest = Vec::new();
-        for (seq, start, end) in self.sequenced.drain(..) {
-            if end <= cut {
-                replay.push(seq, batch.slice(start..end));
-            } else {
-                rest.push((seq, start - cut, end - cut));
-            }
+        // `sequenced` is in buffer order: the frames in the batch come first.
+        let sent = self.sequenced.partition_point(|&(_, _, end)| end <= cut);
+        replay.push_batch(&batch, self.sequenced.drain(..sent));
+        for (_, start, end) in &mut self.sequenced {
+            *start -= cut;
+            *end -= cut;
         }
-        self.sequenced = rest;
         Some(batch)
     }
 
@@ -100,9 +98,7 @@ impl Outbound {
     pub(super) fn flush_to_replay(&mut self, replay: &mut ReplayBuffer) {
         self.frame_ends.clear();
         let batch = self.out.split().freeze();
-        for (seq, start, end) in self.sequenced.drain(..) {
-            replay.push(seq, batch.slice(start..end));
-        }
+        replay.push_batch(&batch, self.sequenced.drain(..));
     }
 
     /// Forgets which queued frames are sequenced (the session ended or

@@ -122,6 +122,16 @@ impl OutputQueue {
         self.items.back().is_some_and(|(item, _)| item.is_end())
     }
 
+    /// Items queued.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// What waits, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Output> {
+        self.items.iter().map(|(item, _)| item)
+    }
+
     /// Drops everything queued; returns the bytes to release.
     pub fn clear(&mut self) -> usize {
         self.items.drain(..).map(|(_, release)| release).sum()

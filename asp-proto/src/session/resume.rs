@@ -132,7 +132,7 @@ impl Session {
             return Err(self.refuse_resume(ErrorCode::RESUME_EXPIRED, "it had ended"));
         }
         let frames: Option<Vec<Bytes>> =
-            self.resumption.replay.since(request.recv, self.resumption.sent_seq).map(|f| f.cloned().collect());
+            self.resumption.replay.since(request.recv, self.resumption.sent_seq).map(|f| f.collect());
         let frames = match frames {
             Some(frames) => frames,
             None if request.recv > self.resumption.sent_seq => {
@@ -176,7 +176,7 @@ impl Session {
 
     pub(super) fn finish_client_resume(&mut self, now: Instant, hello: ServerHello, peer_recv: u64) {
         let frames: Option<Vec<Bytes>> =
-            self.resumption.replay.since(peer_recv, self.resumption.sent_seq).map(|f| f.cloned().collect());
+            self.resumption.replay.since(peer_recv, self.resumption.sent_seq).map(|f| f.collect());
         let Some(frames) = frames else {
             let sent = self.resumption.sent_seq;
             if peer_recv > sent {
