@@ -52,8 +52,9 @@ pub(crate) enum Outcome {
     Interrupted,
 }
 
-pub(crate) fn invocation_ended(tool: &str, started: Instant, now: Instant, outcome: Outcome) {
-    let tool = tool.to_owned();
+/// Counts an ended invocation of `tool` (taken: the handler that named it
+/// is gone, and its name becomes the last label without a copy).
+pub(crate) fn invocation_ended(tool: String, started: Instant, now: Instant, outcome: Outcome) {
     let label = match &outcome {
         Outcome::Ok => "ok",
         Outcome::Error(_) => "error",

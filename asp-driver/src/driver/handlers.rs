@@ -55,8 +55,9 @@ impl Handler {
     /// The invocation was interrupted, timed out or closed under the tool:
     /// counts it as interrupted and stops the tool.
     pub(super) fn interrupted(self, now: Instant) {
-        crate::metrics::invocation_ended(&self.tool, self.started, now, crate::metrics::Outcome::Interrupted);
-        self.stop();
+        self.abort.abort();
+        self.outbox.close();
+        crate::metrics::invocation_ended(self.tool, self.started, now, crate::metrics::Outcome::Interrupted);
     }
 
     /// The invocation is gone: drop queued output and refuse more.
@@ -228,8 +229,8 @@ where
             QueueState::Ended => {
                 let handler = self.handlers.remove(&id).expect("present");
                 let outcome = handler.outcome.unwrap_or(crate::metrics::Outcome::Ok);
-                crate::metrics::invocation_ended(&handler.tool, handler.started, now, outcome);
-                handler.outbox.close()
+                handler.outbox.close();
+                crate::metrics::invocation_ended(handler.tool, handler.started, now, outcome);
             }
             // Interrupted, timed out or closed under the tool: stop it.
             QueueState::Gone => self.handlers.remove(&id).expect("present").interrupted(now),

@@ -5,7 +5,7 @@
 //! without saying where it happened. `serde_path_to_error` supplies the path;
 //! the missing-field message is turned back into a key here, in one place.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde::{de::DeserializeOwned, Deserialize as _, Serialize};
 
 use super::PayloadError;
@@ -87,8 +87,29 @@ fn deserializer<'a, 'b>(
 /// Appends `value` to `dst` as a MsgPack map with string keys.
 pub(crate) fn encode_map<T: MapPayload>(value: &T, dst: &mut BytesMut) -> Result<(), PayloadError> {
     value.validate()?;
-    let mut writer = dst.writer();
-    rmp_serde::encode::write_named(&mut writer, value).map_err(|e| PayloadError::Malformed(e.to_string()))
+    rmp_serde::encode::write_named(&mut Appender(dst), value).map_err(|e| PayloadError::Malformed(e.to_string()))
+}
+
+/// `io::Write` that appends to a `BytesMut`. MsgPack is written a marker
+/// and a field at a time (one to a few bytes each); `bytes`' own writer
+/// passes every write through the generic `BufMut::put` and
+/// `write_all`'s loop, which cost more than the copy itself.
+struct Appender<'a>(&'a mut BytesMut);
+
+impl std::io::Write for Appender<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Classifies a decode error found at `path` (`.` for the payload map).
