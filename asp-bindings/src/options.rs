@@ -38,7 +38,7 @@ impl ClientOptions {
             token: self.token,
             name: self.name,
             caps: self.caps.unwrap_or_default(),
-            tools,
+            tools: tools.into(),
             ..Default::default()
         };
         config.resume = self.resume.unwrap_or(config.resume);

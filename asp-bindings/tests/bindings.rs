@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 /// A pair whose server offers the tool `t`.
 fn connected(seed: u64) -> Pair {
-    let server = SessionConfig { tools: vec![ToolSpec::named("t")], ..SessionConfig::default() };
+    let server = SessionConfig { tools: vec![ToolSpec::named("t")].into(), ..SessionConfig::default() };
     Pair::connected(SessionConfig::default(), server, seed)
 }
 

@@ -242,7 +242,7 @@ impl<N: Network> ClientBuilder<N> {
         span: tracing::Span,
     ) -> Result<Client<N>, ConnectError> {
         let mut session_config = self.session;
-        session_config.tools = self.tools.specs();
+        session_config.tools = self.tools.tool_set();
         if matches!(resumption, Resumption::Off) {
             session_config.resume = false;
         }

@@ -502,7 +502,7 @@ fn serve<N: Network>(
     inner: Arc<Inner>,
 ) -> crate::BoxFuture<()> {
     let mut config = inner.driver.clone();
-    config.session.tools = config.tools.specs();
+    config.session.tools = config.tools.tool_set();
     let mut session = Session::server(config.session.clone(), net.now(), Box::new(OsEntropy));
     session.set_transport_token(token);
     let resumption = Resumption::Server(inner.resume.clone());

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use asp_proto::{ErrorCode, ErrorInfo, Progress, RequestId, ToolOp, ToolSpec, Value};
+use asp_proto::{ErrorCode, ErrorInfo, Progress, RequestId, ToolOp, ToolSet, ToolSpec, Value};
 use bytes::Bytes;
 
 use crate::command::Command;
@@ -46,6 +46,9 @@ where
 #[derive(Default)]
 struct RegistryInner {
     tools: BTreeMap<String, (ToolSpec, Arc<dyn Tool>)>,
+    /// The specs of `tools` as one shared set: every connection's session
+    /// starts from a clone of it (one copy for all, see [`ToolSet`]).
+    set: ToolSet,
     /// Connections to tell when the set changes.
     subscribers: Vec<Connection>,
 }
@@ -85,6 +88,7 @@ impl ToolRegistry {
     pub fn add(&self, spec: ToolSpec, tool: impl Tool) {
         let mut inner = self.inner.lock().expect("lock");
         inner.tools.insert(spec.name.clone(), (spec.clone(), Arc::new(tool)));
+        inner.set.apply(ToolOp::Add, [spec.clone()]);
         inner.subscribers.retain(|c| c.push_tools(ToolOp::Add, vec![spec.clone()]).is_ok());
     }
 
@@ -92,12 +96,19 @@ impl ToolRegistry {
     pub fn remove(&self, name: &str) {
         let mut inner = self.inner.lock().expect("lock");
         inner.tools.remove(name);
+        inner.set.apply(ToolOp::Remove, [ToolSpec::named(name)]);
         inner.subscribers.retain(|c| c.push_tools(ToolOp::Remove, vec![ToolSpec::named(name)]).is_ok());
     }
 
     /// The tools' descriptions, in name order.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.inner.lock().expect("lock").tools.values().map(|(s, _)| s.clone()).collect()
+        self.inner.lock().expect("lock").set.iter().cloned().collect()
+    }
+
+    /// The tools' descriptions as a [`ToolSet`] that shares its contents
+    /// with the registry's (what a new connection announces).
+    pub fn tool_set(&self) -> ToolSet {
+        self.inner.lock().expect("lock").set.clone()
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {

@@ -22,7 +22,7 @@ struct Link {
 impl Link {
     fn new() -> Link {
         let now = Instant::now();
-        let config = SessionConfig { tools: vec![ToolSpec::named("echo")], ..SessionConfig::default() };
+        let config = SessionConfig { tools: vec![ToolSpec::named("echo")].into(), ..SessionConfig::default() };
         let mut link = Link {
             client: Session::client(config.clone(), now),
             server: Session::server(config, now, Box::new(TestEntropy(1))),

@@ -67,7 +67,7 @@ fn serve_one(listener: TcpListener) -> Result<(), Error> {
         resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("asp-v1"));
         Ok(resp)
     })?;
-    let config = SessionConfig { tools: vec![ToolSpec::named("shout")], ..SessionConfig::default() };
+    let config = SessionConfig { tools: vec![ToolSpec::named("shout")].into(), ..SessionConfig::default() };
     let mut session = Session::server(config, Instant::now(), Box::new(StdEntropy));
     drive(&mut ws, &mut session, |session, event| {
         match event {

@@ -90,7 +90,7 @@
 //! # impl asp_proto::Entropy for Counter { fn fill(&mut self, b: &mut [u8]) { for x in b { self.0 = self.0.wrapping_add(1); *x = self.0; } } }
 //! let now = Instant::now();
 //! let tools = vec![ToolSpec::named("echo")];
-//! let mut server = Session::server(SessionConfig { tools, ..Default::default() }, now, Box::new(Counter(0)));
+//! let mut server = Session::server(SessionConfig { tools: tools.into(), ..Default::default() }, now, Box::new(Counter(0)));
 //! let mut client = Session::client(SessionConfig::default(), now);
 //!
 //! // The adapter's job: move transmits across, act on events.

@@ -49,7 +49,7 @@ fn server_and_ticket(config: SessionConfig) -> (Session, Instant, Vec<u8>) {
 
 #[test]
 fn s11_2_a_full_replay_buffer_blocks_stream_output() {
-    let config = SessionConfig { tools: vec![ToolSpec::named("t")], ..SessionConfig::default() };
+    let config = SessionConfig { tools: vec![ToolSpec::named("t")].into(), ..SessionConfig::default() };
     let bound = config.replay_buffer_bytes;
     let (mut server, now) = server_with_silent_resuming_client(config);
     server.handle_input(now, &raw(Frame::Invoke(RequestId(1), Invoke::new("t", Value::Nil))));
@@ -116,7 +116,7 @@ fn s11_3_3_a_resume_replaces_a_transport_still_attached() {
 /// A server whose client announced the smallest `max_frame` (16 KiB).
 fn server_for_small_frames() -> (Session, Instant) {
     let now = Instant::now();
-    let config = SessionConfig { tools: vec![ToolSpec::named("echo")], ..SessionConfig::default() };
+    let config = SessionConfig { tools: vec![ToolSpec::named("echo")].into(), ..SessionConfig::default() };
     let mut server = Session::server(config, now, Box::new(TestEntropy(1)));
     let mut hello = ClientHello::new();
     hello.limits = PeerLimits { max_frame: Some(16 * 1024), ..Default::default() };

@@ -6,7 +6,7 @@ use asp_testkit::{Pair, Side};
 use bytes::Bytes;
 
 fn pair() -> Pair {
-    let server = SessionConfig { tools: vec![ToolSpec::named("big")], ..SessionConfig::default() };
+    let server = SessionConfig { tools: vec![ToolSpec::named("big")].into(), ..SessionConfig::default() };
     let client = SessionConfig { invocation_window: 16 * 1024, ..SessionConfig::default() };
     Pair::connected(client, server, 3)
 }

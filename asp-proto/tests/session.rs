@@ -12,11 +12,11 @@ fn tool(name: &str) -> ToolSpec {
 }
 
 fn server_cfg() -> SessionConfig {
-    SessionConfig { tools: vec![tool("echo"), tool("tokens"), tool("slow")], ..SessionConfig::default() }
+    SessionConfig { tools: vec![tool("echo"), tool("tokens"), tool("slow")].into(), ..SessionConfig::default() }
 }
 
 fn client_cfg() -> SessionConfig {
-    SessionConfig { tools: vec![tool("ask_user")], name: Some("test-client".into()), ..SessionConfig::default() }
+    SessionConfig { tools: vec![tool("ask_user")].into(), name: Some("test-client".into()), ..SessionConfig::default() }
 }
 
 fn pair() -> Pair {

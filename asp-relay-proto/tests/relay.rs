@@ -536,7 +536,7 @@ fn another_node_adopts_a_session_from_its_snapshot() {
         management_secret: Some("s3cret".into()),
         directory: true,
         snapshots: true,
-        session: SessionConfig { tools: vec![ToolSpec::named("from_config")], ..SessionConfig::default() },
+        session: SessionConfig { tools: vec![ToolSpec::named("from_config")].into(), ..SessionConfig::default() },
         ..RelayConfig::default()
     };
     let mut a = Harness::new(config.clone());

@@ -188,7 +188,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.tools {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let tools: Vec<ToolSpec> = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        config.session.tools = tools;
+        config.session.tools = tools.into();
     }
     let mut builder = RelayBuilder::new(args.listen, args.function.clone())
         .path(args.path)

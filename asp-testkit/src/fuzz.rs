@@ -147,7 +147,7 @@ fn assert_bounded(decoder: &Decoder) {
 /// fuzzer reaches them.
 fn fuzz_session_config() -> SessionConfig {
     SessionConfig {
-        tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")],
+        tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")].into(),
         max_frame_payload: 16 * 1024,
         max_concurrent_invocations: 4,
         invocation_window: 4096,

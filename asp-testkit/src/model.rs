@@ -107,7 +107,7 @@ impl Op {
 pub fn configs(knob: u8) -> (SessionConfig, SessionConfig) {
     let tools = vec![ToolSpec::named("work")];
     let base = |window: u32| SessionConfig {
-        tools: tools.clone(),
+        tools: tools.clone().into(),
         invocation_window: window,
         connection_window: window * 2,
         replay_buffer_bytes: 16 * 1024 + usize::from(knob) * 512,

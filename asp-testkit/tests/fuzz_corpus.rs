@@ -65,7 +65,7 @@ fn session_ops_corpus() {
 // ------------------------------------------------------------------ seeds
 
 fn config() -> SessionConfig {
-    SessionConfig { tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")], ..SessionConfig::default() }
+    SessionConfig { tools: vec![ToolSpec::named("echo"), ToolSpec::named("work")].into(), ..SessionConfig::default() }
 }
 
 /// Runs a scenario on a recording pair and returns what each side received.

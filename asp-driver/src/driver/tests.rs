@@ -117,7 +117,7 @@ impl World {
 
     /// A server connection (its own driver task) for a new transport.
     fn serve(&mut self, transport: MemoryTransport, resumable: bool) -> Connection {
-        let session_config = SessionConfig { tools: self.tools.specs(), ..SessionConfig::default() };
+        let session_config = SessionConfig { tools: self.tools.tool_set(), ..SessionConfig::default() };
         let config = DriverConfig { session: session_config.clone(), tools: self.tools.clone(), auth: None };
         let session = Session::server(session_config, self.rt.now(), Box::new(OsEntropy));
         let resumption = if resumable { Resumption::Server(self.registry.clone()) } else { Resumption::Off };
@@ -418,7 +418,7 @@ fn heartbeats_run_while_a_write_waits_on_a_peer_that_does_not_read() {
     // The server accepts 3 messages (its HELLO and a little output), then
     // its writes wait for ever.
     let server_end = Stalling { inner: server_end, left: 3 };
-    let session_config = SessionConfig { tools: w.tools.specs(), ..SessionConfig::default() };
+    let session_config = SessionConfig { tools: w.tools.tool_set(), ..SessionConfig::default() };
     let config = DriverConfig { session: session_config.clone(), tools: w.tools.clone(), auth: None };
     let session = Session::server(session_config, w.rt.now(), Box::new(OsEntropy));
     let (conn, driver) = run_connection(w.rt.clone(), server_end, session, config, None, Resumption::Off);

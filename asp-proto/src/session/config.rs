@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use super::ToolSet;
 use crate::limits;
-use crate::ToolSpec;
 
 /// What a session announces and enforces. `Default` gives SPEC.md §12.
 ///
@@ -43,8 +43,10 @@ pub struct SessionConfig {
     /// ourselves. Turn off when the application resolves tools dynamically
     /// (a relay whose functions know their tools).
     pub check_tools: bool,
-    /// Our tools, announced in HELLO.
-    pub tools: Vec<ToolSpec>,
+    /// Our tools, announced in HELLO. A [`ToolSet`] (`vec![…].into()`):
+    /// cloning the config shares it, so every connection a server makes
+    /// from one config holds the same copy until its own set changes.
+    pub tools: ToolSet,
     /// Client software name (client HELLO `name`).
     pub name: Option<String>,
     /// Bearer token the client sends in HELLO, when it could not send it on
@@ -70,7 +72,7 @@ impl Default for SessionConfig {
             max_peer_tools: limits::DEFAULT_MAX_PEER_TOOLS,
             max_peer_tools_bytes: limits::DEFAULT_MAX_PEER_TOOLS_BYTES,
             check_tools: true,
-            tools: Vec::new(),
+            tools: ToolSet::default(),
             name: None,
             token: None,
             caps: Vec::new(),

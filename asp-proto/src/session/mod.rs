@@ -246,7 +246,7 @@ impl Session {
             peer: Limits::of(&PeerLimits::default()),
             peer_caps: Vec::new(),
             peer_tools: ToolSet::default(),
-            local_tools: ToolSet::new(tools),
+            local_tools: tools,
             resumption: Resumption::new(&config),
             invocations: RequestIdMap::default(),
             deadlines: BTreeSet::new(),

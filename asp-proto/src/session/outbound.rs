@@ -8,6 +8,9 @@ use bytes::{Bytes, BytesMut};
 use super::replay::ReplayBuffer;
 use crate::{EncodeError, Frame};
 
+/// What the output buffer allocates when it is empty.
+const FIRST_ALLOCATION: usize = 1024;
+
 /// Frames encoded and not yet taken by `poll_transmit`.
 #[derive(Debug, Default)]
 pub(super) struct Outbound {
@@ -29,6 +32,11 @@ impl Outbound {
     /// its length. Follow with one of `commit`, `commit_sequenced`,
     /// `take_from` or `discard_from`.
     pub(super) fn encode(&mut self, frame: &Frame) -> Result<(usize, usize), EncodeError> {
+        if self.out.capacity() == 0 {
+            // One allocation for a typical batch rather than a string of
+            // small ones as the encoder appends (see `cut`).
+            self.out.reserve(FIRST_ALLOCATION);
+        }
         let start = self.out.len();
         let len = frame.encode(&mut self.out)?;
         Ok((start, len))
@@ -83,6 +91,12 @@ impl Outbound {
             *end -= cut;
         }
         let batch = self.out.split_to(cut).freeze();
+        if self.out.is_empty() {
+            // The emptied buffer would keep the batch's allocation alive
+            // after the batch is written and dropped (an idle connection
+            // held its last transmit this way); the next frame allocates.
+            self.out = BytesMut::new();
+        }
         // `sequenced` is in buffer order: the frames in the batch come first.
         let sent = self.sequenced.partition_point(|&(_, _, end)| end <= cut);
         replay.push_batch(&batch, self.sequenced.drain(..sent));
