@@ -17,6 +17,10 @@
 //!   default); their clients on asp-async-std's
 //!   [`CurrentThread`](asp_async_std::CurrentThread), the same arrangement
 //!   as Tokio's current-thread runtime on `async-io`.
+//! - **Cores are fixed** (where the machine has two): the calling thread,
+//!   which runs every client, on one core; every server thread on the
+//!   other ([`pin`](crate::pin)). Left to the kernel, the async-io rows'
+//!   placement at start decided their figure for the whole run.
 //! - **Rounds are interleaved**: every system makes `calls` calls, then the
 //!   next system, and so on, `rounds` times (A B C … A B C …), so a slow
 //!   second of the machine hits every system alike.
@@ -56,11 +60,15 @@ impl ClientRuntime {
         ClientRuntime::FuturesIoCurrentThread(asp_async_std::CurrentThread::new())
     }
 
-    /// A multi-thread Tokio runtime with `workers` workers.
-    pub(crate) fn multi_thread(workers: usize) -> Self {
-        ClientRuntime::Tokio(
-            tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("runtime"),
-        )
+    /// A multi-thread Tokio runtime with `workers` workers, each running
+    /// `on_start` first (the bench lets them use every core).
+    pub(crate) fn multi_thread(workers: usize, on_start: Option<impl Fn() + Send + Sync + 'static>) -> Self {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers).enable_all();
+        if let Some(on_start) = on_start {
+            builder.on_thread_start(on_start);
+        }
+        ClientRuntime::Tokio(builder.build().expect("runtime"))
     }
 
     /// Runs `future` to its end on this runtime.

@@ -23,6 +23,7 @@ mod idle;
 mod latency;
 mod load;
 mod mcp;
+mod pin;
 mod plot;
 mod raw;
 mod relay;

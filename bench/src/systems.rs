@@ -13,17 +13,28 @@ use crate::latency::{interleaved, ClientRuntime, Measured, Subject};
 use crate::mcp::{HttpClient, McpClient};
 use crate::{asp, mcp, raw, us, Tls};
 
-/// The runtime of every Tokio server of the rows: one worker thread.
-/// Dropping it stops them.
+/// The runtime of every Tokio server of the rows: one worker thread, on
+/// the servers' core while the calling (client) thread keeps the other
+/// ([`pin`](crate::pin)); async-std's and smol's one executor thread each
+/// go to the servers' core too. Dropping it stops the Tokio servers and
+/// unpins the calling thread.
 pub(crate) struct Servers {
     tokio: tokio::runtime::Runtime,
+    pub(crate) split: Option<crate::pin::Split>,
 }
 
 impl Servers {
     pub(crate) fn new() -> Servers {
-        let tokio =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("server runtime");
-        Servers { tokio }
+        let split = crate::pin::Split::new();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(1).enable_all();
+        if let Some(split) = &split {
+            builder.on_thread_start(split.server_core());
+            let (to_std, to_smol) = (split.server_core(), split.server_core());
+            async_std::task::block_on(async_std::task::spawn(async move { to_std() }));
+            smol::block_on(smol::spawn(async move { to_smol() }));
+        }
+        Servers { tokio: builder.build().expect("server runtime"), split }
     }
 
     fn on_tokio<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -135,7 +146,7 @@ pub(crate) fn round_trips(
             "ASP, asp-tokio, ws://, multi-thread client (2 workers)",
             (Some(RAW_WS), Some(ASP_WS)),
             Box::new(|| on_tokio(tls_ws)),
-            || ClientRuntime::multi_thread(2),
+            || ClientRuntime::multi_thread(2, servers.split.as_ref().map(|s| s.any_core())),
             tls_ws,
             payload,
         ),
