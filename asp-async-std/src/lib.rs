@@ -42,6 +42,7 @@ mod current_thread;
 mod dns;
 mod executor;
 mod runtime;
+mod tcp;
 
 #[cfg(feature = "discovery")]
 pub use asp_driver::discovery::{DiscoverySource, WELL_KNOWN_MAX_BYTES};
@@ -59,6 +60,7 @@ pub use current_thread::CurrentThread;
 pub use dns::AsyncIoDns;
 pub use executor::{AsyncStdExecutor, Executor, SmolExecutor};
 pub use runtime::{AsyncStd, FuturesIo, Smol};
+pub use tcp::TcpStream;
 
 asp_driver::runtime_types!(AsyncStd, "async-std");
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use asp_driver::{BoxFuture, Network, Runtime};
-use async_net::{TcpListener, TcpStream};
+use async_net::TcpListener;
+
+use crate::tcp::TcpStream;
 
 #[cfg(feature = "discovery")]
 use crate::dns::AsyncIoDns;
@@ -51,17 +53,12 @@ impl<E: Executor> Network for FuturesIo<E> {
     fn accept(&self, listener: Arc<TcpListener>) -> BoxFuture<io::Result<(TcpStream, SocketAddr)>> {
         Box::pin(async move {
             let (tcp, peer) = listener.accept().await?;
-            tcp.set_nodelay(true)?;
-            Ok((tcp, peer))
+            Ok((TcpStream::new(tcp)?, peer))
         })
     }
 
     fn connect(&self, host: String, port: u16) -> BoxFuture<io::Result<TcpStream>> {
-        Box::pin(async move {
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            Ok(tcp)
-        })
+        Box::pin(async move { TcpStream::new(async_net::TcpStream::connect((host.as_str(), port)).await?) })
     }
 }
 
