@@ -343,7 +343,10 @@ fn main() {
                 ] {
                     aims.extend(aim(&t, name, tokio, true, 1.15));
                 }
-                aims.extend(aim(&t, systems::ASP_WS, systems::MCP_KEEP_ALIVE, true, 0.45));
+                // No aim against rmcp's round trip: on this method a raw
+                // WebSocket echo is itself 0.52-0.53x rmcp (both pay the same
+                // two cross-core wake-ups), so the 0.45x the old
+                // one-long-run method aimed at is below the floor.
                 let rows = systems::json(&t, systems::MCP_KEEP_ALIVE, false);
                 report.insert(
                     "latency".into(),
