@@ -45,7 +45,8 @@ where
 
 #[derive(Default)]
 struct RegistryInner {
-    tools: BTreeMap<String, (ToolSpec, Arc<dyn Tool>)>,
+    /// The handlers by name (their specs are in `set`).
+    tools: BTreeMap<String, Arc<dyn Tool>>,
     /// The specs of `tools` as one shared set: every connection's session
     /// starts from a clone of it (one copy for all, see [`ToolSet`]).
     set: ToolSet,
@@ -87,7 +88,7 @@ impl ToolRegistry {
     /// Adds (or replaces) a tool and announces it to every open connection.
     pub fn add(&self, spec: ToolSpec, tool: impl Tool) {
         let mut inner = self.inner.lock().expect("lock");
-        inner.tools.insert(spec.name.clone(), (spec.clone(), Arc::new(tool)));
+        inner.tools.insert(spec.name.clone(), Arc::new(tool));
         inner.set.apply(ToolOp::Add, [spec.clone()]);
         inner.subscribers.retain(|c| c.push_tools(ToolOp::Add, vec![spec.clone()]).is_ok());
     }
@@ -112,7 +113,7 @@ impl ToolRegistry {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        self.inner.lock().expect("lock").tools.get(name).map(|(_, t)| t.clone())
+        self.inner.lock().expect("lock").tools.get(name).cloned()
     }
 
     /// Tells `conn` of changes from now on. Connections that have ended
