@@ -8,8 +8,8 @@
 //!
 //! It is written against `futures` traits only. A runtime adapter supplies
 //! spawning and timers ([`Runtime`]) and TCP sockets plus a DNS runtime
-//! ([`Network`]); everything above TCP is here, once: TLS (rustls through
-//! futures-rustls), the WebSocket upgrade with ASP's checks
+//! ([`Network`]); everything above TCP is here, once: TLS (rustls; servers
+//! through [`tls::TlsServerStream`], clients through futures-rustls), the WebSocket upgrade with ASP's checks
 //! (async-tungstenite), the [`ServerBuilder`], [`ClientBuilder`] with
 //! reconnect and resume, and AID [`Discovery`]. `asp-tokio` and
 //! `asp-async-std` name these types for their runtimes.
@@ -34,6 +34,7 @@ mod pka;
 mod resume;
 mod server;
 pub mod tls;
+mod tls_stream;
 mod tools;
 pub mod typed;
 

@@ -1,6 +1,7 @@
 //! What a runtime adapter supplies — TCP sockets, spawning, timers, a DNS
 //! runtime — and everything above TCP, which is the same on every runtime:
-//! TLS (futures-rustls), the WebSocket upgrade (async-tungstenite) and the
+//! TLS (rustls: futures-rustls for clients, [`TlsServerStream`](crate::tls::TlsServerStream)
+//! for servers), the WebSocket upgrade (async-tungstenite) and the
 //! checks ASP puts on it (SPEC.md §2).
 //!
 //! Keeping the line at TCP means the Tokio and the async-std/smol adapters
@@ -145,7 +146,7 @@ where
 {
     match tls {
         Some(tls) => {
-            let stream = futures_rustls::TlsAcceptor::from(tls).accept(tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            let stream = crate::tls::TlsServerStream::accept(tcp, tls).await.map_err(|e| format!("TLS: {e}"))?;
             upgrade(stream, policy, config).await
         }
         None => upgrade(tcp, policy, config).await,

@@ -1,9 +1,13 @@
 //! rustls configurations: from PEM files, from a custom CA, with the webpki
 //! roots and the operating system's trust store. The crypto provider is the
 //! process default when one is installed, else `ring` (feature `ring`).
+//! Servers speak TLS through [`TlsServerStream`], which holds no buffer
+//! while a connection is idle; clients through futures-rustls.
 
 use std::io;
 use std::sync::Arc;
+
+pub use crate::tls_stream::TlsServerStream;
 
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
