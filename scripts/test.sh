@@ -73,7 +73,7 @@ step "asp-bench: --help, and a short run of the latency and streaming method (ro
 bench_json=$(mktemp)
 cargo run -q --locked -p asp-bench -- --help | grep -q "interleaved rounds"
 cargo run -q --locked -p asp-bench -- latency streaming --rows raw --rows "asp-tokio, ws://" \
-  --rounds 2 --calls 20 --warmup 5 --chunks 2000 --json "$bench_json"
+  --rows "asp-tokio, wss://" --rows "→" --rounds 2 --calls 20 --warmup 5 --chunks 2000 --json "$bench_json"
 python3 - "$bench_json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
@@ -85,6 +85,9 @@ for r in latency + streaming:
     assert len(r["rounds"]) == 2 and r["median"] > 0 and r["spread"][0] <= r["median"] <= r["spread"][1], r
 asp = next(r for r in latency if r["name"] == "ASP, asp-tokio, ws://")
 assert asp["vs_raw"] > 0, asp
+# The async-io rows' halves (each with a reactor to itself), against asp-tokio.
+halves = [r for r in streaming if "→" in r["name"]]
+assert len(halves) == 3 and all(r["vs_asp_tokio"] > 0 for r in halves), halves
 print(f"ok: {len(latency)} latency rows, {len(streaming)} streaming rows, ASP ws:// {asp['vs_raw']:.2f}x raw in this short run")
 PY
 rm -f "$bench_json"

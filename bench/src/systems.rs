@@ -314,6 +314,35 @@ pub(crate) fn streaming(tls: &Tls, filters: &[String], rounds: usize, chunks: us
             ClientRuntime::futures_io_current_thread,
             chunks,
         ),
+        // The halves of the async-io rows apart: each async-io server with
+        // an asp-tokio client, and an asp-async-std client of the asp-tokio
+        // server. async-io has one reactor per process, so in the rows above
+        // client and server share it; here each has a reactor to itself, as
+        // across two processes.
+        asp_stream_row::<TokioRuntime>(
+            STREAM_STD_SERVER,
+            (Some(STREAM_RAW), Some(STREAM_ASP)),
+            std_wss.url(),
+            Some(&owned),
+            ct,
+            chunks,
+        ),
+        asp_stream_row::<TokioRuntime>(
+            STREAM_SMOL_SERVER,
+            (Some(STREAM_RAW), Some(STREAM_ASP)),
+            smol_wss.url(),
+            Some(&owned),
+            ct,
+            chunks,
+        ),
+        asp_stream_row::<AsyncStd>(
+            STREAM_STD_CLIENT,
+            (Some(STREAM_RAW), Some(STREAM_ASP)),
+            asp_wss.url(),
+            Some(&owned),
+            ClientRuntime::futures_io_current_thread,
+            chunks,
+        ),
         {
             const NAME: &str = STREAM_MCP;
             (
@@ -338,6 +367,9 @@ pub(crate) fn streaming(tls: &Tls, filters: &[String], rounds: usize, chunks: us
 
 pub(crate) const STREAM_RAW: &str = "raw binary messages (batched writes), wss://";
 pub(crate) const STREAM_ASP: &str = "ASP STREAM frames, asp-tokio, wss://";
+pub(crate) const STREAM_STD_SERVER: &str = "ASP STREAM frames, asp-async-std server → asp-tokio client, wss://";
+pub(crate) const STREAM_SMOL_SERVER: &str = "ASP STREAM frames, smol server → asp-tokio client, wss://";
+pub(crate) const STREAM_STD_CLIENT: &str = "ASP STREAM frames, asp-tokio server → asp-async-std client, wss://";
 pub(crate) const STREAM_MCP: &str = "MCP progress notifications, rmcp, http://";
 
 fn x(r: Option<f64>, digits: usize) -> String {
