@@ -380,19 +380,6 @@ fn main() {
                 {
                     aims.extend(aim(&t, name, systems::STREAM_ASP, false, 0.9));
                 }
-                // The async-io rows' halves, each with a reactor to itself:
-                // where the whole rows' gap is (no aim of their own).
-                let halves: Vec<String> =
-                    [systems::STREAM_STD_SERVER, systems::STREAM_SMOL_SERVER, systems::STREAM_STD_CLIENT]
-                        .into_iter()
-                        .filter_map(|half| {
-                            let (h, tokio) = (t.get(half)?, t.get(systems::STREAM_ASP)?);
-                            Some(format!("{half}: {:.2}x", tokio.ratio(h)))
-                        })
-                        .collect();
-                if !halves.is_empty() {
-                    aims.push(format!("- halves vs asp-tokio (no aim): {}", halves.join("; ")));
-                }
                 let rows = systems::json(&t, systems::STREAM_MCP, true);
                 report.insert("streaming".into(), json!({ "unit": "chunks/s", "chunks": chunks, "mcp_chunks": mcp_chunks, "rounds": rounds, "rows": rows }));
             }
